@@ -1,0 +1,462 @@
+"""argv, the environment and the YAML file become one frozen `Config`.
+
+Precedence, for each setting: command line > environment > config file > default.
+Dependencies are additive: those of the config file, then `WAITFOR_TARGETS`, then the
+command line's targets. Every error names where it is: `file:line: key`, a flag, or an
+environment variable, and is raised as UsageError (exit 2, nothing started).
+"""
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping, Optional, Tuple
+from urllib.parse import unquote, urlsplit
+
+from waitfor import validators as v
+from waitfor.errors import UsageError, at
+from waitfor.interpolate import interpolate
+from waitfor.masking import mask_url
+
+DEFAULTS = {
+    "timeout": 60.0,
+    "interval": 0.05,
+    "max_interval": 1.0,
+    "attempt_timeout": 2.0,
+    "stop_timeout": 5.0,
+    "stop_signal": "TERM",
+    "log_format": "text",
+    "watch_interval": 5.0,
+    "failure_threshold": 3,
+}
+
+# Keys every dependency may have, whatever its kind.
+COMMON_KEYS = ("name", "url", "command", "timeout", "after", "invert")
+TOP_KEYS = (
+    "timeout", "interval", "max_interval", "attempt_timeout", "stop_timeout", "stop_signal",
+    "log_format", "probe_addr", "watch", "dependencies", "health",
+)
+WATCH_KEYS = ("interval", "failure_threshold")
+
+
+@dataclass(frozen=True)
+class Dependency:
+    name: str
+    kind: str
+    url: str  # the URL as given (interpolated); "" for command dependencies
+    argv: Tuple[str, ...] = ()  # command dependencies only
+    options: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    timeout: Optional[float] = None  # this dependency's own deadline; None: only the overall one
+    after: Tuple[str, ...] = ()
+    invert: bool = False
+    secrets: frozenset = frozenset()
+    where: str = ""  # where it was defined, for error messages
+
+    @property
+    def display(self) -> str:
+        """The target, safe to print."""
+        if self.kind == "command":
+            return "command: " + " ".join(self.argv)
+        return mask_url(self.url)
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str
+    command: Tuple[str, ...] = ()
+    config_file: Optional[str] = None
+    timeout: Optional[float] = DEFAULTS["timeout"]  # None: no overall limit
+    interval: float = DEFAULTS["interval"]
+    max_interval: float = DEFAULTS["max_interval"]
+    attempt_timeout: float = DEFAULTS["attempt_timeout"]
+    dependencies: Tuple[Dependency, ...] = ()
+    health: Optional[Tuple[Dependency, ...]] = None  # None: health checks the dependencies
+    log_format: str = "text"
+    verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose
+    supervise: str = "auto"  # auto | init | exec
+    group: bool = False
+    rewrite: Mapping = field(default_factory=lambda: MappingProxyType({}))  # signum -> signum, 0 drops
+    stop_timeout: float = DEFAULTS["stop_timeout"]
+    stop_signal: int = 15
+    success_exit: frozenset = frozenset()
+    watch_interval: Optional[float] = None  # None: no runtime watch
+    failure_threshold: int = DEFAULTS["failure_threshold"]
+    probe_addr: Optional[Tuple[str, int]] = None
+
+    @property
+    def checks(self) -> Tuple[Dependency, ...]:
+        """What `waitfor health` and the runtime watch check."""
+        return self.dependencies if self.health is None else self.health
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class _Source:
+    """One place settings come from, able to say where a value was found."""
+
+    def __init__(self, values: Mapping, describe):
+        self.values, self.describe = values, describe
+
+    def get(self, key):
+        return self.values.get(key)
+
+
+def _file_where(path, doc, key):
+    if doc is None:
+        return path
+    line = doc.lines.get(key, doc.line) if hasattr(doc, "lines") else 0
+    return f"{path}:{line}: {key}" if line else f"{path}: {key}"
+
+
+def _pick(key, cli: Mapping, env: Mapping, envname: Optional[str], doc, path, parse, flag: str):
+    """The first of CLI, env, file, default that is set, parsed, with errors located."""
+    if cli.get(key) is not None:
+        where, raw = flag, cli[key]
+    elif envname and env.get(envname) not in (None, ""):
+        where, raw = envname, env[envname]
+    elif doc is not None and key in doc:
+        where, raw = _file_where(path, doc, key), doc[key]
+    else:
+        return parse(DEFAULTS[key]) if key in DEFAULTS else None
+    try:
+        return parse(raw)
+    except ValueError as e:
+        raise at(where, str(e)) from None
+
+
+# --------------------------------------------------------------------------- interpolation
+
+
+def _interpolate_doc(node, env, path, line=0):
+    """Interpolate every string value in the YAML document, keeping line numbers."""
+    from waitfor.yamlfile import LDict, LList
+
+    if isinstance(node, LDict):
+        out = LDict()
+        out.line, out.lines = node.line, node.lines
+        for k, val in node.items():
+            out[k] = _interpolate_doc(val, env, path, node.lines.get(k, node.line))
+        return out
+    if isinstance(node, LList):
+        out = LList(_interpolate_doc(val, env, path, ln) for val, ln in zip(node, node.lines))
+        out.line, out.lines = node.line, node.lines
+        return out
+    if isinstance(node, str):
+        try:
+            return interpolate(node, env)
+        except ValueError as e:
+            raise UsageError(f"{path}:{line}: {e}") from None
+    return node
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def _parse_target_url(text: str, where: str):
+    """-> (kind, url). Bare `host:port` means tcp://host:port."""
+    from waitfor.probes import table
+
+    text = text.strip()
+    if not text:
+        raise at(where, "empty target")
+    if "://" not in text:
+        text = "tcp://" + text
+    scheme = text.split("://", 1)[0].lower()
+    kind = table.SCHEMES.get(scheme)
+    if kind is None:
+        known = ", ".join(sorted(table.SCHEMES))
+        raise at(where, f"unknown scheme {scheme!r} in {mask_url(text)!r} (known: {known})")
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError for a bad port
+    except ValueError as e:
+        raise at(where, f"bad URL {mask_url(text)!r}: {e}") from None
+    mod = table.module(kind)
+    # PORT: "required", a default port number, or None when the kind has no port.
+    if mod.PORT is not None:
+        if not parts.hostname:
+            raise at(where, f"bad URL {mask_url(text)!r}: no host")
+        if port is None and mod.PORT == "required":
+            raise at(where, f"bad URL {mask_url(text)!r}: no port (write host:port)")
+        if port == 0:
+            raise at(where, f"bad URL {mask_url(text)!r}: port 0")
+    check = getattr(mod, "check_url", None)
+    if check is not None:
+        try:
+            check(parts)
+        except ValueError as e:
+            raise at(where, f"bad URL {mask_url(text)!r}: {e}") from None
+    return kind, text
+
+
+def _url_secrets(url: str) -> set:
+    parts = urlsplit(url)
+    found = set()
+    if parts.password:
+        found.update({parts.password, unquote(parts.password)})
+    return found
+
+
+def _default_name(kind: str, url: str, argv) -> str:
+    if kind == "command":
+        return " ".join(argv)[:60]
+    masked = mask_url(url)
+    return masked[len("tcp://"):] if kind == "tcp" else masked
+
+
+def _dependency_from_target(text: str, where: str) -> Dependency:
+    kind, url = _parse_target_url(text, where)
+    return _build(kind, url=url, argv=(), options={}, name=None, timeout=None, after=(),
+                  invert=False, where=where, where_of=lambda key: where)
+
+
+def _dependency_from_yaml(item, env, path: str, index: int, section: str) -> Dependency:
+    line_here = item.line if hasattr(item, "line") else 0
+    if isinstance(item, str):
+        return _dependency_from_target(item, f"{path}:{line_here or '?'}: {section}[{index}]")
+    if not isinstance(item, dict):
+        raise UsageError(f"{path}: {section}[{index}]: expected a URL or a mapping")
+
+    def where_of(key):
+        return f"{path}:{item.lines.get(key, item.line)}: {section}[{index}].{key}"
+
+    here = f"{path}:{item.line}: {section}[{index}]"
+    if ("url" in item) == ("command" in item):
+        raise UsageError(f"{here}: give exactly one of url: or command:")
+
+    def get(key, parse, default=None):
+        if key not in item:
+            return default
+        try:
+            return parse(item[key])
+        except ValueError as e:
+            raise at(where_of(key), str(e)) from None
+
+    if "command" in item:
+        kind, url, argv = "command", "", get("command", v.argv)
+    else:
+        kind, url = _parse_target_url(get("url", v.string), where_of("url"))
+        argv = ()
+    from waitfor.probes import table
+
+    allowed = getattr(table.module(kind), "OPTIONS", {})
+    options = {}
+    for key in item:
+        if key in COMMON_KEYS:
+            continue
+        if key not in allowed:
+            hint = f" (options of a {kind} dependency: {', '.join(sorted(allowed))})" if allowed else ""
+            raise at(where_of(key), f"unknown key, or an option that does not belong to a {kind} dependency{hint}")
+        options[key] = get(key, allowed[key])
+    timeout = get("timeout", v.duration)
+    return _build(
+        kind, url=url, argv=argv, options=options,
+        name=get("name", v.string), timeout=timeout if timeout else None,
+        after=get("after", v.string_list, ()), invert=get("invert", v.boolean, False),
+        where=here, where_of=where_of,
+    )
+
+
+def _build(kind, *, url, argv, options, name, timeout, after, invert, where, where_of) -> Dependency:
+    from waitfor.probes import table
+
+    mod = table.module(kind)
+    secrets = _url_secrets(url) if url else set()
+    for key in getattr(mod, "SECRET_OPTIONS", ()):
+        val = options.get(key)
+        if isinstance(val, dict):
+            secrets.update(val.values())
+        elif isinstance(val, str):
+            secrets.add(val)
+    if "password_file" in options:
+        try:
+            secrets.add(v.read_secret_file(options["password_file"]))
+        except (OSError, UnicodeDecodeError) as e:
+            raise at(where_of("password_file"), f"cannot read: {e}") from None
+    driver = getattr(mod, "DRIVER", None)
+    if driver is not None:
+        import importlib.util
+
+        if importlib.util.find_spec(driver) is None:
+            raise at(where, f"the {kind} driver ({driver}) is not installed: pip install 'waitfor[{mod.EXTRA}]'")
+    return Dependency(
+        name=name or _default_name(kind, url, argv), kind=kind, url=url, argv=tuple(argv),
+        options=MappingProxyType(options), timeout=timeout, after=tuple(after),
+        invert=invert, secrets=frozenset(s for s in secrets if s), where=where,
+    )
+
+
+def _check_graph(deps, section: str):
+    """Unique names; `after:` names exist; no cycles (a cycle would wait forever)."""
+    names = {}
+    for d in deps:
+        if d.name in names:
+            raise UsageError(f"{d.where}: name {d.name!r} is used twice in {section} (set name: to tell them apart)")
+        names[d.name] = d
+    for d in deps:
+        for a in d.after:
+            if a not in names:
+                raise UsageError(f"{d.where}: after: no dependency is named {a!r}")
+            if a == d.name:
+                raise UsageError(f"{d.where}: after: {a!r} waits for itself")
+    state = {}
+
+    def visit(name, trail):
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "open":
+            cycle = trail[trail.index(name):] + [name]
+            raise UsageError(f"{names[name].where}: after: cycle {' -> '.join(cycle)}")
+        state[name] = "open"
+        for a in names[name].after:
+            visit(a, trail + [name])
+        state[name] = "done"
+
+    for name in names:
+        visit(name, [])
+
+
+def _uniquify(deps):
+    """Targets from different places may share a default name; suffix repeats with #2, #3."""
+    seen, out = {}, []
+    for d in deps:
+        n = seen.get(d.name, 0) + 1
+        seen[d.name] = n
+        if n > 1:
+            from dataclasses import replace
+
+            d = replace(d, name=f"{d.name}#{n}")
+        out.append(d)
+    return out
+
+
+def split_targets(text: str):
+    return [t for t in text.replace(",", " ").split() if t]
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build(args, env: Mapping) -> Config:
+    """`args` is the argparse namespace from waitfor.cli; `env` is os.environ."""
+    cli = vars(args)
+    path = cli.get("config") or env.get("WAITFOR_CONFIG") or None
+    doc = None
+    if path:
+        from waitfor import yamlfile
+
+        doc = yamlfile.load(path)
+        if doc is None:
+            from waitfor.yamlfile import LDict
+
+            doc = LDict()
+            doc.line, doc.lines = 1, {}
+        if not isinstance(doc, dict):
+            raise UsageError(f"{path}: the config must be a mapping (timeout:, dependencies:, ...)")
+        doc = _interpolate_doc(doc, env, path)
+        for key in doc:
+            if key not in TOP_KEYS:
+                raise UsageError(f"{_file_where(path, doc, key)}: unknown key (known: {', '.join(TOP_KEYS)})")
+
+    def pick(key, parse, flag, envname=None):
+        return _pick(key, cli, env, envname, doc, path, parse, flag)
+
+    from waitfor.signames import parse_signal
+
+    timeout = pick("timeout", v.duration, "--timeout", "WAITFOR_TIMEOUT")
+    interval = pick("interval", v.duration, "--interval")
+    max_interval = pick("max_interval", v.duration, "--max-interval")
+    attempt_timeout = pick("attempt_timeout", v.duration, "--attempt-timeout")
+    if interval <= 0:
+        raise at("--interval" if cli.get("interval") else "interval", "must be more than 0")
+    if max_interval < interval:
+        max_interval = interval
+    if attempt_timeout <= 0:
+        raise at("--attempt-timeout", "must be more than 0")
+
+    def log_format(val):
+        val = v.string(val)
+        if val not in ("text", "json"):
+            raise ValueError(f"expected text or json, got {val!r}")
+        return val
+
+    watch = doc.get("watch") if doc is not None else None
+    watch_interval = None
+    failure_threshold = DEFAULTS["failure_threshold"]
+    if watch is not None:
+        if not isinstance(watch, dict):
+            raise UsageError(f"{_file_where(path, doc, 'watch')}: expected a mapping (interval:, failure_threshold:)")
+        for key in watch:
+            if key not in WATCH_KEYS:
+                raise UsageError(f"{path}:{watch.lines[key]}: watch.{key}: unknown key (known: {', '.join(WATCH_KEYS)})")
+        try:
+            watch_interval = v.duration(watch.get("interval", DEFAULTS["watch_interval"]))
+            failure_threshold = v.positive_int(watch.get("failure_threshold", failure_threshold))
+        except ValueError as e:
+            raise UsageError(f"{path}:{watch.line}: watch: {e}") from None
+    if cli.get("watch_interval") is not None:
+        try:
+            watch_interval = v.duration(cli["watch_interval"])
+        except ValueError as e:
+            raise at("--watch-interval", str(e)) from None
+    if cli.get("failure_threshold") is not None:
+        try:
+            failure_threshold = v.positive_int(cli["failure_threshold"])
+        except ValueError as e:
+            raise at("--failure-threshold", str(e)) from None
+    if watch_interval == 0:
+        watch_interval = None
+
+    deps = []
+    health = None
+    if doc is not None:
+        for section in ("dependencies", "health"):
+            items = doc.get(section)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                raise UsageError(f"{_file_where(path, doc, section)}: expected a list")
+            parsed = [_dependency_from_yaml(item, env, path, i, section) for i, item in enumerate(items)]
+            if section == "dependencies":
+                deps = parsed
+            else:
+                _check_graph(parsed, "health")
+                health = tuple(parsed)
+    for i, t in enumerate(split_targets(env.get("WAITFOR_TARGETS", ""))):
+        deps.append(_dependency_from_target(t, f"WAITFOR_TARGETS (item {i + 1})"))
+    for i, t in enumerate(cli.get("targets") or ()):
+        deps.append(_dependency_from_target(t, f"target {t!r} (argument {i + 1})" if "@" not in t else f"target argument {i + 1}"))
+    deps = _uniquify(deps)
+    _check_graph(deps, "dependencies")
+
+    return Config(
+        mode=cli.get("mode", "run"),
+        command=tuple(cli.get("command") or ()),
+        config_file=path,
+        timeout=timeout or None,
+        interval=interval,
+        max_interval=max_interval,
+        attempt_timeout=attempt_timeout,
+        dependencies=tuple(deps),
+        health=health,
+        log_format=pick("log_format", log_format, "--log-format", "WAITFOR_LOG_FORMAT"),
+        verbosity=cli.get("verbosity") or 0,
+        supervise=cli.get("supervise") or "auto",
+        group=bool(cli.get("group")),
+        rewrite=MappingProxyType(dict(cli.get("rewrite") or {})),
+        stop_timeout=pick("stop_timeout", v.duration, "--stop-timeout"),
+        stop_signal=pick("stop_signal", parse_signal, "--stop-signal"),
+        success_exit=frozenset(cli.get("success_exit") or ()),
+        watch_interval=watch_interval,
+        failure_threshold=failure_threshold,
+        probe_addr=pick("probe_addr", parse_addr, "--probe-addr"),
+    )
+
+
+def parse_addr(text) -> Tuple[str, int]:
+    """HOST:PORT, [::1]:PORT or :PORT (all interfaces)."""
+    s = v.string(text)
+    host, sep, port = s.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {s!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)

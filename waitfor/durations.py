@@ -1,0 +1,41 @@
+"""Durations as users write them: `250ms`, `10s`, `1m30s`, `2h`, or a bare number of seconds."""
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text) -> float:
+    """Return seconds as a float. Raise ValueError with a message meant for users."""
+    if isinstance(text, bool):
+        raise ValueError(f"expected a duration such as 10s, got {text!r}")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        s = str(text).strip()
+        try:
+            value = float(s)
+        except ValueError:
+            pos, value = 0, 0.0
+            for m in _PART.finditer(s):
+                if m.start() != pos:
+                    break
+                value += float(m.group(1)) * _UNITS[m.group(2)]
+                pos = m.end()
+            if pos != len(s) or not s:
+                raise ValueError(
+                    f"bad duration {s!r} (use forms like 250ms, 10s, 1m30s, 2h, or seconds)"
+                ) from None
+    if value < 0 or value != value or value == float("inf"):
+        raise ValueError(f"bad duration {text!r}: must be a finite number >= 0")
+    return value
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    m, s = divmod(seconds, 60)
+    return f"{int(m)}m{s:.0f}s"

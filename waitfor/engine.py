@@ -1,0 +1,192 @@
+"""The waiting engine: every dependency waits in its own thread, in parallel, under the
+overall deadline and its own; `after:` holds a dependency back until those it names are
+ready. Each dependency's retries are a tenacity `Retrying` built from waitfor.backoff.
+
+The engine only produces outcomes; what to do with them is the caller's business.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set
+
+from waitfor import backoff
+from waitfor.config import Config, Dependency
+from waitfor.masking import redact
+from waitfor.probes import table
+from waitfor.probes.base import Broken, NotReady, Refused, describe
+
+WAITING, READY, FAILED = "waiting", "ready", "failed"
+
+
+@dataclass
+class Outcome:
+    dep: Dependency
+    state: str = WAITING
+    attempts: int = 0
+    elapsed: float = 0.0
+    reason: str = "not probed yet"  # last error while waiting/failed; the detail once ready
+    broken: bool = False
+
+
+def make_probe(dep: Dependency):
+    probe = table.module(dep.kind).probe_for(dep)
+    return _inverted(probe) if dep.invert else probe
+
+
+def _inverted(probe):
+    def inverted(timeout: float):
+        try:
+            probe(timeout)
+        except NotReady as e:
+            return f"gone ({describe(e)})"
+        # Still there; asking again is as cheap as the probe itself, so retry fast.
+        raise Refused("still reachable (invert: true)")
+
+    return inverted
+
+
+def attempt(dep: Dependency, probe, timeout: float) -> str:
+    """One bounded attempt. Any unexpected driver error counts as not ready, redacted."""
+    try:
+        return probe(max(timeout, 0.001)) or "ready"
+    except Broken as e:
+        raise Broken(redact(describe(e), dep.secrets)) from None
+    except Refused as e:
+        raise Refused(redact(describe(e), dep.secrets)) from None
+    except Exception as e:  # noqa: BLE001 - a driver's own error type is still "not ready"
+        raise NotReady(redact(describe(e), dep.secrets)) from None
+
+
+class Engine:
+    def __init__(
+        self,
+        cfg: Config,
+        deps,
+        *,
+        single_attempt: bool = False,
+        on_change: Optional[Callable[[Outcome], None]] = None,
+        on_settled: Optional[Callable[[], None]] = None,
+        clock=time.monotonic,
+    ):
+        self.cfg, self.deps, self.single_attempt = cfg, tuple(deps), single_attempt
+        self.on_change = on_change or (lambda o: None)
+        self.on_settled = on_settled or (lambda: None)
+        self.clock = clock
+        self.cancelled = threading.Event()
+        self.done = threading.Event()
+        self.outcomes: Dict[str, Outcome] = {d.name: Outcome(d) for d in self.deps}
+        self._settled = {d.name: threading.Event() for d in self.deps}
+        self._lock = threading.Lock()
+        self._left = len(self.deps)
+        self.started = 0.0
+        self.deadline: Optional[float] = None
+
+    # -- public -------------------------------------------------------------------
+    def start(self) -> "Engine":
+        self.started = self.clock()
+        self.deadline = None if self.cfg.timeout is None else self.started + self.cfg.timeout
+        if not self.deps:
+            self.done.set()
+            self.on_settled()
+        for dep in self.deps:
+            threading.Thread(target=self._run, args=(dep,), name=f"probe {dep.name}", daemon=True).start()
+        return self
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        for ev in self._settled.values():
+            ev.set()
+
+    def results(self) -> List[Outcome]:
+        with self._lock:
+            return [Outcome(**vars(o)) for o in self.outcomes.values()]
+
+    def all_ready(self) -> bool:
+        return all(o.state == READY for o in self.results())
+
+    # -- per dependency -------------------------------------------------------------
+    def _deadline_for(self, dep: Dependency) -> Optional[float]:
+        own = None if dep.timeout is None else self.clock() + dep.timeout
+        candidates = [d for d in (self.deadline, own) if d is not None]
+        return min(candidates) if candidates else None
+
+    def _run(self, dep: Dependency) -> None:
+        try:
+            if not self.single_attempt:
+                for name in dep.after:
+                    self._settled[name].wait()
+                    if self.cancelled.is_set():
+                        return
+                    blocker = self.outcomes[name]
+                    if blocker.state != READY:
+                        self._settle(dep, FAILED, f"not probed: {name} (after:) is not ready", 0)
+                        return
+            self._wait_for(dep)
+        except BaseException as e:  # noqa: BLE001 - a thread must settle, whatever happens
+            self._settle(dep, FAILED, f"internal error: {describe(e)}", 0, broken=True)
+
+    def _wait_for(self, dep: Dependency) -> None:
+        probe = make_probe(dep)
+        deadline = self._deadline_for(dep)
+        start = self.clock()
+        attempts = 0
+
+        def one_attempt():
+            nonlocal attempts
+            attempts += 1
+            remaining = self.cfg.attempt_timeout if deadline is None else deadline - self.clock()
+            try:
+                return attempt(dep, probe, min(self.cfg.attempt_timeout, remaining))
+            except NotReady as e:
+                self._note(dep, str(e), attempts)
+                raise
+
+        if self.single_attempt:
+            stop = stop_after_attempt(1)
+        else:
+            stop = backoff.stop_at_deadline(deadline, self.clock) | stop_when_event_set(self.cancelled)
+        retrying = Retrying(
+            stop=stop,
+            wait=backoff.wait_until_deadline(
+                backoff.strategy(self.cfg.interval, self.cfg.max_interval), deadline, self.clock
+            ),
+            sleep=self.cancelled.wait,
+            retry=retry_if_exception_type(NotReady),
+            reraise=True,
+        )
+        try:
+            detail = retrying(one_attempt)
+        except NotReady as e:
+            if not self.cancelled.is_set():
+                self._settle(dep, FAILED, str(e), attempts, elapsed=self.clock() - start)
+            return
+        except Broken as e:
+            self._settle(dep, FAILED, str(e), attempts, broken=True, elapsed=self.clock() - start)
+            return
+        self._settle(dep, READY, detail, attempts, elapsed=self.clock() - start)
+
+    def _note(self, dep: Dependency, reason: str, attempts: int) -> None:
+        with self._lock:
+            o = self.outcomes[dep.name]
+            first = o.attempts == 0
+            changed = o.reason != reason
+            o.reason, o.attempts = reason, attempts
+        if first or changed:
+            self.on_change(Outcome(**vars(o)))
+
+    def _settle(self, dep, state, reason, attempts, *, broken=False, elapsed=0.0) -> None:
+        with self._lock:
+            o = self.outcomes[dep.name]
+            o.state, o.reason, o.broken = state, reason, broken
+            o.attempts, o.elapsed = max(o.attempts, attempts), elapsed
+            snapshot = Outcome(**vars(o))
+            self._left -= 1
+            last = self._left == 0
+        self._settled[dep.name].set()
+        self.on_change(snapshot)
+        if last:
+            self.done.set()
+            self.on_settled()

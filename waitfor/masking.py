@@ -1,0 +1,40 @@
+"""Keep secrets out of every line waitfor prints.
+
+As wait4x does before it logs a DSN, passwords in URLs are masked. On top of that each
+dependency carries the set of secret strings it knows (URL passwords, header values,
+password files, options marked secret), and every message about it passes through
+`redact`, so a driver's error text that echoes a secret is masked too.
+"""
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+_SECRET_QUERY_KEYS = re.compile(r"(?i)^(password|passwd|pass|pwd|secret|token|access_token|api_key|apikey|key|auth)$")
+_QUERY_PAIR = re.compile(r"([^&=]+)=([^&]*)")
+
+
+def mask_url(url: str) -> str:
+    """Replace the password in `scheme://user:pass@host` and secret-looking query values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1" + MASK + "@", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        if ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{MASK}@{hostport}"
+    query = _QUERY_PAIR.sub(
+        lambda m: f"{m.group(1)}={MASK}" if _SECRET_QUERY_KEYS.match(m.group(1)) else m.group(0),
+        parts.query,
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact(text: str, secrets) -> str:
+    """Replace each known secret string (longest first) in `text`."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text

@@ -1,0 +1,1 @@
+"""One module per kind of dependency; `waitfor.probes.table` wires them up."""

@@ -1,0 +1,44 @@
+"""The one small checker interface every kind implements (after wait4x's `checker.Checker`).
+
+A probe is a callable `probe(timeout) -> detail`. It returns (a short detail string or
+None) when the dependency is ready, and otherwise raises:
+
+- `Refused`: nothing is there yet (connection refused, no such file, name does not resolve).
+  Cheap to ask again, so the engine retries it at the fast, fixed `interval`.
+- `NotReady`: something answered but is not ready (HTTP 503, "database system is starting
+  up", wrong password, missing key). Retried with exponential backoff up to `max_interval`,
+  so a service that is coming up is not hammered with handshakes.
+- `Broken`: asking again cannot help (the command probe's program does not exist).
+  Fails the dependency at once, as wait4x's non-retryable errors do.
+
+Each kind's module defines:
+  OPTIONS: dict of option name -> validator(value) -> parsed value (raise ValueError)
+  SECRET_OPTIONS: option names whose values are secrets (masked everywhere)
+  DEFAULT_PORT: for URL kinds, or None when the URL must name a port
+  EXTRA / DRIVER: the pip extra and the module it provides, for driver kinds
+  probe_for(dep) -> Probe
+"""
+
+from typing import Optional, Protocol
+
+
+class NotReady(Exception):
+    """Not ready yet; retried with backoff."""
+
+
+class Refused(NotReady):
+    """Nothing is there yet; retried at the fast fixed interval."""
+
+
+class Broken(Exception):
+    """Retrying cannot help; the dependency fails at once."""
+
+
+class Probe(Protocol):
+    def __call__(self, timeout: float) -> Optional[str]: ...
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason from any exception, for logs and timeout reports."""
+    text = str(exc).strip().replace("\n", " ") or type(exc).__name__
+    return " ".join(text.split())

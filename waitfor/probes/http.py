@@ -1,0 +1,79 @@
+"""http:// and https://: ready when a GET answers with an accepted status (2xx by default)
+and, with `body:`, the body matches a regular expression. Redirects are not followed:
+a health endpoint that redirects is usually misconfigured, and `status: [200, 301]`
+accepts one on purpose. A refused connection is `Refused`, so a closed port is polled fast.
+"""
+
+import socket
+import ssl
+
+from waitfor import validators as v
+from waitfor.probes.base import NotReady, Refused
+
+PORT = 80  # or 443 for https
+OPTIONS = {
+    "status": v.http_status,
+    "body": v.regex,
+    "headers": v.string_map,
+    "method": v.string,
+    "insecure": v.boolean,
+    "ca_file": v.readable_file,
+}
+SECRET_OPTIONS = ("headers",)  # Authorization, Cookie, API keys: all header values are masked
+MAX_BODY = 1 << 20
+_OK = frozenset(range(200, 300))
+
+
+def probe_for(dep):
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(dep.url)
+    opts = dep.options
+    accepted = opts.get("status", _OK)
+    body_re = opts.get("body")
+    method = opts.get("method", "GET").upper()
+    headers = {"User-Agent": "waitfor", "Connection": "close", **opts.get("headers", {})}
+    if parts.username is not None:
+        import base64
+        from urllib.parse import unquote
+
+        cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers.setdefault("Authorization", "Basic " + base64.b64encode(cred).decode())
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host, port = parts.hostname, parts.port
+    context = None
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=opts.get("ca_file"))
+        if opts.get("insecure"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+
+    def probe(timeout: float):
+        if context is not None:
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            conn.request(method, path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read(MAX_BODY) if body_re is not None else b""
+        except ConnectionRefusedError:
+            raise Refused(f"connection refused ({host}:{port or parts.scheme})") from None
+        except socket.gaierror as e:
+            raise Refused(f"cannot resolve {host}: {e.strerror}") from None
+        except socket.timeout:
+            raise NotReady("timed out") from None
+        except ssl.SSLError as e:
+            raise NotReady(f"TLS: {e.reason or e}") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise NotReady(f"{type(e).__name__}: {e}") from None
+        finally:
+            conn.close()
+        if resp.status not in accepted:
+            raise NotReady(f"HTTP {resp.status} {resp.reason}")
+        if body_re is not None and not body_re.search(body.decode("utf-8", errors="replace")):
+            raise NotReady(f"HTTP {resp.status}, but the body does not match {body_re.pattern!r}")
+        return f"HTTP {resp.status}"
+
+    return probe

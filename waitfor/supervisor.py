@@ -1,0 +1,273 @@
+"""The init: start the app as a child, forward signals to it, reap zombies, pass its exit
+code through. Modelled on tini's main loop, fixing what the peers get wrong:
+
+- tini wakes once a second while idle (sigtimedwait with a 1 s timeout, to reap); here the
+  loop blocks in sigwaitinfo() with no timeout, and SIGCHLD itself is what wakes it.
+- dumb-init can lose a signal that arrives between fork and exec: the signal is delivered
+  to the child while it still runs dumb-init's code. Here signals stay blocked in waitfor
+  until the child has exec'd (the close-on-exec pipe reports EOF), then are forwarded.
+- catatonit leaves job-control signals blocked in the child; here the child gets exactly
+  the mask and ignored set that waitfor inherited.
+
+This module is run in a fresh, lean interpreter (`python -I -S`, see waitfor.handover)
+once the wait is over, so that it imports only os, signal, sys and time: the RSS of an
+idle init is budgeted. Keep it that way: no typing, dataclasses, yaml, tenacity, psutil.
+"""
+
+import errno
+import os
+import signal
+import sys
+import time
+
+from waitfor import exitcodes
+from waitfor.sigstate import catchable, decode
+
+# Faults that the kernel raises synchronously in this very process: blocking them is
+# pointless (tini does not block them either), so they are neither waited for nor forwarded.
+SYNCHRONOUS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS}
+
+
+class Options:
+    def __init__(self):
+        self.mask = frozenset()
+        self.ignored = frozenset()
+        self.group = False
+        self.rewrite = {}
+        self.stop_timeout = 5.0
+        self.success_exit = set()
+        self.pid1 = os.getpid() == 1
+        self.quiet = False
+        self.command = []
+
+
+def parse(argv) -> Options:
+    """The private argv protocol written by waitfor.handover.supervise_argv."""
+    o = Options()
+    it = iter(argv)
+    for a in it:
+        if a == "--":
+            o.command = list(it)
+            break
+        if a == "--mask":
+            o.mask = decode(next(it))
+        elif a == "--ignore":
+            o.ignored = decode(next(it))
+        elif a == "--group":
+            o.group = True
+        elif a == "--quiet":
+            o.quiet = True
+        elif a == "--rewrite":
+            src, dst = next(it).split(":")
+            o.rewrite[int(src)] = int(dst)
+        elif a == "--stop-timeout":
+            o.stop_timeout = float(next(it))
+        elif a == "--success-exit":
+            o.success_exit.add(int(next(it)))
+        else:
+            raise SystemExit(f"waitfor supervisor: unknown argument {a!r}")
+    return o
+
+
+def say(o: Options, msg: str) -> None:
+    if not o.quiet:
+        try:
+            os.write(2, f"waitfor: {msg}\n".encode())
+        except OSError:
+            pass
+
+
+def spawn(o: Options, tty: bool):
+    """fork + exec the app with the inherited signal state, in its own process group.
+
+    Returns (pid, None) once the child has exec'd, or (None, exit code) if it could not.
+    """
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # child: only system calls from here to exec
+        try:
+            os.close(r)
+            os.setpgid(0, 0)
+            if tty:
+                try:  # SIGTTOU is still blocked here, so a background group may do this
+                    os.tcsetpgrp(0, os.getpgrp())
+                except OSError:
+                    pass
+            for s in catchable():
+                try:
+                    signal.signal(s, signal.SIG_IGN if s in o.ignored else signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, o.mask)
+            os.execvp(o.command[0], o.command)
+        except OSError as e:
+            os.write(w, str(e.errno).encode())
+        except BaseException:
+            os.write(w, b"0")
+        os._exit(exitcodes.NOT_FOUND)
+    os.close(w)
+    try:
+        os.setpgid(pid, pid)  # both sides set it, so there is no window (as shells do)
+    except OSError:
+        pass
+    data = b""
+    while True:
+        chunk = os.read(r, 64)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    if not data:
+        return pid, None
+    os.waitpid(pid, 0)
+    err = int(data)
+    name = o.command[0]
+    if err in (errno.ENOENT, errno.ENOTDIR):
+        say(o, f"error: {name}: command not found")
+        return None, exitcodes.NOT_FOUND
+    say(o, f"error: {name}: cannot execute: {os.strerror(err) if err else 'unknown error'}")
+    return None, exitcodes.CANNOT_EXECUTE
+
+
+def status_to_code(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return exitcodes.from_signal(os.WTERMSIG(status))
+    return os.WEXITSTATUS(status)
+
+
+def reap(main_pid, flags: int = 0):
+    """Reap every zombie; return the main child's wait status if it was among them."""
+    found = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG | flags)
+        except ChildProcessError:
+            return found
+        if pid == 0:
+            return found
+        if pid == main_pid:
+            found = status
+            if os.WIFSTOPPED(status):
+                return found
+
+
+def children() -> list:
+    """Direct children of this process (for the subreaper; as PID 1, kill(-1) is used)."""
+    me, out = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the comm field may hold spaces and parentheses: split after the last ')'
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if int(fields[1]) == me:
+            out.append(int(entry))
+    return out
+
+
+def has_children() -> bool:
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return True
+    except ChildProcessError:
+        return False
+
+
+def stop_the_rest(o: Options, main_pgid: int) -> None:
+    """The main child is gone but others remain: SIGTERM them, then SIGKILL after the grace."""
+    reap(None)
+    if not has_children():
+        return
+
+    def send(sig):
+        if o.pid1:
+            try:
+                os.kill(-1, sig)  # kill(2): every process in the namespace but init itself
+            except OSError:
+                pass
+            return
+        for target in [-main_pgid] + children():
+            try:
+                os.kill(target, sig)
+            except OSError:
+                pass
+
+    say(o, f"app exited; sending SIGTERM to the processes left, SIGKILL in {o.stop_timeout:g}s")
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + o.stop_timeout
+    while has_children():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            say(o, "processes left after the grace period; sending SIGKILL")
+            send(signal.SIGKILL)
+            break
+        signal.sigtimedwait({signal.SIGCHLD}, remaining)
+        reap(None)
+        if not o.pid1:
+            send(signal.SIGTERM)  # orphans re-parented to the subreaper meanwhile
+    deadline = time.monotonic() + 5
+    while has_children() and time.monotonic() < deadline:
+        signal.sigtimedwait({signal.SIGCHLD}, 0.1)
+        reap(None)
+        if not o.pid1:
+            send(signal.SIGKILL)
+
+
+def supervise(o: Options) -> int:
+    forwardable = [s for s in catchable() if s not in SYNCHRONOUS]
+    signal.pthread_sigmask(signal.SIG_BLOCK, forwardable)
+    tty = os.isatty(0) and _is_foreground(0)
+    pid, failure = spawn(o, tty)
+    if failure is not None:
+        return failure
+    job_control = tty and not o.pid1
+    flags = os.WUNTRACED if job_control else 0
+    status = None
+    while True:
+        sig = signal.sigwaitinfo(forwardable).si_signo
+        if sig == signal.SIGCHLD:
+            status = reap(pid, flags)
+            if status is None:
+                continue
+            if os.WIFSTOPPED(status):
+                # Ctrl-Z stopped the app: stop too, so the shell regains the terminal, then
+                # hand the terminal back and continue the app when the shell continues us.
+                os.kill(os.getpid(), signal.SIGSTOP)
+                try:
+                    os.tcsetpgrp(0, pid)
+                except OSError:
+                    pass
+                try:
+                    os.killpg(pid, signal.SIGCONT)
+                except OSError:
+                    pass
+                continue
+            break
+        target = o.rewrite.get(sig, sig)
+        if target == 0:
+            continue
+        try:
+            if o.group:
+                os.killpg(pid, target)
+            else:
+                os.kill(pid, target)
+        except OSError:
+            pass  # already gone; its SIGCHLD is on the way
+    code = status_to_code(status)
+    stop_the_rest(o, pid)
+    return 0 if code in o.success_exit else code
+
+
+def _is_foreground(fd: int) -> bool:
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def main(argv) -> int:
+    return supervise(parse(argv))

@@ -1,0 +1,123 @@
+"""Small validators for config values. Each turns a raw YAML/flag value into a typed
+value or raises ValueError with a message for users, and carries the JSON Schema
+fragment that `waitfor schema` prints for it."""
+
+import re
+
+from waitfor.durations import parse_duration
+
+
+def _with_schema(schema: dict):
+    def wrap(fn):
+        fn.schema = schema
+        return fn
+
+    return wrap
+
+
+@_with_schema({"type": ["string", "number"], "description": "a duration: 250ms, 10s, 1m30s, 2h, or seconds"})
+def duration(value) -> float:
+    return parse_duration(value)
+
+
+@_with_schema({"type": "boolean"})
+def boolean(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+@_with_schema({"type": "string"})
+def string(value) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise ValueError(f"expected a string, got {type(value).__name__ if value is not None else 'nothing'}")
+    return str(value)
+
+
+@_with_schema({"type": "integer", "minimum": 1})
+def positive_int(value) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    try:
+        n = int(str(value))
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"must be at least 1, got {n}")
+    return n
+
+
+@_with_schema({"type": "array", "items": {"type": "string"}})
+def string_list(value) -> tuple:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of strings, got {type(value).__name__}")
+    return tuple(string(v) for v in value)
+
+
+@_with_schema({"type": "array", "items": {"type": "string"}, "minItems": 1})
+def argv(value) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list: [program, arg, ...] (no shell is used)")
+    return tuple(string(v) for v in value)
+
+
+@_with_schema({"type": "object", "additionalProperties": {"type": "string"}})
+def string_map(value) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of names to strings, got {type(value).__name__}")
+    return {str(k): string(v) for k, v in value.items()}
+
+
+@_with_schema({"type": "string", "format": "regex"})
+def regex(value):
+    try:
+        return re.compile(string(value))
+    except re.error as e:
+        raise ValueError(f"bad regular expression: {e}") from None
+
+
+@_with_schema(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 100, "maximum": 599},
+            {"type": "string", "pattern": "^[1-5]xx$"},
+            {"type": "array", "items": {"type": ["integer", "string"]}},
+        ],
+        "description": "an HTTP status, a class such as 2xx, or a list of those",
+    }
+)
+def http_status(value) -> frozenset:
+    """An int, "2xx", or a list of either -> the set of accepted status codes."""
+    items = value if isinstance(value, list) else [value]
+    codes = set()
+    for item in items:
+        s = str(item).strip().lower()
+        if re.fullmatch(r"[1-5]xx", s):
+            base = int(s[0]) * 100
+            codes.update(range(base, base + 100))
+        elif re.fullmatch(r"[1-5]\d\d", s) and not isinstance(item, bool):
+            codes.add(int(s))
+        else:
+            raise ValueError(f"bad HTTP status {item!r} (use 200, \"2xx\" or a list of them)")
+    return frozenset(codes)
+
+
+@_with_schema({"type": "string", "description": "a file whose content is the password"})
+def readable_file(value) -> str:
+    path = string(value)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    return path
+
+
+def read_secret_file(path: str) -> str:
+    """Docker and Kubernetes secret files often end with a newline that is not part of it."""
+    with open(path, encoding="utf-8") as f:
+        return f.read().rstrip("\r\n")

@@ -1,0 +1,108 @@
+"""The main thread's side of the wait: start the engine, then sleep in sigtimedwait()
+until the engine is done, the deadline passes, or a stop signal arrives.
+
+Signals are blocked and waited for synchronously (as tini does), so no handler runs in a
+probe thread and nothing is lost: worker threads inherit the blocked mask, and a worker
+that settles a dependency wakes this thread with a thread-directed SIGCHLD.
+"""
+
+import signal
+import threading
+import time
+
+from waitfor import exitcodes
+from waitfor.durations import format_duration
+from waitfor.engine import FAILED, READY, WAITING, Engine
+from waitfor.signames import signal_name
+
+# Signals that end the wait at once with 128+N (their default action is to terminate).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+PROGRESS_EVERY = 5.0
+
+
+class Stopped(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _reporter(log):
+    def report(o):
+        if o.state == READY:
+            tries = "1 attempt" if o.attempts == 1 else f"{o.attempts} attempts"
+            log.info(f"{o.dep.name}: ready after {format_duration(o.elapsed)} ({tries}): {o.reason}",
+                     dep=o.dep.name, target=o.dep.display, state=READY, attempts=o.attempts)
+        elif o.state == FAILED and o.broken:  # a time-out is reported by summarize_failure
+            log.error(f"{o.dep.name}: cannot become ready: {o.reason}", dep=o.dep.name,
+                      target=o.dep.display, state=FAILED, attempts=o.attempts)
+        elif o.state == FAILED:
+            pass
+        elif o.attempts <= 1:
+            log.info(f"{o.dep.name}: waiting for {o.dep.display}: {o.reason}", dep=o.dep.name,
+                     target=o.dep.display, state=WAITING)
+        else:
+            log.debug(f"{o.dep.name}: still not ready: {o.reason}", dep=o.dep.name, state=WAITING,
+                      attempts=o.attempts)
+
+    return report
+
+
+def wait_for(cfg, deps, log, *, single_attempt=False, fail_fast=True):
+    """Run the engine to the end. Returns the outcomes; raises Stopped on a stop signal."""
+    main_thread = threading.get_ident()
+    blocked = STOP_SIGNALS | {signal.SIGCHLD}
+    # Block before any thread starts, so every worker inherits the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    report = _reporter(log)
+
+    def on_change(o):
+        report(o)
+        if o.state != WAITING:
+            signal.pthread_kill(main_thread, signal.SIGCHLD)
+
+    engine = Engine(cfg, deps, single_attempt=single_attempt, on_change=on_change).start()
+    next_progress = engine.started + PROGRESS_EVERY
+    while not engine.done.is_set():
+        now = time.monotonic()
+        if fail_fast and any(o.state == FAILED for o in engine.results()):
+            break
+        if engine.deadline is not None and now >= engine.deadline:
+            break
+        if now >= next_progress:
+            _progress(engine, log)
+            next_progress = now + PROGRESS_EVERY
+        wake_at = next_progress
+        if engine.deadline is not None:
+            wake_at = min(wake_at, engine.deadline)
+        info = signal.sigtimedwait(blocked, max(wake_at - now, 0.001))
+        if info is not None and info.si_signo in STOP_SIGNALS:
+            engine.cancel()
+            log.warning(f"received {signal_name(info.si_signo)} while waiting; stopping",
+                        signal=signal_name(info.si_signo))
+            raise Stopped(info.si_signo)
+    engine.cancel()
+    return engine.results()
+
+
+def _progress(engine, log):
+    waiting = [o for o in engine.results() if o.state == WAITING]
+    if not waiting:
+        return
+    elapsed = format_duration(time.monotonic() - engine.started)
+    summary = "; ".join(f"{o.dep.name}: {o.reason}" for o in waiting[:10])
+    more = f" (+{len(waiting) - 10} more)" if len(waiting) > 10 else ""
+    log.info(f"still waiting after {elapsed} for {len(waiting)}/{len(engine.deps)}: {summary}{more}",
+             waiting=[o.dep.name for o in waiting])
+
+
+def summarize_failure(cfg, results, log) -> int:
+    """Say what was not ready and why; return the exit code for it."""
+    bad = [o for o in results if o.state != READY]
+    timeout = format_duration(cfg.timeout) if cfg.timeout else "no limit"
+    for o in bad:
+        why = o.reason if o.state == FAILED else f"not ready: {o.reason}"
+        log.error(f"not ready: {o.dep.name} ({o.dep.display}): {why}", dep=o.dep.name,
+                  target=o.dep.display, attempts=o.attempts)
+    log.error(f"gave up: {len(bad)} of {len(results)} dependencies not ready (timeout {timeout})",
+              not_ready=[o.dep.name for o in bad])
+    return exitcodes.TIMEOUT

@@ -1,0 +1,65 @@
+"""Read the YAML config into plain Python values that remember their line numbers,
+so that every config error can name `file:line: key`."""
+
+import yaml
+
+from waitfor.errors import UsageError
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class LDict(dict):
+    """A mapping from YAML; `.line` is its own line, `.lines[key]` each key's line (1-based)."""
+
+    line = 0
+    lines: dict
+
+
+class LList(list):
+    line = 0
+    lines: list
+
+
+def _convert(node, constructor, path: str):
+    if isinstance(node, yaml.MappingNode):
+        out = LDict()
+        out.line, out.lines = node.start_mark.line + 1, {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                raise UsageError(f"{path}:{knode.start_mark.line + 1}: mapping keys must be plain strings")
+            key = constructor.construct_object(knode)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in out:
+                raise UsageError(f"{path}:{knode.start_mark.line + 1}: {key}: duplicate key")
+            out[key] = _convert(vnode, constructor, path)
+            out.lines[key] = knode.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        out = LList(_convert(v, constructor, path) for v in node.value)
+        out.line, out.lines = node.start_mark.line + 1, [v.start_mark.line + 1 for v in node.value]
+        return out
+    return constructor.construct_object(node)
+
+
+def load(path: str):
+    """Return the document as LDict/LList/scalars, or raise UsageError naming file and line."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read config: {e.strerror}") from None
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            constructor = yaml.constructor.SafeConstructor()
+            return None if node is None else _convert(node, constructor, path)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise UsageError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: invalid YAML: {e}") from None

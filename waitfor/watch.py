@@ -1,0 +1,61 @@
+"""Runtime watch: while the app runs, probe the dependencies and the health checks every
+`watch.interval`; when one fails `failure_threshold` times in a row, call `on_failure`
+(the supervisor then stops the app and exits with exitcodes.DEPENDENCY_LOST, so that the
+orchestrator restarts the container, as a failing Kubernetes liveness probe would)."""
+
+import threading
+
+from waitfor.engine import READY, Engine
+
+
+def watched(cfg):
+    """The dependencies and the health checks, each once (by name)."""
+    seen, out = set(), []
+    for dep in tuple(cfg.dependencies) + tuple(cfg.health or ()):
+        if dep.name not in seen:
+            seen.add(dep.name)
+            out.append(dep)
+    return out
+
+
+class Watch:
+    def __init__(self, cfg, status, log, on_failure):
+        self.cfg, self.status, self.log, self.on_failure = cfg, status, log, on_failure
+        self.checks = watched(cfg)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="watch", daemon=True)
+
+    def start(self) -> "Watch":
+        if self.checks and self.cfg.watch_interval:
+            self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def round(self):
+        """Probe every check once, in parallel; return the first that reached the threshold."""
+        engine = Engine(self.cfg, self.checks, single_attempt=True).start()
+        engine.done.wait(self.cfg.attempt_timeout + 1)  # a stuck driver must not stall the watch
+        engine.cancel()
+        lost = None
+        for o in engine.results():
+            ok = o.state == READY
+            failures = self.status.record(o.dep.name, ok, o.reason)
+            if not ok:
+                self.log.warning(f"watch: {o.dep.name} failed ({failures}/{self.cfg.failure_threshold}): {o.reason}",
+                                 dep=o.dep.name, failures=failures)
+                if failures >= self.cfg.failure_threshold and lost is None:
+                    lost = o
+        self.status.save()
+        return lost
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.cfg.watch_interval):
+            lost = self.round()
+            if lost is not None and not self.stopped.is_set():
+                self.log.error(
+                    f"watch: {lost.dep.name} failed {self.cfg.failure_threshold} times in a row: {lost.reason}; "
+                    "stopping the app", dep=lost.dep.name, target=lost.dep.display)
+                self.on_failure(lost)
+                return

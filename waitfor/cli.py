@@ -175,7 +175,7 @@ def wait_phase(cfg, log) -> int:
     except waiting.Stopped as s:
         return exitcodes.from_signal(s.signum)
     if all(o.state == "ready" for o in results):
-        log.info(f"all {len(results)} dependencies ready")
+        log.info("all dependencies ready" if len(results) > 1 else "the dependency is ready")
         return exitcodes.OK
     return waiting.summarize_failure(cfg, results, log)
 

@@ -38,7 +38,8 @@ def _reporter(log):
         elif o.state == FAILED:
             pass
         elif o.attempts <= 1:
-            log.info(f"{o.dep.name}: waiting for {o.dep.display}: {o.reason}", dep=o.dep.name,
+            target = "" if o.dep.name == o.dep.display else f" for {o.dep.display}"
+            log.info(f"{o.dep.name}: waiting{target}: {o.reason}", dep=o.dep.name,
                      target=o.dep.display, state=WAITING)
         else:
             log.debug(f"{o.dep.name}: still not ready: {o.reason}", dep=o.dep.name, state=WAITING,

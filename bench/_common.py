@@ -1,0 +1,83 @@
+"""Helpers shared by the benchmark scripts: percentiles, tables, ports, paths.
+
+Run every script with the real interpreter (not a pyenv shim), e.g.
+    /root/.pyenv/versions/3.11.7/bin/python3 bench/startup.py
+The waitfor console script is looked up next to that interpreter.
+"""
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import sys
+
+PY = os.path.realpath(sys.executable)
+_bindir = os.path.dirname(sys.executable)
+WAITFOR = os.path.join(_bindir, "waitfor") if os.path.exists(os.path.join(_bindir, "waitfor")) else shutil.which("waitfor")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def pct(values, p):
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = max(0, min(len(v) - 1, int(round(p / 100.0 * len(v) + 0.5)) - 1))
+    return v[k]
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def listener(port: int, backlog: int = 4096) -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(backlog)
+    return s
+
+
+def table(headers, rows) -> str:
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    out = [line(cells[0]), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells[1:]]
+    return "\n".join(out)
+
+
+def _fmt(c):
+    if isinstance(c, float):
+        if c != c:
+            return "-"
+        return f"{c:.3g}" if abs(c) < 10 else f"{c:.1f}"
+    return str(c)
+
+
+def need(*tools):
+    """The tools that are missing (so a script can skip a peer instead of failing)."""
+    return [t for t in tools if shutil.which(t) is None]
+
+
+def save(name: str, data) -> None:
+    """Write results to $BENCH_OUT/<name>.json when BENCH_OUT is set (run_all.sh sets it)."""
+    out = os.environ.get("BENCH_OUT")
+    if not out:
+        return
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, name + ".json"), "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"

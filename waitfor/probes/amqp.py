@@ -1,0 +1,89 @@
+"""amqp:// and amqps://user:pass@host:port/vhost: ready when pika can open a connection
+and a channel on the virtual host (the URL path, URL-decoded: `/%2F` and no path both mean
+"/", `/orders` means "orders"), as an application would.
+
+RabbitMQ accepts TCP connections well before it can serve a vhost (while its boot steps
+run it closes AMQP handshakes), and answers with its own reasons, which are shown:
+"ACCESS_REFUSED - Login was refused ...", "NOT_ALLOWED - vhost x not found".
+`password_file:` reads the password from a Docker/Kubernetes secret file.
+pika's own URL query options (heartbeat, ssl_options, ...) work as documented by pika.
+The port is probed with a plain TCP connect first (waitfor.probes.tcp).
+"""
+
+import time
+
+from waitfor import validators as v
+from waitfor.probes.base import NotReady
+from waitfor.probes.tcp import connect
+
+PORT = 5672  # or 5671 for amqps
+OPTIONS = {
+    "password_file": v.readable_file,
+}
+SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
+DRIVER = "pika"
+EXTRA = "amqp"
+
+
+def probe_for(dep):
+    import pika
+    import pika.exceptions
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(dep.url)
+    host = parts.hostname
+    port = parts.port or (5671 if parts.scheme.lower() == "amqps" else PORT)
+    params = pika.URLParameters(dep.url)
+    if "password_file" in dep.options:
+        user = unquote(parts.username) if parts.username else "guest"
+        params.credentials = pika.PlainCredentials(user, v.read_secret_file(dep.options["password_file"]))
+    # One attempt is one try: the engine retries (pika would otherwise retry by itself).
+    params.connection_attempts = 1
+
+    def probe(timeout: float):
+        deadline = time.monotonic() + timeout
+        addr = connect(host, port, timeout)
+        left = max(deadline - time.monotonic(), 0.05)
+        # stack_timeout bounds TCP + TLS + the AMQP handshake together, socket_timeout each
+        # socket operation: a port that accepts but never speaks AMQP fails within `left`.
+        params.socket_timeout = left
+        params.stack_timeout = left
+        params.blocked_connection_timeout = left
+        try:
+            conn = pika.BlockingConnection(params)
+        except pika.exceptions.AMQPConnectorStackTimeout:
+            # its text names the socket tuple; say what happened instead
+            raise NotReady(f"timed out after {left:.3g}s during the AMQP handshake") from None
+        except (pika.exceptions.AMQPError, pika.exceptions.AMQPConnectorException) as e:
+            raise NotReady(_reason(e)) from None
+        try:
+            conn.channel()
+            return f"connected to {addr}, channel open on vhost {params.virtual_host!r}"
+        except pika.exceptions.AMQPError as e:
+            raise NotReady(_reason(e)) from None
+        finally:
+            try:
+                conn.close()
+            except pika.exceptions.AMQPError:
+                pass
+
+    return probe
+
+
+def _reason(e) -> str:
+    """pika nests the broker's reply: find its (code, 'TEXT - ...') or the innermost cause."""
+    import pika.exceptions
+
+    seen = set()
+    while id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (pika.exceptions.ConnectionClosed, pika.exceptions.ChannelClosed)):
+            if e.reply_text:
+                return f"{e.reply_text} ({e.reply_code})"
+        inner = [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+        if isinstance(e, pika.exceptions.AMQPConnectionError) and inner:
+            e = inner[0]
+            continue
+        break
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

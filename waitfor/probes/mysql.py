@@ -1,0 +1,88 @@
+"""mysql:// and mariadb://user:pass@host:port/database: ready when PyMySQL can log in and
+the server answers a ping (COM_PING), or, with `query:`, when that query succeeds and
+returns at least one row (for example to wait for a table a migration creates).
+
+`password_file:` reads the password from a Docker/Kubernetes secret file instead of the
+URL. The URL takes no query string: PyMySQL has no URL syntax for its options, and a
+silently ignored `?ssl-mode=...` would be worse than an error.
+
+The port is probed with a plain TCP connect first (waitfor.probes.tcp), so a server that
+is not listening yet is polled cheaply; afterwards every failure carries the server's own
+reason, such as "Access denied for user 'app'@'localhost' (using password: YES)" or
+"Unknown database 'app'".
+"""
+
+import time
+
+from waitfor import validators as v
+from waitfor.probes.base import NotReady
+from waitfor.probes.tcp import connect
+
+PORT = 3306
+OPTIONS = {
+    "query": v.string,
+    "password_file": v.readable_file,
+}
+SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
+DRIVER = "pymysql"
+EXTRA = "mysql"
+
+
+def check_url(parts) -> None:
+    if parts.query:
+        raise ValueError("mysql URLs take no query string (PyMySQL has no URL options)")
+
+
+def probe_for(dep):
+    import pymysql
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(dep.url)
+    host, port = parts.hostname, parts.port or PORT
+    user = unquote(parts.username) if parts.username else None
+    if "password_file" in dep.options:
+        password = v.read_secret_file(dep.options["password_file"])
+    else:
+        password = unquote(parts.password) if parts.password else ""
+    database = unquote(parts.path.lstrip("/")) or None
+    query = dep.options.get("query")
+
+    def probe(timeout: float):
+        deadline = time.monotonic() + timeout
+        addr = connect(host, port, timeout)
+        left = max(deadline - time.monotonic(), 0.05)
+        try:
+            # read_timeout bounds the handshake too: PyMySQL reads the server greeting
+            # with it, so a port that accepts but never greets fails within the attempt.
+            conn = pymysql.connect(
+                host=addr, port=port, user=user, password=password, database=database,
+                connect_timeout=left, read_timeout=left, write_timeout=left,
+            )
+        except pymysql.MySQLError as e:
+            raise NotReady(_reason(e)) from None
+        try:
+            if query is None:
+                conn.ping(reconnect=False)
+                return f"connected to {addr}, ping ok"
+            with conn.cursor() as cur:
+                cur.execute(query)
+                if cur.fetchone() is None:
+                    raise NotReady("the query returned no rows")
+            return f"connected to {addr}, the query returned a row"
+        except pymysql.MySQLError as e:
+            raise NotReady(_reason(e)) from None
+        finally:
+            try:
+                conn.close()
+            except pymysql.MySQLError:
+                pass
+
+    return probe
+
+
+def _reason(e) -> str:
+    """PyMySQL errors are (errno, message); show "message (errno)"."""
+    args = getattr(e, "args", ())
+    if len(args) == 2 and isinstance(args[0], int):
+        return f"{' '.join(str(args[1]).split())} (error {args[0]})"
+    return " ".join(str(e).split()) or type(e).__name__

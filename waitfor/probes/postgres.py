@@ -1,0 +1,96 @@
+"""postgres:// and postgresql://: ready when psycopg 3 can log in and run `SELECT 1`, or,
+with `query:`, when that query succeeds and returns at least one row (for example
+`SELECT 1 FROM schema_migrations WHERE version = '42'`, to wait for a migration).
+
+The URL is handed to libpq unchanged as the conninfo, so sslmode, application_name,
+options and every other libpq keyword go in its query string. `password_file:` reads the
+password from a Docker/Kubernetes secret file instead of the URL.
+
+Before any handshake the port is probed with a plain TCP connect (waitfor.probes.tcp), so a
+server that is not listening yet costs one refused SYN and is polled at the fast interval.
+Once it listens, every failure carries PostgreSQL's own reason: "the database system is
+starting up" (it accepts connections while it replays WAL), `database "x" does not exist`,
+`password authentication failed for user "x"`.
+"""
+
+import time
+
+from waitfor import validators as v
+from waitfor.probes.base import NotReady
+from waitfor.probes.tcp import connect
+
+PORT = 5432
+OPTIONS = {
+    "query": v.string,
+    "password_file": v.readable_file,
+}
+SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
+DRIVER = "psycopg"
+EXTRA = "postgres"
+
+# libpq (connectDBComplete) and psycopg (conninfo.timeout_from_conninfo) both treat a
+# connect_timeout below 2 seconds as 2, so a shorter attempt can overrun by up to that.
+_MIN_CONNECT_TIMEOUT = 2
+
+
+def probe_for(dep):
+    import psycopg
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(dep.url)
+    host, port = parts.hostname, parts.port or PORT
+    query = dep.options.get("query")
+    extra = {}
+    if "password_file" in dep.options:
+        extra["password"] = v.read_secret_file(dep.options["password_file"])
+
+    def probe(timeout: float):
+        deadline = time.monotonic() + timeout
+        addr = connect(host, port, timeout)
+        left = deadline - time.monotonic()
+        # hostaddr: connect to the address that just accepted, not to every address the
+        # name resolves to in turn (libpq would spend connect_timeout on each); `host`
+        # still names the server for TLS verification and pg_hba.
+        params = dict(extra, hostaddr=addr, connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(left)))
+        try:
+            conn = psycopg.connect(dep.url, autocommit=True, **params)
+        except psycopg.Error as e:
+            raise NotReady(_reason(e)) from None
+        try:
+            if query is None:
+                conn.execute("SELECT 1")
+                return f"connected to {addr}, SELECT 1 ok"
+            # A migration holds its locks until it commits: bound the query so a blocked
+            # SELECT fails within this attempt instead of waiting for the lock.
+            left_ms = max(int((deadline - time.monotonic()) * 1000), 100)
+            conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(left_ms),))
+            row = conn.execute(query).fetchone()
+            if row is None:
+                raise NotReady("the query returned no rows")
+            return f"connected to {addr}, the query returned a row"
+        except psycopg.ProgrammingError as e:
+            if "the last operation didn't produce" in str(e):
+                raise NotReady("the query returned no rows (it returns no result set)") from None
+            raise NotReady(_reason(e)) from None
+        except psycopg.Error as e:
+            raise NotReady(_reason(e)) from None
+        finally:
+            conn.close()
+
+    return probe
+
+
+def _reason(e) -> str:
+    """The server's own words, without libpq's "connection to server at ... failed:" prefix."""
+    diag = getattr(e, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary:
+        return primary
+    text = " ".join(str(e).split())
+    # libpq: 'connection failed: connection to server at "127.0.0.1", port 5432 failed: FATAL:  ...'
+    for marker in ("FATAL: ", "ERROR: "):
+        if marker in text:
+            return text.rsplit(marker, 1)[1].strip()
+    if text.startswith("connection failed: "):
+        text = text[len("connection failed: "):]
+    return text or type(e).__name__

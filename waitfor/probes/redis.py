@@ -1,0 +1,86 @@
+"""redis:// and rediss://[user:pass@]host:port[/db]: ready when the server answers PING,
+authenticated with the URL's credentials (or `password_file:`), and, with `key:`, when that
+key exists (for example a flag a seeding job sets when it is done).
+
+redis-py answers the server's own errors: "NOAUTH Authentication required",
+"WRONGPASS invalid username-password pair", "LOADING Redis is loading the dataset in
+memory" (Redis accepts connections while it loads its RDB/AOF and refuses commands).
+The port is probed with a plain TCP connect first (waitfor.probes.tcp), so a server that is
+not listening yet is polled cheaply.
+"""
+
+import time
+
+from waitfor import validators as v
+from waitfor.probes.base import NotReady
+from waitfor.probes.tcp import connect
+
+PORT = 6379
+OPTIONS = {
+    "key": v.string,
+    "password_file": v.readable_file,
+}
+SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
+DRIVER = "redis"
+MAX_REASON = 160
+EXTRA = "redis"
+
+
+def probe_for(dep):
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(dep.url)
+    host, port = parts.hostname, parts.port or PORT
+    key = dep.options.get("key")
+    extra = {}
+    if "password_file" in dep.options:
+        extra["password"] = v.read_secret_file(dep.options["password_file"])
+
+    def probe(timeout: float):
+        deadline = time.monotonic() + timeout
+        addr = connect(host, port, timeout)
+        left = max(deadline - time.monotonic(), 0.05)
+        client = None
+        try:
+            # redis-py retries a failed command three times by default (redis-py >= 6);
+            # waitfor's engine does the retrying, so one attempt is exactly one try.
+            # RESP2 unless the URL asks for ?protocol=3: Redis before 6 has no HELLO.
+            client = redis.Redis.from_url(
+                dep.url, socket_connect_timeout=left, socket_timeout=left, protocol=2,
+                retry=Retry(NoBackoff(), 0), single_connection_client=True, **extra,
+            )
+            client.ping()
+            if key is not None:
+                if not client.exists(key):
+                    raise NotReady(f"key {key!r} does not exist")
+                return f"connected to {addr}, PONG, key {key!r} exists"
+            return f"connected to {addr}, PONG"
+        except redis.RedisError as e:
+            raise NotReady(_reason(e)) from None
+        finally:
+            if client is not None:
+                try:
+                    client.close()
+                except redis.RedisError:
+                    pass
+
+    return probe
+
+
+def _reason(e) -> str:
+    import redis
+
+    text = " ".join(str(e).split()) or type(e).__name__
+    if len(text) > MAX_REASON:  # a non-Redis server's greeting, echoed by "Protocol Error"
+        text = text[:MAX_REASON] + "..."
+    # redis-py strips the error code from NOAUTH/WRONGPASS replies; say which it was.
+    if isinstance(e, redis.AuthenticationError) and not text.startswith(("NOAUTH", "WRONGPASS")):
+        text = f"authentication failed: {text}"
+    elif isinstance(e, redis.BusyLoadingError):
+        text = f"LOADING {text}"
+    elif isinstance(e, redis.TimeoutError):
+        text = f"timed out: {text}"
+    return text

@@ -6,15 +6,14 @@ command line's targets. Every error names where it is: `file:line: key`, a flag,
 environment variable, and is raised as UsageError (exit 2, nothing started).
 """
 
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Optional, Tuple
+from typing import Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from waitfor import validators as v
 from waitfor.errors import UsageError, at
 from waitfor.interpolate import interpolate
-from waitfor.masking import mask_url
+from waitfor.masking import mask_url, mask_urls_in, urls_in
 
 DEFAULTS = {
     "timeout": 60.0,
@@ -37,13 +36,15 @@ TOP_KEYS = (
 WATCH_KEYS = ("interval", "failure_threshold")
 
 
-@dataclass(frozen=True)
-class Dependency:
+class Dependency(NamedTuple):
+    """One thing to wait for. Immutable (a NamedTuple: dataclasses would cost ~5 ms of
+    start-up, through inspect, and `waitfor -- app` is budgeted at 1.5x `python -c pass`)."""
+
     name: str
     kind: str
     url: str  # the URL as given (interpolated); "" for command dependencies
     argv: Tuple[str, ...] = ()  # command dependencies only
-    options: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    options: Mapping = MappingProxyType({})
     timeout: Optional[float] = None  # this dependency's own deadline; None: only the overall one
     after: Tuple[str, ...] = ()
     invert: bool = False
@@ -54,12 +55,13 @@ class Dependency:
     def display(self) -> str:
         """The target, safe to print."""
         if self.kind == "command":
-            return "command: " + " ".join(self.argv)
+            return "command: " + mask_urls_in(" ".join(self.argv))
         return mask_url(self.url)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
+    """Everything waitfor was told, merged from argv, env and YAML. Immutable."""
+
     mode: str
     command: Tuple[str, ...] = ()
     config_file: Optional[str] = None
@@ -73,7 +75,7 @@ class Config:
     verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose
     supervise: str = "auto"  # auto | init | exec
     group: bool = False
-    rewrite: Mapping = field(default_factory=lambda: MappingProxyType({}))  # signum -> signum, 0 drops
+    rewrite: Mapping = MappingProxyType({})  # signum -> signum, 0 drops
     stop_timeout: float = DEFAULTS["stop_timeout"]
     stop_signal: int = 15
     success_exit: frozenset = frozenset()
@@ -126,25 +128,27 @@ def _pick(key, cli: Mapping, env: Mapping, envname: Optional[str], doc, path, pa
 # --------------------------------------------------------------------------- interpolation
 
 
-def _interpolate_doc(node, env, path, line=0):
-    """Interpolate every string value in the YAML document, keeping line numbers."""
+def _interpolate_doc(node, env, path, line=0, key=""):
+    """Interpolate every string value in the YAML document, keeping line numbers.
+    An error names `file:line: key`, such as `deps.yaml:4: dependencies[0].url`."""
     from waitfor.yamlfile import LDict, LList
 
     if isinstance(node, LDict):
         out = LDict()
         out.line, out.lines = node.line, node.lines
         for k, val in node.items():
-            out[k] = _interpolate_doc(val, env, path, node.lines.get(k, node.line))
+            out[k] = _interpolate_doc(val, env, path, node.lines.get(k, node.line), f"{key}.{k}" if key else k)
         return out
     if isinstance(node, LList):
-        out = LList(_interpolate_doc(val, env, path, ln) for val, ln in zip(node, node.lines))
+        out = LList(_interpolate_doc(val, env, path, ln, f"{key}[{i}]")
+                    for i, (val, ln) in enumerate(zip(node, node.lines)))
         out.line, out.lines = node.line, node.lines
         return out
     if isinstance(node, str):
         try:
             return interpolate(node, env)
         except ValueError as e:
-            raise UsageError(f"{path}:{line}: {e}") from None
+            raise UsageError(f"{path}:{line}: {key}: {e}" if key else f"{path}:{line}: {e}") from None
     return node
 
 
@@ -198,7 +202,7 @@ def _url_secrets(url: str) -> set:
 
 def _default_name(kind: str, url: str, argv) -> str:
     if kind == "command":
-        return " ".join(argv)[:60]
+        return mask_urls_in(" ".join(argv))[:60]
     masked = mask_url(url)
     return masked[len("tcp://"):] if kind == "tcp" else masked
 
@@ -209,12 +213,12 @@ def _dependency_from_target(text: str, where: str) -> Dependency:
                   invert=False, where=where, where_of=lambda key: where)
 
 
-def _dependency_from_yaml(item, env, path: str, index: int, section: str) -> Dependency:
-    line_here = item.line if hasattr(item, "line") else 0
+def _dependency_from_yaml(item, env, path: str, index: int, section: str, line: int = 0) -> Dependency:
+    line_here = getattr(item, "line", 0) or line
     if isinstance(item, str):
         return _dependency_from_target(item, f"{path}:{line_here or '?'}: {section}[{index}]")
     if not isinstance(item, dict):
-        raise UsageError(f"{path}: {section}[{index}]: expected a URL or a mapping")
+        raise UsageError(f"{path}:{line_here or '?'}: {section}[{index}]: expected a URL or a mapping")
 
     def where_of(key):
         return f"{path}:{item.lines.get(key, item.line)}: {section}[{index}].{key}"
@@ -261,6 +265,12 @@ def _build(kind, *, url, argv, options, name, timeout, after, invert, where, whe
 
     mod = table.module(kind)
     secrets = _url_secrets(url) if url else set()
+    for arg in argv:  # a command's arguments may hold a DSN with a password
+        for found in urls_in(arg):
+            try:
+                secrets |= _url_secrets(found)
+            except ValueError:
+                pass
     for key in getattr(mod, "SECRET_OPTIONS", ()):
         val = options.get(key)
         if isinstance(val, dict):
@@ -322,9 +332,7 @@ def _uniquify(deps):
         n = seen.get(d.name, 0) + 1
         seen[d.name] = n
         if n > 1:
-            from dataclasses import replace
-
-            d = replace(d, name=f"{d.name}#{n}")
+            d = d._replace(name=f"{d.name}#{n}")
         out.append(d)
     return out
 
@@ -366,12 +374,18 @@ def build(args, env: Mapping) -> Config:
     interval = pick("interval", v.duration, "--interval")
     max_interval = pick("max_interval", v.duration, "--max-interval")
     attempt_timeout = pick("attempt_timeout", v.duration, "--attempt-timeout")
+    def source(key, flag):
+        """Where the value of `key` came from, for an error about it."""
+        if cli.get(key) is not None:
+            return flag
+        return _file_where(path, doc, key) if doc is not None and key in doc else key
+
     if interval <= 0:
-        raise at("--interval" if cli.get("interval") else "interval", "must be more than 0")
+        raise at(source("interval", "--interval"), "must be more than 0")
     if max_interval < interval:
         max_interval = interval
     if attempt_timeout <= 0:
-        raise at("--attempt-timeout", "must be more than 0")
+        raise at(source("attempt_timeout", "--attempt-timeout"), "must be more than 0")
 
     def log_format(val):
         val = v.string(val)
@@ -415,7 +429,8 @@ def build(args, env: Mapping) -> Config:
                 continue
             if not isinstance(items, list):
                 raise UsageError(f"{_file_where(path, doc, section)}: expected a list")
-            parsed = [_dependency_from_yaml(item, env, path, i, section) for i, item in enumerate(items)]
+            parsed = [_dependency_from_yaml(item, env, path, i, section, line)
+                      for i, (item, line) in enumerate(zip(items, items.lines))]
             if section == "dependencies":
                 deps = parsed
             else:
@@ -424,7 +439,7 @@ def build(args, env: Mapping) -> Config:
     for i, t in enumerate(split_targets(env.get("WAITFOR_TARGETS", ""))):
         deps.append(_dependency_from_target(t, f"WAITFOR_TARGETS (item {i + 1})"))
     for i, t in enumerate(cli.get("targets") or ()):
-        deps.append(_dependency_from_target(t, f"target {t!r} (argument {i + 1})" if "@" not in t else f"target argument {i + 1}"))
+        deps.append(_dependency_from_target(t, f"target {mask_url(t)!r} (argument {i + 1})" if "@" not in t else f"target argument {i + 1}"))
     deps = _uniquify(deps)
     _check_graph(deps, "dependencies")
 

@@ -8,8 +8,9 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
 def parse_duration(text) -> float:
     """Return seconds as a float. Raise ValueError with a message meant for users."""
-    if isinstance(text, bool):
-        raise ValueError(f"expected a duration such as 10s, got {text!r}")
+    if isinstance(text, bool) or text is None or isinstance(text, (dict, list)):
+        got = "nothing" if text is None else "a list or mapping" if isinstance(text, (dict, list)) else repr(text)
+        raise ValueError(f"expected a duration such as 10s, got {got}")
     if isinstance(text, (int, float)):
         value = float(text)
     else:

@@ -4,6 +4,18 @@ are merged and interpolated, with every secret masked."""
 from waitfor.masking import MASK, redact
 
 
+def _statuses(codes) -> list:
+    """HTTP statuses as written: a whole class as "3xx", other codes one by one."""
+    out = []
+    for cls in range(1, 6):
+        whole = set(range(cls * 100, cls * 100 + 100))
+        if whole <= codes:
+            out.append(f"{cls}xx")
+        else:
+            out.extend(sorted(whole & codes))
+    return out[0] if len(out) == 1 else out
+
+
 def _dep(d) -> dict:
     out = {"name": d.name, "kind": d.kind}
     if d.kind == "command":
@@ -14,9 +26,7 @@ def _dep(d) -> dict:
         if hasattr(val, "pattern"):
             val = val.pattern
         elif isinstance(val, frozenset):
-            val = sorted(val)
-            if len(val) > 3 and val == list(range(val[0], val[-1] + 1)):
-                val = f"{val[0]}-{val[-1]}"
+            val = _statuses(val)
         elif isinstance(val, dict):
             val = {k: MASK for k in val}  # header values may carry tokens: never shown
         out[key] = val

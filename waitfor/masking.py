@@ -30,7 +30,29 @@ def mask_url(url: str) -> str:
         lambda m: f"{m.group(1)}={MASK}" if _SECRET_QUERY_KEYS.match(m.group(1)) else m.group(0),
         parts.query,
     )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Edit the URL as written: urlunsplit would turn unix:///x into unix:/x.
+    out = url
+    if netloc != parts.netloc:
+        if "//" + parts.netloc not in out:
+            return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        out = out.replace("//" + parts.netloc, "//" + netloc, 1)
+    if query != parts.query:
+        if "?" + parts.query not in out:
+            return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        out = out.replace("?" + parts.query, "?" + query, 1)
+    return out
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+
+
+def urls_in(text: str) -> list:
+    return _URL_IN_TEXT.findall(text)
+
+
+def mask_urls_in(text: str) -> str:
+    """mask_url for every URL inside free text, such as a command's argument `--dsn=pg://u:pw@h`."""
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
 
 
 def redact(text: str, secrets) -> str:

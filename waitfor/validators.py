@@ -29,10 +29,27 @@ def boolean(value) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def type_name(value) -> str:
+    """What YAML gave, in YAML's words (not LList/LDict/NoneType)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (int, float)):
+        return f"a number ({value})"
+    return type(value).__name__
+
+
 @_with_schema({"type": "string"})
 def string(value) -> str:
-    if isinstance(value, (dict, list)) or value is None:
-        raise ValueError(f"expected a string, got {type(value).__name__ if value is not None else 'nothing'}")
+    # YAML reads true/yes/on as a boolean: str() would make it "True", so ask for quotes.
+    if isinstance(value, (dict, list, bool)) or value is None:
+        hint = " (quote it)" if isinstance(value, bool) else ""
+        raise ValueError(f"expected a string, got {type_name(value)}{hint}")
     return str(value)
 
 
@@ -54,7 +71,7 @@ def string_list(value) -> tuple:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list):
-        raise ValueError(f"expected a list of strings, got {type(value).__name__}")
+        raise ValueError(f"expected a list of strings, got {type_name(value)}")
     return tuple(string(v) for v in value)
 
 
@@ -68,7 +85,7 @@ def argv(value) -> tuple:
 @_with_schema({"type": "object", "additionalProperties": {"type": "string"}})
 def string_map(value) -> dict:
     if not isinstance(value, dict):
-        raise ValueError(f"expected a mapping of names to strings, got {type(value).__name__}")
+        raise ValueError(f"expected a mapping of names to strings, got {type_name(value)}")
     return {str(k): string(v) for k, v in value.items()}
 
 

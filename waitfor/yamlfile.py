@@ -24,13 +24,23 @@ def _convert(node, constructor, path: str):
     if isinstance(node, yaml.MappingNode):
         out = LDict()
         out.line, out.lines = node.start_mark.line + 1, {}
+        # YAML merge keys (`<<: *defaults`), as Compose files use them: the merged pairs
+        # come first, and a key of the mapping itself overrides a merged one.
+        own = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        constructor.flatten_mapping(node)
+        merged = set()
         for knode, vnode in node.value:
             if not isinstance(knode, yaml.ScalarNode):
                 raise UsageError(f"{path}:{knode.start_mark.line + 1}: mapping keys must be plain strings")
             key = constructor.construct_object(knode)
             if not isinstance(key, str):
                 key = str(key)
-            if key in out:
+            if id(knode) not in own:
+                merged.add(key)
+            elif key in merged:
+                merged.discard(key)
+                del out[key]
+            if key in out and key not in merged:
                 raise UsageError(f"{path}:{knode.start_mark.line + 1}: {key}: duplicate key")
             out[key] = _convert(vnode, constructor, path)
             out.lines[key] = knode.start_mark.line + 1

@@ -41,15 +41,10 @@ def exec_app(command, inherited: sigstate.Inherited) -> None:
         raise WaitforError(f"{command[0]}: cannot execute: {e.strerror}", exitcodes.CANNOT_EXECUTE) from None
 
 
-def supervise_argv(cfg, inherited: sigstate.Inherited) -> list:
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    boot = (
-        f"import sys; sys.path.insert(0, {package_parent!r}); "
-        "from waitfor.supervisor import main; sys.exit(main(sys.argv[1:]))"
-    )
-    argv = [sys.executable, "-I", "-S", "-c", boot,
-            "--mask", sigstate.encode(inherited.mask), "--ignore", sigstate.encode(inherited.ignored),
-            "--stop-timeout", repr(cfg.stop_timeout)]
+def supervisor_args(cfg, inherited: sigstate.Inherited) -> list:
+    """The supervisor's private argv protocol (parsed by waitfor.supervisor.parse)."""
+    argv = ["--mask", sigstate.encode(inherited.mask), "--ignore", sigstate.encode(inherited.ignored),
+            "--stop-timeout", repr(cfg.stop_timeout), "--stop-signal", str(cfg.stop_signal)]
     if cfg.group:
         argv.append("--group")
     if cfg.verbosity < 0:
@@ -59,6 +54,15 @@ def supervise_argv(cfg, inherited: sigstate.Inherited) -> list:
     for code in sorted(cfg.success_exit):
         argv += ["--success-exit", str(code)]
     return argv + ["--"] + list(cfg.command)
+
+
+def supervise_argv(cfg, inherited: sigstate.Inherited) -> list:
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    boot = (
+        f"import sys; sys.path.insert(0, {package_parent!r}); "
+        "from waitfor.supervisor import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return [sys.executable, "-I", "-S", "-c", boot] + supervisor_args(cfg, inherited)
 
 
 def become_subreaper() -> None:

@@ -35,6 +35,7 @@ class Options:
         self.group = False
         self.rewrite = {}
         self.stop_timeout = 5.0
+        self.stop_signal = signal.SIGTERM
         self.success_exit = set()
         self.pid1 = os.getpid() == 1
         self.quiet = False
@@ -62,6 +63,8 @@ def parse(argv) -> Options:
             o.rewrite[int(src)] = int(dst)
         elif a == "--stop-timeout":
             o.stop_timeout = float(next(it))
+        elif a == "--stop-signal":
+            o.stop_signal = int(next(it))
         elif a == "--success-exit":
             o.success_exit.add(int(next(it)))
         else:
@@ -217,13 +220,41 @@ def stop_the_rest(o: Options, main_pgid: int) -> None:
             send(signal.SIGKILL)
 
 
-def supervise(o: Options) -> int:
+def stop_app(o: Options, pid: int, flags: int) -> int:
+    """Stop the app with the stop signal, SIGKILL after the stop timeout; its wait status."""
+    say(o, f"stopping the app with signal {o.stop_signal}, SIGKILL in {o.stop_timeout:g}s")
+    kill = os.killpg if o.group else os.kill
+    try:
+        kill(pid, o.stop_signal)
+    except OSError:
+        pass
+    deadline = time.monotonic() + o.stop_timeout
+    while True:
+        status = reap(pid, flags)
+        if status is not None and not os.WIFSTOPPED(status):
+            return status
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            return os.waitpid(pid, 0)[1]
+        signal.sigtimedwait({signal.SIGCHLD}, remaining)
+
+
+def supervise(o: Options, hooks=None) -> int:
+    """`hooks` (the runtime watch, waitfor.runtime) is told `started(pid)` once the app
+    runs and asked `lost()` whenever SIGCHLD wakes the loop without the app having exited;
+    it wakes the loop with a thread-directed SIGCHLD when a watched dependency is lost."""
     forwardable = [s for s in catchable() if s not in SYNCHRONOUS]
     signal.pthread_sigmask(signal.SIG_BLOCK, forwardable)
     tty = os.isatty(0) and _is_foreground(0)
     pid, failure = spawn(o, tty)
     if failure is not None:
         return failure
+    if hooks is not None:
+        hooks.started(pid)
     job_control = tty and not o.pid1
     flags = os.WUNTRACED if job_control else 0
     status = None
@@ -232,6 +263,10 @@ def supervise(o: Options) -> int:
         if sig == signal.SIGCHLD:
             status = reap(pid, flags)
             if status is None:
+                if hooks is not None and hooks.lost():
+                    stop_app(o, pid, flags)
+                    stop_the_rest(o, pid)
+                    return exitcodes.DEPENDENCY_LOST
                 continue
             if os.WIFSTOPPED(status):
                 # Ctrl-Z stopped the app: stop too, so the shell regains the terminal, then

@@ -28,6 +28,7 @@ EXTRA = "amqp"
 def probe_for(dep):
     import pika
     import pika.exceptions
+    from pika.adapters.utils import connection_workflow as workflow
     from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(dep.url)
@@ -51,10 +52,10 @@ def probe_for(dep):
         params.blocked_connection_timeout = left
         try:
             conn = pika.BlockingConnection(params)
-        except pika.exceptions.AMQPConnectorStackTimeout:
+        except workflow.AMQPConnectorStackTimeout:
             # its text names the socket tuple; say what happened instead
             raise NotReady(f"timed out after {left:.3g}s during the AMQP handshake") from None
-        except (pika.exceptions.AMQPError, pika.exceptions.AMQPConnectorException) as e:
+        except (pika.exceptions.AMQPError, workflow.AMQPConnectorException) as e:
             raise NotReady(_reason(e)) from None
         try:
             conn.channel()

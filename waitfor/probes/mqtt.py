@@ -1,0 +1,114 @@
+"""mqtt:// and mqtts://[user:pass@]host:port: ready when the broker accepts an MQTT 3.1.1
+CONNECT (a CONNACK with return code 0), then the session is closed again with DISCONNECT.
+
+A refused CONNACK shows the broker's reason ("Not authorized", "Bad user name or
+password"). `password_file:` reads the password from a Docker/Kubernetes secret file.
+mqtts uses the system's CA bundle, or `ca_file:`; `insecure: true` skips verification.
+Works with paho-mqtt 2 (CallbackAPIVersion.VERSION2) and 1.x.
+The port is probed with a plain TCP connect first (waitfor.probes.tcp).
+"""
+
+import time
+
+from waitfor import validators as v
+from waitfor.probes.base import NotReady
+from waitfor.probes.tcp import connect
+
+PORT = 1883  # or 8883 for mqtts
+OPTIONS = {
+    "password_file": v.readable_file,
+    "ca_file": v.readable_file,
+    "insecure": v.boolean,
+}
+SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
+DRIVER = "paho.mqtt"
+EXTRA = "mqtt"
+
+
+def probe_for(dep):
+    import os
+    import ssl
+    from urllib.parse import unquote, urlsplit
+
+    import paho.mqtt.client as mqtt
+
+    parts = urlsplit(dep.url)
+    tls = parts.scheme.lower() == "mqtts"
+    host, port = parts.hostname, parts.port or (8883 if tls else PORT)
+    user = unquote(parts.username) if parts.username is not None else None
+    if "password_file" in dep.options:
+        password = v.read_secret_file(dep.options["password_file"])
+    else:
+        password = unquote(parts.password) if parts.password is not None else None
+    context = None
+    if tls:
+        context = ssl.create_default_context(cafile=dep.options.get("ca_file"))
+        if dep.options.get("insecure"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    v2 = hasattr(mqtt, "CallbackAPIVersion")
+
+    def probe(timeout: float):
+        deadline = time.monotonic() + timeout
+        addr = connect(host, port, timeout)
+        # A client id of our own: brokers disconnect an older session with the same id.
+        client_id = f"waitfor-{os.getpid()}-{os.urandom(3).hex()}"
+        if v2:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                 protocol=mqtt.MQTTv311)
+        else:
+            client = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv311)
+        result = {}
+
+        def on_connect(_client, _userdata, _flags, rc, _properties=None):
+            # v2: rc is a ReasonCode (0 = Success); v1: an int CONNACK return code.
+            code = getattr(rc, "value", rc)
+            result["rc"] = code
+            result["why"] = str(rc) if v2 else mqtt.connack_string(rc)
+
+        client.on_connect = on_connect
+        if user is not None:
+            client.username_pw_set(user, password)
+        if context is not None:
+            client.tls_set_context(context)
+        left = max(deadline - time.monotonic(), 0.05)
+        try:
+            client.connect_timeout = left  # paho >= 2: bounds the socket connect (and TLS)
+        except AttributeError:
+            pass
+        try:
+            # The keepalive the broker should expect; this session lives for one attempt.
+            client.connect(host, port, keepalive=max(int(timeout) * 2, 5))
+            while "rc" not in result:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NotReady(f"no CONNACK within {timeout:.3g}s (is this an MQTT broker?)")
+                err = client.loop(timeout=min(left, 0.2))
+                if err != mqtt.MQTT_ERR_SUCCESS and "rc" not in result:
+                    raise NotReady(f"MQTT: {mqtt.error_string(err)}")
+        except (OSError, ssl.SSLError) as e:
+            raise NotReady(f"{type(e).__name__}: {e}") from None
+        finally:
+            _close(client, accepted=result.get("rc") == 0)
+        if result["rc"] != 0:
+            raise NotReady(f"CONNACK refused: {result['why']}")
+        return f"connected to {addr}, CONNACK accepted"
+
+    return probe
+
+
+def _close(client, accepted: bool) -> None:
+    """Say DISCONNECT when the session was accepted (so the broker logs a clean goodbye,
+    not a lost client), then close the socket; no background loop thread is running."""
+    try:
+        if accepted:
+            client.disconnect()
+            client.loop_write()
+    except Exception:  # noqa: BLE001 - closing must not mask the reason of the attempt
+        pass
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,110 @@
+"""nats://[user:pass@ | token@]host:port: ready when nats-py connects (the server's INFO,
+our CONNECT, authenticated) and a flush (PING/PONG) round trip succeeds.
+
+nats-py is asyncio-only; each probe runs in its own worker thread (see waitfor.engine), so
+an attempt simply runs its own event loop with asyncio.run. A rejected login shows the
+server's "Authorization Violation". `password_file:` reads the password (or, for a URL
+without a user, the token) from a Docker/Kubernetes secret file.
+The port is probed with a plain TCP connect first (waitfor.probes.tcp).
+"""
+
+import time
+
+from waitfor import validators as v
+from waitfor.probes.base import NotReady
+from waitfor.probes.tcp import connect
+
+PORT = 4222
+OPTIONS = {
+    "password_file": v.readable_file,
+}
+SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
+DRIVER = "nats"
+EXTRA = "nats"
+
+
+def probe_for(dep):
+    import asyncio
+    import logging
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    import nats  # noqa: F401 - imported here, not at start-up
+
+    # nats-py logs asynchronous errors at ERROR on the "nats.aio.client" logger; with no
+    # handler configured Python's last-resort handler would print them with a traceback
+    # to stderr. Each of them reaches us through error_cb and becomes the attempt's reason.
+    logging.getLogger("nats").addHandler(logging.NullHandler())
+
+    parts = urlsplit(dep.url)
+    host, port = parts.hostname, parts.port or PORT
+    server = dep.url
+    creds = {}
+    if "password_file" in dep.options:
+        secret = v.read_secret_file(dep.options["password_file"])
+        if parts.username:
+            creds = {"user": unquote(parts.username), "password": secret}
+        else:
+            creds = {"token": secret}
+        hostport = parts.netloc.rpartition("@")[2]
+        server = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+
+    async def check(left: float) -> None:
+        from nats.aio.client import Client
+
+        client = Client()
+        errors = []
+        failed = asyncio.Event()
+
+        async def on_error(e):
+            errors.append(e)
+            failed.set()
+
+        # No reconnecting: the engine retries. nats-py would otherwise keep trying the
+        # server (reconnect_time_wait apart) and report only "no servers available".
+        connecting = asyncio.ensure_future(client.connect(
+            servers=[server], connect_timeout=left, allow_reconnect=False,
+            max_reconnect_attempts=1, reconnect_time_wait=left, error_cb=on_error,
+            name="waitfor", verbose=False, **creds,
+        ))
+        failing = asyncio.ensure_future(failed.wait())
+        try:
+            await asyncio.wait({connecting, failing}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if connecting.done() and connecting.exception() is None:
+                await client.flush(timeout=max(left, 0.05))
+                return
+            if errors:
+                raise NotReady(_reason(errors[0]))
+            if connecting.done():
+                raise NotReady(_reason(connecting.exception()))
+            raise NotReady(f"no answer within {left:.3g}s (is this a NATS server?)")
+        finally:
+            for task in (connecting, failing):
+                task.cancel()
+            await asyncio.gather(connecting, failing, return_exceptions=True)
+            try:
+                await asyncio.wait_for(client.close(), 1.0)
+            except Exception:  # noqa: BLE001 - closing must not mask the reason of the attempt
+                pass
+
+    def probe(timeout: float):
+        deadline = time.monotonic() + timeout
+        addr = connect(host, port, timeout)
+        left = max(deadline - time.monotonic(), 0.05)
+        try:
+            asyncio.run(check(left))
+        except NotReady:
+            raise
+        except Exception as e:  # noqa: BLE001 - nats-py raises asyncio/OSError/its own types
+            raise NotReady(_reason(e)) from None
+        return f"connected to {addr}, flush ok"
+
+    return probe
+
+
+def _reason(e) -> str:
+    import asyncio
+
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out"
+    text = " ".join(str(e).split())
+    return text or type(e).__name__

@@ -159,19 +159,21 @@ def run_mode(cfg, inherited) -> int:
     if cfg.mode in ("check", "health"):
         from waitfor.health import run_health
 
-        return run_health(cfg, log, checks=cfg.dependencies if cfg.mode == "check" else cfg.checks)
+        if cfg.mode == "check":
+            return run_health(cfg, log, checks=cfg.dependencies)
+        return run_health(cfg, log, checks=cfg.checks, use_supervisor=True)
     if cfg.mode == "wait":
         return wait_phase(cfg, log)
     return run(cfg, inherited, log)
 
 
-def wait_phase(cfg, log) -> int:
+def wait_phase(cfg, log, observe=None) -> int:
     if not cfg.dependencies:
         return exitcodes.OK
     from waitfor import waiting
 
     try:
-        results = waiting.wait_for(cfg, cfg.dependencies, log)
+        results = waiting.wait_for(cfg, cfg.dependencies, log, observe=observe)
     except waiting.Stopped as s:
         return exitcodes.from_signal(s.signum)
     if all(o.state == "ready" for o in results):
@@ -192,6 +194,10 @@ def run(cfg, inherited, log) -> int:
         from waitfor.sigstate import catchable
 
         signal.pthread_sigmask(signal.SIG_BLOCK, catchable())
+        if cfg.watch_interval or cfg.probe_addr:
+            from waitfor.runtime import run_watched
+
+            return run_watched(cfg, inherited, log, wait_phase)
     code = wait_phase(cfg, log)
     if code != exitcodes.OK:
         return code

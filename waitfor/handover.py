@@ -18,6 +18,10 @@ from waitfor.errors import UsageError, WaitforError
 PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
 
 
+def is_pid1() -> bool:
+    return os.getpid() == 1
+
+
 def supervises(cfg) -> bool:
     """--init and --exec decide; otherwise supervise as PID 1, or when a flag needs it."""
     needs = [flag for flag, on in (("--group", cfg.group), ("--rewrite", cfg.rewrite),
@@ -27,7 +31,7 @@ def supervises(cfg) -> bool:
         if needs:
             raise UsageError(f"--exec: {needs[0]} needs waitfor to supervise the app (drop --exec)")
         return False
-    return cfg.supervise == "init" or os.getpid() == 1 or bool(needs)
+    return cfg.supervise == "init" or is_pid1() or bool(needs)
 
 
 def exec_app(command, inherited: sigstate.Inherited) -> None:
@@ -77,7 +81,7 @@ def become_subreaper() -> None:
 
 def supervise_app(cfg, inherited: sigstate.Inherited) -> None:
     """Replace this process with the lean supervisor (signals still blocked)."""
-    if os.getpid() != 1:
+    if not is_pid1():
         become_subreaper()
     argv = supervise_argv(cfg, inherited)
     sys.stderr.flush()

@@ -222,7 +222,11 @@ def stop_the_rest(o: Options, main_pgid: int) -> None:
 
 def stop_app(o: Options, pid: int, flags: int) -> int:
     """Stop the app with the stop signal, SIGKILL after the stop timeout; its wait status."""
-    say(o, f"stopping the app with signal {o.stop_signal}, SIGKILL in {o.stop_timeout:g}s")
+    try:
+        name = signal.Signals(o.stop_signal).name
+    except ValueError:
+        name = f"signal {o.stop_signal}"
+    say(o, f"stopping the app with {name}, SIGKILL in {o.stop_timeout:g}s")
     kill = os.killpg if o.group else os.kill
     try:
         kill(pid, o.stop_signal)

@@ -48,7 +48,7 @@ def _reporter(log):
     return report
 
 
-def wait_for(cfg, deps, log, *, single_attempt=False, fail_fast=True):
+def wait_for(cfg, deps, log, *, single_attempt=False, fail_fast=True, observe=None):
     """Run the engine to the end. Returns the outcomes; raises Stopped on a stop signal."""
     main_thread = threading.get_ident()
     blocked = STOP_SIGNALS | {signal.SIGCHLD}
@@ -58,6 +58,8 @@ def wait_for(cfg, deps, log, *, single_attempt=False, fail_fast=True):
 
     def on_change(o):
         report(o)
+        if observe is not None:
+            observe(o)
         if o.state != WAITING:
             signal.pthread_kill(main_thread, signal.SIGCHLD)
 

@@ -1,0 +1,64 @@
+"""`run` with a runtime watch or a probe endpoint: waitfor stays in this interpreter (it
+keeps probing, so the lean re-exec of waitfor.handover would not help) and runs the same
+supervisor loop in-process, with the watch as its hook:
+
+    status file + probe endpoint  ->  wait  ->  supervise(app, hooks=watch)  ->  exit code
+
+Signals: every catchable signal is already blocked (cli.run), the probe-endpoint and watch
+threads inherit that, so signals still reach only the main thread's sigwaitinfo().
+"""
+
+import signal
+import threading
+import warnings
+
+from waitfor import handover, status as st, supervisor
+from waitfor.watch import Watch
+
+
+class WatchHooks:
+    """Bridges the watch thread and the supervisor loop in the main thread."""
+
+    def __init__(self, cfg, status, log):
+        self.main_thread = threading.get_ident()
+        self._lost = threading.Event()
+        self.watch = Watch(cfg, status, log, on_failure=self._on_failure)
+
+    def _on_failure(self, outcome) -> None:
+        self._lost.set()
+        signal.pthread_kill(self.main_thread, signal.SIGCHLD)  # wake the supervisor loop
+
+    def started(self, pid: int) -> None:
+        self.watch.start()
+
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+
+def run_watched(cfg, inherited, log, wait_phase) -> int:
+    status = st.Status(st.state_path())
+    status.save()
+    server = None
+    if cfg.probe_addr:
+        from waitfor.probe_server import serve
+
+        server = serve(cfg.probe_addr, status, log)
+    try:
+        code = wait_phase(cfg, log, observe=lambda o: status.record(o.dep.name, o.state == "ready", o.reason))
+        if code != 0:
+            status.set_phase(st.STOPPING)
+            return code
+        if not handover.is_pid1():
+            handover.become_subreaper()
+        hooks = WatchHooks(cfg, status, log)
+        status.set_phase(st.RUNNING)
+        # The forked child only makes system calls before exec, so the other threads are
+        # harmless; Python 3.12+ warns about fork() with threads regardless.
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        opts = supervisor.parse(handover.supervisor_args(cfg, inherited))
+        return supervisor.supervise(opts, hooks)
+    finally:
+        status.set_phase(st.STOPPING)
+        status.remove()
+        if server is not None:
+            server.server_close()

@@ -6,6 +6,7 @@ The waitfor console script is looked up next to that interpreter.
 """
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -23,7 +24,7 @@ def pct(values, p):
     v = sorted(values)
     if not v:
         return float("nan")
-    k = max(0, min(len(v) - 1, int(round(p / 100.0 * len(v) + 0.5)) - 1))
+    k = max(0, min(len(v) - 1, math.ceil(p / 100.0 * len(v)) - 1))
     return v[k]
 
 

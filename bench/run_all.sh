@@ -1,0 +1,23 @@
+#!/bin/sh
+# Run every benchmark once (about 2-3 minutes). Needs root for pid1.py.
+#   PYTHON=/path/to/python3 bench/run_all.sh        # default: the python3 on PATH, resolved
+#   BENCH_OUT=dir bench/run_all.sh                  # also write JSON results to dir/
+# Use the real interpreter, not a pyenv shim: its own start-up would be measured too.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+py=${PYTHON:-$(command -v python3)}
+py=$("$py" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(nproc) CPUs  load: $(cut -d' ' -f1-3 /proc/loadavg)  python: $py"
+for b in startup detection scale pid1; do
+    echo
+    echo "== $b"
+    start=$(date +%s)
+    if [ "$b" = pid1 ] && [ "$(id -u)" != 0 ]; then
+        echo "skipped: needs root"
+        continue
+    fi
+    "$py" "$here/$b.py"
+    echo "($(( $(date +%s) - start )) s)"
+done
+echo
+echo "== done $(date -u '+%H:%M:%S UTC')  load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -50,6 +50,7 @@ class Dependency(NamedTuple):
     invert: bool = False
     secrets: frozenset = frozenset()
     where: str = ""  # where it was defined, for error messages
+    named: bool = False  # True when the name was given with name:, not made from the target
 
     @property
     def display(self) -> str:
@@ -289,7 +290,7 @@ def _build(kind, *, url, argv, options, name, timeout, after, invert, where, whe
         if importlib.util.find_spec(driver) is None:
             raise at(where, f"the {kind} driver ({driver}) is not installed: pip install 'waitfor[{mod.EXTRA}]'")
     return Dependency(
-        name=name or _default_name(kind, url, argv), kind=kind, url=url, argv=tuple(argv),
+        name=name or _default_name(kind, url, argv), named=bool(name), kind=kind, url=url, argv=tuple(argv),
         options=MappingProxyType(options), timeout=timeout, after=tuple(after),
         invert=invert, secrets=frozenset(s for s in secrets if s), where=where,
     )
@@ -326,13 +327,22 @@ def _check_graph(deps, section: str):
 
 
 def _uniquify(deps):
-    """Targets from different places may share a default name; suffix repeats with #2, #3."""
+    """Targets from different places may share a default name; suffix repeats with #2, #3.
+    A name given with `name:` is kept as it is: given twice, it is an error (_check_graph)."""
+    used = {d.name for d in deps if d.named}
     seen, out = {}, []
     for d in deps:
-        n = seen.get(d.name, 0) + 1
-        seen[d.name] = n
-        if n > 1:
-            d = d._replace(name=f"{d.name}#{n}")
+        if not d.named:
+            n = seen.get(d.name, 0) + 1
+            seen[d.name] = n
+            base, name = d.name, d.name if n == 1 else f"{d.name}#{n}"
+            while name in used:
+                n += 1
+                seen[base] = n
+                name = f"{base}#{n}"
+            used.add(name)
+            if name != d.name:
+                d = d._replace(name=name)  # Dependency is a NamedTuple
         out.append(d)
     return out
 
@@ -434,6 +444,7 @@ def build(args, env: Mapping) -> Config:
             if section == "dependencies":
                 deps = parsed
             else:
+                parsed = _uniquify(parsed)
                 _check_graph(parsed, "health")
                 health = tuple(parsed)
     for i, t in enumerate(split_targets(env.get("WAITFOR_TARGETS", ""))):

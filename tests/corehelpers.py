@@ -1,0 +1,204 @@
+"""Shared helpers for the core tests (issue #2): run the real CLI, and real local listeners
+(TCP on 127.0.0.1 and ::1, HTTP, a Unix socket) that can start late. No network mocks."""
+
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def clean_env(**extra):
+    """The environment without any WAITFOR_* variable of the caller, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAITFOR_")}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def waitfor(*args, env=None, timeout=30, cwd=None, input=None, **popen):
+    """Run `python -m waitfor ARGS` and return the CompletedProcess (text mode)."""
+    return subprocess.run(
+        [sys.executable, "-m", "waitfor", *map(str, args)],
+        env=clean_env() if env is None else env, cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, input=input, **popen,
+    )
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1") -> int:
+    """A port nothing listens on (bound and released at once)."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class TcpServer:
+    """A real TCP listener on (host, port) that accepts and closes connections,
+    started after `delay` seconds. Counts accepted connections."""
+
+    def __init__(self, host="127.0.0.1", port=None, delay=0.0):
+        self.host = host
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.port = port or free_port(self.family, host)
+        self.delay, self.accepted = delay, 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        if not self.delay:
+            self._ready.wait(5)
+        return self
+
+    def _serve(self):
+        if self._stop.wait(self.delay):
+            return
+        s = socket.socket(self.family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.host, self.port))
+        s.listen(16)
+        s.settimeout(0.05)
+        self._ready.set()
+        while not self._stop.is_set():
+            try:
+                conn, _ = s.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            self.accepted += 1
+            conn.close()
+        s.close()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Answers by the server's `routes`: path -> (status, body, headers). Records requests."""
+
+    def _answer(self, with_body=True):
+        srv = self.server
+        srv.requests.append((self.command, self.path, dict(self.headers)))
+        status, body, headers = srv.routes.get(self.path.split("?")[0], (404, b"nope", {}))
+        if callable(status):
+            status = status()
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def do_GET(self):
+        self._answer()
+
+    def do_HEAD(self):
+        self._answer(with_body=False)
+
+    def log_message(self, *a):
+        pass
+
+
+class HttpServer:
+    """http.server on 127.0.0.1 or ::1 in a thread, optionally starting after `delay`."""
+
+    def __init__(self, routes=None, host="127.0.0.1", delay=0.0):
+        self.host, self.delay = host, delay
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.port = free_port(self.family, host)
+        self.routes = routes if routes is not None else {"/": (200, b"ok", {})}
+        self.requests = []
+        self.httpd = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self):
+        h = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{h}:{self.port}"
+
+    def _serve(self):
+        if self._stop.wait(self.delay):
+            return
+        family = self.family
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = family
+            allow_reuse_address = True
+
+        self.httpd = Server((self.host, self.port), Handler)
+        self.httpd.routes, self.httpd.requests = self.routes, self.requests
+        self.httpd.serve_forever(poll_interval=0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        if not self.delay:
+            t = time.monotonic() + 5
+            while self.httpd is None and time.monotonic() < t:
+                time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        deadline = time.monotonic() + 5
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            if self.httpd is not None:
+                self.httpd.shutdown()
+                self.httpd.server_close()
+                break
+            time.sleep(0.01)
+        self._thread.join(5)
+
+
+class UnixServer:
+    """A Unix stream socket listener at `path`, created after `delay` seconds."""
+
+    def __init__(self, path, delay=0.0):
+        self.path, self.delay, self.accepted = str(path), delay, 0
+        self._stop = threading.Event()
+        self._up = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        if self._stop.wait(self.delay):
+            return
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(self.path)
+        s.listen(16)
+        s.settimeout(0.05)
+        self._up.set()
+        while not self._stop.is_set():
+            try:
+                conn, _ = s.accept()
+            except socket.timeout:
+                continue
+            self.accepted += 1
+            conn.close()
+        s.close()
+
+    def __enter__(self):
+        self._thread.start()
+        if not self.delay:
+            self._up.wait(5)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)

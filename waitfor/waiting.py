@@ -26,6 +26,11 @@ class Stopped(Exception):
         self.signum = signum
 
 
+def label(dep) -> str:
+    """The name, and the (masked) target where the name does not already say it."""
+    return dep.name if dep.name in dep.display else f"{dep.name} ({dep.display})"
+
+
 def _reporter(log):
     def report(o):
         if o.state == READY:
@@ -38,8 +43,7 @@ def _reporter(log):
         elif o.state == FAILED:
             pass
         elif o.attempts <= 1:
-            target = "" if o.dep.name == o.dep.display else f" for {o.dep.display}"
-            log.info(f"{o.dep.name}: waiting{target}: {o.reason}", dep=o.dep.name,
+            log.info(f"{label(o.dep)}: waiting: {o.reason}", dep=o.dep.name,
                      target=o.dep.display, state=WAITING)
         else:
             log.debug(f"{o.dep.name}: still not ready: {o.reason}", dep=o.dep.name, state=WAITING,
@@ -104,7 +108,7 @@ def summarize_failure(cfg, results, log) -> int:
     timeout = format_duration(cfg.timeout) if cfg.timeout else "no limit"
     for o in bad:
         why = o.reason if o.state == FAILED else f"not ready: {o.reason}"
-        log.error(f"not ready: {o.dep.name} ({o.dep.display}): {why}", dep=o.dep.name,
+        log.error(f"not ready: {label(o.dep)}: {why}", dep=o.dep.name,
                   target=o.dep.display, attempts=o.attempts)
     log.error(f"gave up: {len(bad)} of {len(results)} dependencies not ready (timeout {timeout})",
               not_ready=[o.dep.name for o in bad])

@@ -109,15 +109,21 @@ class Engine:
 
     # -- per dependency -------------------------------------------------------------
     def _deadline_for(self, dep: Dependency) -> Optional[float]:
-        own = None if dep.timeout is None else self.clock() + dep.timeout
+        """The earlier of the overall deadline and the dependency's own, both counted from
+        the start (time spent waiting for `after:` counts too)."""
+        own = None if dep.timeout is None else self.started + dep.timeout
         candidates = [d for d in (self.deadline, own) if d is not None]
         return min(candidates) if candidates else None
 
     def _run(self, dep: Dependency) -> None:
         try:
             if not self.single_attempt:
+                deadline = self._deadline_for(dep)
                 for name in dep.after:
-                    self._settled[name].wait()
+                    remaining = None if deadline is None else max(0.0, deadline - self.clock())
+                    if not self._settled[name].wait(remaining):
+                        self._settle(dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
+                        return
                     if self.cancelled.is_set():
                         return
                     blocker = self.outcomes[name]

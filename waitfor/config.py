@@ -194,10 +194,33 @@ def _parse_target_url(text: str, where: str):
 
 
 def _url_secrets(url: str) -> set:
+    """The password of a URL as written and decoded, the Basic credentials made of it, and
+    the values of secret-looking query parameters (?token=...): all masked in messages."""
+    from urllib.parse import unquote_plus
+
+    from waitfor.masking import secret_query_key
+
     parts = urlsplit(url)
     found = set()
     if parts.password:
         found.update({parts.password, unquote(parts.password)})
+        import base64
+
+        cred = f"{unquote(parts.username or '')}:{unquote(parts.password)}".encode()
+        found.add(base64.b64encode(cred).decode())
+    for pair in parts.query.split("&"):
+        key, _, val = pair.partition("=")
+        if val and secret_query_key(key):
+            found.update({val, unquote(val), unquote_plus(val)})
+    return found
+
+
+def _header_secrets(value: str) -> set:
+    """A header value, and its credentials alone: `Bearer abc` -> also `abc`."""
+    found = {value}
+    scheme, sep, cred = value.strip().partition(" ")
+    if sep and cred.strip():
+        found.add(cred.strip())
     return found
 
 
@@ -275,7 +298,8 @@ def _build(kind, *, url, argv, options, name, timeout, after, invert, where, whe
     for key in getattr(mod, "SECRET_OPTIONS", ()):
         val = options.get(key)
         if isinstance(val, dict):
-            secrets.update(val.values())
+            for one in val.values():
+                secrets |= _header_secrets(one)
         elif isinstance(val, str):
             secrets.add(val)
     if "password_file" in options:

@@ -14,6 +14,10 @@ _SECRET_QUERY_KEYS = re.compile(r"(?i)^(password|passwd|pass|pwd|secret|token|ac
 _QUERY_PAIR = re.compile(r"([^&=]+)=([^&]*)")
 
 
+def secret_query_key(key: str) -> bool:
+    return bool(_SECRET_QUERY_KEYS.match(key))
+
+
 def mask_url(url: str) -> str:
     """Replace the password in `scheme://user:pass@host` and secret-looking query values."""
     try:

@@ -1,0 +1,257 @@
+"""waitfor as the ENTRYPOINT of a real container (podman; see conftest.py for the setup).
+
+The image is docker/Dockerfile: ENTRYPOINT ["waitfor", "run", "-c", "/etc/waitfor.yaml", "--"],
+HEALTHCHECK CMD ["waitfor", "health"]. Each test mounts its own /etc/waitfor.yaml and the
+test app (app.py: an HTTP server that traps SIGTERM and exits 42).
+"""
+
+import json
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+APP = ["python3", "/app/app.py"]
+
+# Prints every process in the container as JSON: [[pid, ppid, state, cmdline], ...].
+PS = (
+    "import json, os\n"
+    "rows = []\n"
+    "for p in (d for d in os.listdir('/proc') if d.isdigit()):\n"
+    "    try:\n"
+    "        stat = open(f'/proc/{p}/stat').read()\n"
+    "        cmd = open(f'/proc/{p}/cmdline', 'rb').read().replace(b'\\0', b' ').decode()\n"
+    "    except OSError:\n"
+    "        continue\n"
+    "    f = stat[stat.rfind(')') + 2:].split()\n"
+    "    rows.append([int(p), int(f[1]), f[0], cmd])\n"
+    "print(json.dumps(sorted(rows)))\n"
+)
+
+
+def ps(podman, name):
+    """[(pid, ppid, state, cmdline)] of the container's processes (minbase has no ps)."""
+    return [tuple(r) for r in json.loads(podman("exec", name, "python3", "-c", PS).stdout)]
+
+
+def start_app(podman, image, mounts, name, config="# no dependencies\n", *, args=(), opts=()):
+    """`podman run -d` the test app behind waitfor; return once it listens."""
+    podman("run", "-d", "--name", name, *mounts(config), *opts, image, *APP, *args)
+    podman.wait_for_log(name, "app: listening")
+
+
+def test_waitfor_is_pid1_and_the_app_its_child(podman, image, mounts, containers):
+    name = containers("pid1")
+    start_app(podman, image, mounts, name)
+
+    cmdline = podman("exec", name, "cat", "/proc/1/cmdline").stdout.split("\0")
+    # After the wait, PID 1 re-execs into the lean supervisor: python -I -S -c '...waitfor.supervisor...'
+    assert "waitfor" in " ".join(cmdline), cmdline
+    assert "waitfor.supervisor" in " ".join(cmdline), cmdline
+    assert cmdline[1:3] == ["-I", "-S"], cmdline
+
+    info = json.loads(podman("exec", name, "python3", "-c",
+                             "import urllib.request as u; print(u.urlopen('http://localhost:8000/info').read().decode())").stdout)
+    assert info["pid"] != 1 and info["ppid"] == 1, info
+    procs = {pid: (ppid, cmd) for pid, ppid, _, cmd in ps(podman, name)}
+    assert "/app/app.py" in procs[info["pid"]][1]
+
+
+def test_stop_delivers_sigterm_to_the_app_and_passes_its_exit_code(podman, image, mounts, containers):
+    name = containers("stop")
+    start_app(podman, image, mounts, name, args=["--term-code", "42"])
+
+    t0 = time.monotonic()
+    podman("stop", "-t", "10", name, timeout=30)
+    elapsed = time.monotonic() - t0
+
+    assert podman.exit_code(name) == 42
+    assert "app: got SIGTERM" in podman.logs(name)
+    marker = podman("cp", f"{name}:/tmp/terminated", "-").stdout  # a tar stream of the file
+    assert "TERM" in marker
+    # TERM reached the app at once: no grace period ran out, no SIGKILL (exit code 137)
+    assert elapsed < 5, f"podman stop took {elapsed:.1f}s"
+
+
+@pytest.mark.parametrize("command, expected", [
+    (["sh", "-c", "exit 7"], 7),
+    (["sh", "-c", "exit 0"], 0),
+    (["sh", "-c", "kill -KILL $$"], 137),  # killed by signal 9: 128 + 9
+    (["no-such-command"], 127),
+    (["/etc/hostname"], 126),  # exists, not executable
+])
+def test_the_container_exits_with_the_apps_exit_code(podman, image, mounts, containers, command, expected):
+    name = containers("code")
+    p = podman("run", "--name", name, *mounts(), image, *command, check=False, timeout=60)
+    assert p.returncode == expected, p.stderr
+    assert podman.exit_code(name) == expected
+
+
+def test_orphans_are_reaped_by_pid1(podman, image, mounts, containers):
+    """The app leaves a grandchild (sleep 2) that is re-parented to PID 1: when it ends,
+    PID 1 must reap it, or it would stay a zombie (state Z) for the container's life."""
+    name = containers("reap")
+    start_app(podman, image, mounts, name, args=["--orphan"])
+    orphans = [r for r in ps(podman, name) if r[3].startswith("sleep")]
+    assert [r[1] for r in orphans] == [1], orphans  # re-parented to waitfor
+    deadline = time.monotonic() + 10
+    while True:
+        rows = ps(podman, name)
+        left = [r for r in rows if r[0] == orphans[0][0] or r[2] == "Z"]
+        if not left:
+            break
+        assert time.monotonic() < deadline, f"not reaped within 10 s: {rows}"
+        time.sleep(0.3)
+
+
+HEALTH_CONFIG = textwrap.dedent("""\
+    health:
+      - name: app
+        url: http://localhost:8000/healthz
+""")
+
+
+def _healthcheck(podman, name):
+    """One `podman healthcheck run` (what the systemd timer would do): (exit code, status)."""
+    rc = podman("healthcheck", "run", name, check=False, timeout=30).returncode
+    return rc, podman.health(name)
+
+
+def _last_health_log(podman, name):
+    return json.loads(podman.inspect(name, "{{json .State.Health.Log}}"))[-1]
+
+
+def test_the_image_healthcheck_runs_waitfor_health(podman, image, mounts, containers):
+    """HEALTHCHECK CMD ["waitfor", "health"] of docker/Dockerfile survives the build
+    (--format docker) and runs the config's health: list, found through WAITFOR_CONFIG."""
+    hc = json.loads(podman("image", "inspect", image, "--format", "{{json .Config.Healthcheck}}").stdout)
+    assert hc["Test"] == ["CMD", "waitfor", "health"], hc
+    env = json.loads(podman("image", "inspect", image, "--format", "{{json .Config.Env}}").stdout)
+    assert "WAITFOR_CONFIG=/etc/waitfor.yaml" in env, env
+
+    name = containers("hc")
+    start_app(podman, image, mounts, name, HEALTH_CONFIG)
+    assert _healthcheck(podman, name) == (0, "healthy")
+    assert _last_health_log(podman, name)["Output"].startswith("ok app"), _last_health_log(podman, name)
+    podman("exec", name, "touch", "/tmp/unhealthy")
+    # The check fails at once; the image's --start-period=30s keeps the status (podman
+    # 4.3 ignores every failure in the start period, even after a success).
+    assert _healthcheck(podman, name)[0] == 1
+    last = _last_health_log(podman, name)
+    assert last["ExitCode"] == 1 and "FAIL app" in last["Output"] and "503" in last["Output"], last
+
+    # Without a health: list, `waitfor health` checks the dependencies (none: healthy).
+    assert podman("exec", name, "waitfor", "health", "-c", "/dev/null", check=False).returncode == 0
+
+
+def test_health_status_flips_with_the_apps_health(podman, image, mounts, containers):
+    """healthy -> unhealthy -> healthy, as the app's /healthz answers 200, 503, 200. The same
+    command as the image's HEALTHCHECK, with no start period and 2 retries."""
+    name = containers("flip")
+    opts = ["--health-cmd", '["waitfor", "health"]', "--health-start-period", "0s", "--health-retries", "2"]
+    start_app(podman, image, mounts, name, HEALTH_CONFIG, opts=opts)
+    assert _healthcheck(podman, name) == (0, "healthy")
+
+    podman("exec", name, "touch", "/tmp/unhealthy")
+    assert _healthcheck(podman, name) == (1, "healthy")  # one failure: retries=2
+    assert _healthcheck(podman, name) == (1, "unhealthy")
+
+    podman("exec", name, "rm", "/tmp/unhealthy")
+    assert _healthcheck(podman, name) == (0, "healthy")
+
+
+def test_a_dependency_that_never_comes_up_ends_the_container_with_124(podman, image, mounts, containers):
+    name = containers("timeout")
+    t0 = time.monotonic()
+    p = podman("run", "--name", name, "-e", "WAITFOR_TIMEOUT=3s", "-e", "WAITFOR_TARGETS=tcp://127.0.0.1:9",
+               *mounts(), image, "sh", "-c", "echo APP STARTED", check=False, timeout=60)
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 124, p.stderr
+    assert podman.exit_code(name) == 124
+    assert "APP STARTED" not in p.stdout
+    assert "127.0.0.1:9" in p.stderr and "timeout 3s" in p.stderr, p.stderr
+    assert 3 <= elapsed < 6, f"took {elapsed:.2f}s for a 3s timeout"
+
+
+def test_the_app_starts_once_its_dependency_comes_up(podman, image, mounts, containers):
+    """The config's dependency appears 2 s after the container starts (a listener started
+    with podman exec); only then does waitfor start the app."""
+    name = containers("wait")
+    config = textwrap.dedent("""\
+        timeout: 30s
+        dependencies:
+          - name: late
+            url: http://127.0.0.1:9000/
+    """)
+    podman("run", "-d", "--name", name, *mounts(config), image, *APP)
+    started = time.monotonic()
+    time.sleep(2)
+    assert "app: listening" not in podman.logs(name)
+    podman("exec", "-d", name, "python3", "-m", "http.server", "--bind", "127.0.0.1", "9000")
+    out = podman.wait_for_log(name, "app: listening", timeout=15)
+    assert time.monotonic() - started >= 2
+    assert "late: ready after" in out, out
+
+
+def test_compose_depends_on_service_healthy(podman, image, compose):
+    """docker-compose starts `app` only once `db` and `cache` are healthy. The stand-ins
+    are the test image too: app.py on ports 5432 and 6379, db listening only after 4 s,
+    each with the image's HEALTHCHECK (waitfor health, an http check of itself)."""
+    (compose.dir / "app.py").write_text((Path(__file__).parent / "app.py").read_text())
+    for svc, port in (("db", 5432), ("cache", 6379)):
+        (compose.dir / f"{svc}.yaml").write_text(f"health:\n  - http://localhost:{port}/healthz\n")
+    (compose.dir / "app.yaml").write_text(textwrap.dedent("""\
+        timeout: 30s
+        dependencies:
+          - tcp://db:5432
+          - tcp://cache:6379
+        health:
+          - http://localhost:8000/healthz
+    """))
+    (compose.dir / "docker-compose.yml").write_text(textwrap.dedent("""\
+        version: "3.8"
+        x-base: &base
+          image: ${TEST_IMAGE}
+        services:
+          db:
+            <<: *base
+            command: ["python3", "/app/app.py", "--port", "5432", "--delay", "4"]
+            volumes: ["./app.py:/app/app.py:ro", "./db.yaml:/etc/waitfor.yaml:ro"]
+          cache:
+            <<: *base
+            command: ["python3", "/app/app.py", "--port", "6379", "--delay", "1"]
+            volumes: ["./app.py:/app/app.py:ro", "./cache.yaml:/etc/waitfor.yaml:ro"]
+          app:
+            <<: *base
+            command: ["python3", "/app/app.py", "--port", "8000"]
+            volumes: ["./app.py:/app/app.py:ro", "./app.yaml:/etc/waitfor.yaml:ro"]
+            depends_on:
+              db:
+                condition: service_healthy
+              cache:
+                condition: service_healthy
+    """))
+
+    t0 = time.monotonic()
+    compose("up", "-d", timeout=120)
+    up = time.monotonic() - t0
+
+    ids = {}
+    for svc in ("db", "cache", "app"):
+        ids[svc] = compose("ps", "-q", svc).stdout.strip()
+        assert ids[svc], f"no container for {svc}"
+    assert podman.health(ids["db"]) == "healthy"
+    assert podman.health(ids["cache"]) == "healthy"
+
+    db_start = float(podman.inspect(ids["db"], "{{.State.StartedAt.Unix}}"))
+    app_start = float(podman.inspect(ids["app"], "{{.State.StartedAt.Unix}}"))
+    # db listens only 4 s after it starts: app must not have been started before that.
+    assert app_start - db_start >= 3, (db_start, app_start, up)
+
+    out = podman.wait_for_log(ids["app"], "app: listening", timeout=30)
+    assert "db:5432: ready after" in out and "cache:6379: ready after" in out, out
+    db_logs = podman.logs(ids["db"])
+    assert "app: listening on 5432" in db_logs, db_logs

@@ -1,0 +1,236 @@
+"""The waiting engine: backoff composition (tenacity RetryCallState), polling rate on a
+real closed port, parallelism, a ready dependency is not probed again, after: ordering,
+per-dependency timeout, fail fast on a Broken probe, cancel."""
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+from tenacity import RetryCallState, Retrying
+
+from corehelpers import HttpServer, TcpServer, free_port, waitfor
+from waitfor import backoff, config
+from waitfor.engine import FAILED, READY, Engine
+from waitfor.probes.base import NotReady, Refused
+
+
+def cfg_for(tmp_path=None, yaml_text=None, targets=(), **cli):
+    ns = dict(mode="wait", command=None, targets=list(targets), config=None)
+    if yaml_text is not None:
+        p = tmp_path / "e.yaml"
+        p.write_text(yaml_text)
+        ns["config"] = str(p)
+    ns.update(cli)
+    return config.build(SimpleNamespace(**ns), {})
+
+
+def run_engine(cfg, limit=10.0):
+    changes = []
+    eng = Engine(cfg, cfg.dependencies, on_change=changes.append).start()
+    assert eng.done.wait(limit), "the engine did not settle"
+    eng.cancel()
+    return {o.dep.name: o for o in eng.results()}, changes
+
+
+# --------------------------------------------------------------------------- backoff units
+
+
+def state_after(exc, attempt_number):
+    rs = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
+    rs.attempt_number = attempt_number
+    rs.set_exception((type(exc), exc, None))
+    return rs
+
+
+def test_refused_polls_at_the_fixed_interval_with_a_little_jitter():
+    wait = backoff.strategy(0.05, 1.0)
+    for n in (1, 2, 5, 50):
+        for _ in range(20):
+            assert 0.05 <= wait(state_after(Refused("x"), n)) <= 0.05 + 0.01 + 1e-9
+
+
+def test_not_ready_backs_off_exponentially_up_to_max_interval_with_jitter():
+    wait = backoff.strategy(0.05, 1.0)
+    lows = []
+    for n in range(1, 10):
+        samples = [wait(state_after(NotReady("503"), n)) for _ in range(30)]
+        base = min(0.05 * 2 ** (n - 1), 1.0)
+        assert all(base <= s <= base + 0.05 + 1e-9 for s in samples), (n, samples)
+        lows.append(min(samples))
+    assert lows[0] < 0.1 < lows[3] and lows[-1] >= 1.0
+    jitter = {round(wait(state_after(NotReady("503"), 3)), 6) for _ in range(20)}
+    assert len(jitter) > 1  # random, so that many waiters do not probe in step
+
+
+def test_wait_never_sleeps_past_the_deadline():
+    now = [100.0]
+    clock = lambda: now[0]  # noqa: E731
+    w = backoff.wait_until_deadline(backoff.strategy(0.5, 5.0), deadline=100.2, clock=clock)
+    assert w(state_after(NotReady("x"), 8)) == pytest.approx(0.2)
+    now[0] = 101.0
+    assert w(state_after(NotReady("x"), 8)) == 0.0
+    assert backoff.wait_until_deadline(backoff.strategy(0.5, 5.0), None)(state_after(Refused("x"), 1)) >= 0.5
+
+
+def test_stop_at_deadline():
+    now = [10.0]
+    stop = backoff.stop_at_deadline(11.0, lambda: now[0])
+    assert not stop(None)
+    now[0] = 11.0
+    assert stop(None)
+    assert not backoff.stop_at_deadline(None)(None)
+
+
+def test_retrying_composition_counts_attempts():
+    """The real tenacity loop with waitfor's strategy: Refused retries fast, NotReady slows."""
+    def count(exc_type, seconds):
+        n = [0]
+
+        def fn():
+            n[0] += 1
+            raise exc_type("no")
+
+        deadline = time.monotonic() + seconds
+        r = Retrying(stop=backoff.stop_at_deadline(deadline),
+                     wait=backoff.wait_until_deadline(backoff.strategy(0.05, 1.0), deadline),
+                     reraise=True)
+        with pytest.raises(exc_type):
+            r(fn)
+        return n[0]
+
+    fast, slow = count(Refused, 0.6), count(NotReady, 0.6)
+    assert 6 <= fast <= 13, fast
+    assert 3 <= slow <= 6, slow  # 0, .05, .15, .35 (+ jitter), then the deadline
+
+
+# --------------------------------------------------------------------------- engine on real sockets
+
+
+def test_closed_port_is_probed_at_most_about_20_times_a_second():
+    cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}"], timeout="1s")
+    t0 = time.monotonic()
+    res, _ = run_engine(cfg)
+    took = time.monotonic() - t0
+    (o,) = res.values()
+    assert o.state == FAILED and "connection refused" in o.reason
+    assert 0.9 <= took < 1.6
+    assert 10 <= o.attempts <= 22, o.attempts
+
+
+def test_answering_but_not_ready_backs_off():
+    with HttpServer({"/": (503, b"", {})}) as srv:
+        cfg = cfg_for(targets=[srv.url + "/"], timeout="1.2s")
+        res, _ = run_engine(cfg)
+    (o,) = res.values()
+    assert o.state == FAILED and "503" in o.reason
+    assert 3 <= len(srv.requests) <= 8, len(srv.requests)  # not 24 as at the fixed interval
+
+
+def test_all_in_parallel_and_ready_deps_are_not_probed_again():
+    with TcpServer(delay=0.5) as a, TcpServer(delay=0.5) as b, TcpServer(delay=0.5) as c, \
+            HttpServer() as ready:
+        cfg = cfg_for(targets=[f"127.0.0.1:{s.port}" for s in (a, b, c)] + [ready.url + "/"], timeout="5s")
+        t0 = time.monotonic()
+        res, changes = run_engine(cfg)
+        took = time.monotonic() - t0
+        time.sleep(0.2)
+    assert all(o.state == READY for o in res.values()), res
+    assert took < 1.3  # in series it would be > 1.5 s
+    assert len(ready.requests) == 1  # ready at once, and never asked again
+    assert all(s.accepted == 1 for s in (a, b, c))
+    assert [c.state for c in changes].count(READY) == 4
+
+
+def test_after_orders_probing(tmp_path):
+    t0 = time.monotonic()
+    with TcpServer(delay=0.5) as db, HttpServer() as api:
+        cfg = cfg_for(tmp_path, f"""
+timeout: 5s
+dependencies:
+  - {{name: db, url: "tcp://127.0.0.1:{db.port}"}}
+  - {{name: api, url: "{api.url}/", after: [db]}}
+  - {{name: last, url: "file:///", after: [api, db]}}
+""")
+        order = []
+        eng = Engine(cfg, cfg.dependencies, on_change=lambda o: o.state == READY and order.append(
+            (o.dep.name, time.monotonic() - t0)))
+        eng.start()
+        assert eng.done.wait(5)
+        first_api_request = len(api.requests)
+    assert [n for n, _ in order] == ["db", "api", "last"]
+    assert order[0][1] >= 0.45
+    assert first_api_request == 1  # api was not probed while db was down
+
+
+def test_after_a_failed_dependency_is_not_probed(tmp_path):
+    with HttpServer() as api:
+        cfg = cfg_for(tmp_path, f"""
+timeout: 400ms
+dependencies:
+  - {{name: db, url: "tcp://127.0.0.1:{free_port()}"}}
+  - {{name: api, url: "{api.url}/", after: [db]}}
+""")
+        res, _ = run_engine(cfg)
+    assert res["db"].state == FAILED
+    assert res["api"].state == FAILED and "db" in res["api"].reason and res["api"].attempts == 0
+    assert api.requests == []
+
+
+def test_per_dependency_timeout(tmp_path):
+    with TcpServer(delay=0.8) as late:
+        cfg = cfg_for(tmp_path, f"""
+timeout: 5s
+dependencies:
+  - {{name: quick, url: "tcp://127.0.0.1:{free_port()}", timeout: 300ms}}
+  - {{name: late, url: "tcp://127.0.0.1:{late.port}"}}
+""")
+        res, _ = run_engine(cfg)
+    assert res["quick"].state == FAILED and 0.25 <= res["quick"].elapsed < 0.8
+    assert res["late"].state == READY and res["late"].elapsed >= 0.7
+
+
+def test_broken_command_fails_at_once(tmp_path):
+    cfg = cfg_for(tmp_path, "timeout: 10s\ndependencies:\n  - {name: gone, command: [/nonexistent/probe]}\n")
+    t0 = time.monotonic()
+    res, _ = run_engine(cfg, limit=3)
+    assert time.monotonic() - t0 < 1
+    o = res["gone"]
+    assert o.state == FAILED and o.broken and o.attempts == 1 and "not found" in o.reason
+
+
+def test_broken_command_fails_fast_through_the_cli(tmp_path):
+    y = tmp_path / "b.yaml"
+    y.write_text(f"dependencies:\n  - {{name: gone, command: [/nonexistent/probe]}}\n  - 127.0.0.1:{free_port()}\n")
+    marker = tmp_path / "ran"
+    t0 = time.monotonic()
+    r = waitfor("-t", "20", "-c", y, "--", "touch", marker)
+    assert time.monotonic() - t0 < 3  # not the 20 s timeout
+    assert r.returncode not in (0, 2) and not marker.exists()
+    assert "gone" in r.stderr and "not found" in r.stderr
+
+
+def test_cancel_stops_every_waiter_at_once():
+    cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}" for _ in range(3)], timeout="0")
+    eng = Engine(cfg, cfg.dependencies).start()
+    time.sleep(0.2)
+    before = threading.active_count()
+    t0 = time.monotonic()
+    eng.cancel()
+    while threading.active_count() > before - 3 and time.monotonic() - t0 < 2:
+        time.sleep(0.01)
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_invert_waits_for_a_port_to_close():
+    srv = TcpServer()
+    srv.__enter__()
+    threading.Timer(0.4, srv.__exit__, args=(None, None, None)).start()
+    import tempfile
+    from pathlib import Path
+
+    d = Path(tempfile.mkdtemp())
+    cfg = cfg_for(d, f"timeout: 3s\ndependencies:\n  - {{url: 'tcp://127.0.0.1:{srv.port}', invert: true}}\n")
+    res, _ = run_engine(cfg)
+    (o,) = res.values()
+    assert o.state == READY and o.elapsed >= 0.3 and "gone" in o.reason

@@ -29,15 +29,23 @@ def probe_for(dep):
     import pika
     import pika.exceptions
     from pika.adapters.utils import connection_workflow as workflow
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
     parts = urlsplit(dep.url)
     host = parts.hostname
     port = parts.port or (5671 if parts.scheme.lower() == "amqps" else PORT)
-    params = pika.URLParameters(dep.url)
+    # pika reads user and password from the URL only together (a user without a password
+    # makes it fail), so credentials are taken out of the URL and set here.
+    hostport = parts.netloc.rpartition("@")[2]
+    params = pika.URLParameters(urlunsplit((parts.scheme, hostport, parts.path, parts.query, "")))
     if "password_file" in dep.options:
+        password = v.read_secret_file(dep.options["password_file"])
+    else:
+        password = unquote(parts.password) if parts.password is not None else None
+    if parts.username is not None or password is not None:
+        # RabbitMQ's default user is guest (as pika's default credentials are guest:guest)
         user = unquote(parts.username) if parts.username else "guest"
-        params.credentials = pika.PlainCredentials(user, v.read_secret_file(dep.options["password_file"]))
+        params.credentials = pika.PlainCredentials(user, password or "")
     # One attempt is one try: the engine retries (pika would otherwise retry by itself).
     params.connection_attempts = 1
 

@@ -21,7 +21,9 @@ OPTIONS = {
     "insecure": v.boolean,
 }
 SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
-DRIVER = "paho.mqtt"
+# find_spec of a dotted name imports its parent and raises ModuleNotFoundError when
+# paho-mqtt is missing; the top-level "paho" package is what paho-mqtt installs.
+DRIVER = "paho"
 EXTRA = "mqtt"
 
 

@@ -255,3 +255,110 @@ def test_compose_depends_on_service_healthy(podman, image, compose):
     assert "db:5432: ready after" in out and "cache:6379: ready after" in out, out
     db_logs = podman.logs(ids["db"])
     assert "app: listening on 5432" in db_logs, db_logs
+
+
+def _get(url, timeout=2.0):
+    """(status, body) of a GET from the host, or (None, error) when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+
+def _until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.2)
+
+
+def test_probe_endpoint_and_watch_as_in_the_k8s_manifests(podman, image, mounts, containers):
+    """docker/k8s/deployment.yaml's httpGet probes, from outside the container: /livez,
+    /startupz and /readyz on probe_addr ":8081" follow the wait, the app's start and a
+    watched dependency; when that dependency stays lost, waitfor stops the app (exit 69)."""
+    name = containers("probes")
+    config = textwrap.dedent("""\
+        timeout: 60s
+        probe_addr: ":8081"
+        watch:
+          interval: 500ms
+          failure_threshold: 6
+        dependencies:
+          - name: late
+            url: tcp://127.0.0.1:9000
+    """)
+    podman("run", "-d", "--name", name, *mounts(config), image, *APP)
+    ip = podman.inspect(name, "{{.NetworkSettings.IPAddress}}")
+    assert ip, "the container has no IP on the default bridge"
+    base = f"http://{ip}:8081"
+
+    # Waiting: alive, not started, not ready.
+    _until(lambda: _get(base + "/livez")[0] == 200, 15, "/livez answers 200 during the wait")
+    assert _get(base + "/startupz")[0] == 503
+    assert _get(base + "/readyz")[0] == 503
+    assert "app: listening" not in podman.logs(name)
+
+    # The dependency comes up: the app starts; started and ready.
+    podman("exec", "-d", name, "python3", "-m", "http.server", "--bind", "127.0.0.1", "9000")
+    podman.wait_for_log(name, "app: listening", timeout=15)
+    _until(lambda: _get(base + "/startupz")[0] == 200, 10, "/startupz 200 once the app runs")
+    _until(lambda: _get(base + "/readyz")[0] == 200, 10, "/readyz 200 once the app runs")
+    assert _get(base + "/livez")[0] == 200
+    pid1 = podman("exec", name, "cat", "/proc/1/cmdline").stdout
+    assert "waitfor" in pid1, pid1  # with a watch, PID 1 stays the full waitfor process
+
+    # The dependency is lost: not ready, then the watch stops the app and the container.
+    listener = [r[0] for r in ps(podman, name) if "http.server" in r[3]]
+    assert len(listener) == 1, ps(podman, name)
+    podman("exec", name, "sh", "-c", f"kill {listener[0]}")
+    t0 = time.monotonic()
+    # failure_threshold 6 at 500ms: about 3 s not ready before the app is stopped
+    _until(lambda: _get(base + "/readyz")[0] == 503, 10, "/readyz 503 once the dependency is lost")
+    assert _get(base + "/livez")[0] == 200
+    code = podman.wait_exit(name, timeout=30)
+    assert code == 69, podman.logs(name)
+    assert time.monotonic() - t0 < 15
+    assert "app: got SIGTERM" in podman.logs(name)
+
+
+def test_waitfor_wait_as_an_init_container(podman, image, mounts, containers):
+    """docker/k8s/deployment.yaml's init container, in a podman pod: `waitfor wait` blocks
+    the pod's start until the database (another container, listening after 3 s) accepts
+    connections; only then does the app container start."""
+    db = containers("db")
+    podman("run", "-d", "--name", db, *mounts(), image, *APP, "--port", "5432", "--delay", "3")
+    db_ip = podman.inspect(db, "{{.NetworkSettings.IPAddress}}")
+    config = mounts(f"timeout: 30s\ndependencies:\n  - name: db\n    url: tcp://{db_ip}:5432\n")
+
+    pod = containers("pod")
+    init, app = containers("init"), containers("app")
+    podman("pod", "create", "--name", pod)
+    try:
+        # initContainers: [{command: ["waitfor", "wait", ...]}]; "always": kept for inspection
+        podman("create", "--pod", pod, "--name", init, "--init-ctr", "always", *config,
+               "--entrypoint", '["waitfor", "wait"]', image)
+        podman("create", "--pod", pod, "--name", app, *config, image, *APP)
+        podman("pod", "start", pod, timeout=60)  # runs the init container to its end first
+
+        assert podman.exit_code(init) == 0
+        assert "db: ready after" in podman.logs(init)
+        assert podman.inspect(app, "{{.State.Status}}") == "running"
+        def ns(name, field):
+            return int(podman.inspect(name, "{{.State.%s.UnixNano}}" % field))
+
+        # the database listens 3 s after its start; the init container waited for that,
+        # and the app started after the init container ended
+        assert ns(init, "FinishedAt") - ns(db, "StartedAt") >= 3e9
+        assert ns(app, "StartedAt") > ns(init, "FinishedAt")
+        podman.wait_for_log(app, "app: listening", timeout=15)
+    finally:
+        podman("pod", "rm", "-f", "-t", "0", pod, check=False, timeout=60)

@@ -262,6 +262,13 @@ def test_config_errors(tmp_path, text, expected):
         assert msg.startswith(str(tmp_path / expected.split(":", 1)[0])), msg
 
 
+def test_ca_file_must_be_pem(tmp_path):
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    msg = error(tmp_path, f"dependencies:\n  - url: https://x/\n    ca_file: {bad}\n")
+    assert "deps.yaml:3: dependencies[0].ca_file:" in msg and "PEM" in msg
+
+
 def test_missing_config_file(tmp_path):
     assert "cannot read config" in error(config=str(tmp_path / "nope.yaml"))
     assert "nope.yaml" in error(env={"WAITFOR_CONFIG": str(tmp_path / "nope.yaml")})

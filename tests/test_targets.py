@@ -93,6 +93,24 @@ def test_tcp_unresolvable_name_is_refused():
         probe(dep("tcp://no-such-host.invalid:5432"))
 
 
+@pytest.mark.parametrize("target", ["tcp://slow.test:5432", "dns://slow.test"])
+def test_name_lookup_is_bounded_by_the_attempt_timeout(monkeypatch, target):
+    """getaddrinfo has no timeout; a resolver that does not answer must not hold the
+    attempt (and `check`) beyond --attempt-timeout. Only the resolver is faked."""
+    real = socket.getaddrinfo
+
+    def hung(host, *a, **k):
+        if host == "slow.test" and not k.get("flags"):
+            time.sleep(3)
+        return real(host, *a, **k)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hung)
+    t0 = time.monotonic()
+    with pytest.raises(NotReady, match="timed out"):
+        probe(dep(target), timeout=0.3)
+    assert time.monotonic() - t0 < 1
+
+
 def test_tcp_late_start_cli():
     port = free_port()
     with TcpServer(port=port, delay=0.6):

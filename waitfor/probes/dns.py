@@ -1,8 +1,6 @@
 """dns://name: ready when the name resolves (to any address)."""
 
-import socket
-
-from waitfor.probes.base import Refused
+from waitfor.probes.tcp import resolve
 
 PORT = 0  # no port is needed; one given is ignored
 OPTIONS = {}
@@ -14,11 +12,7 @@ def probe_for(dep):
     host = urlsplit(dep.url).hostname
 
     def probe(timeout: float):
-        # getaddrinfo has no timeout of its own; the engine bounds the attempt.
-        try:
-            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except socket.gaierror as e:
-            raise Refused(f"cannot resolve {host}: {e.strerror}") from None
+        infos = resolve(host, None, timeout)  # bounded: getaddrinfo has no timeout of its own
         return "resolves to " + ", ".join(sorted({i[4][0] for i in infos}))
 
     return probe

@@ -11,13 +11,28 @@ from waitfor import validators as v
 from waitfor.probes.base import NotReady, Refused
 
 PORT = 80  # or 443 for https
+
+
+def ca_bundle(value) -> str:
+    """A readable PEM file of CA certificates: checked when the config is read (exit 2),
+    not on the first attempt."""
+    path = v.readable_file(value)
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as e:
+        raise ValueError(f"{path} is not a PEM file of CA certificates ({e.reason or e})") from None
+    return path
+
+
+ca_bundle.schema = v.readable_file.schema
+
 OPTIONS = {
     "status": v.http_status,
     "body": v.regex,
     "headers": v.string_map,
     "method": v.string,
     "insecure": v.boolean,
-    "ca_file": v.readable_file,
+    "ca_file": ca_bundle,
 }
 SECRET_OPTIONS = ("headers",)  # Authorization, Cookie, API keys: all header values are masked
 MAX_BODY = 1 << 20

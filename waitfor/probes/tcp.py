@@ -5,6 +5,7 @@ only what `nc`/bash's /dev/tcp picks). Also the cheap first step of every driver
 """
 
 import socket
+import threading
 import time
 
 from waitfor.probes.base import NotReady, Refused
@@ -20,10 +21,7 @@ def connect(host: str, port: int, timeout: float) -> str:
     before the other container exists), NotReady for slower failures such as time-outs.
     """
     deadline = time.monotonic() + timeout
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise Refused(f"cannot resolve {host}: {e.strerror}") from None
+    infos = resolve(host, port, timeout)
     last = None
     for family, stype, proto, _, addr in infos:
         remaining = deadline - time.monotonic()
@@ -43,6 +41,39 @@ def connect(host: str, port: int, timeout: float) -> str:
         finally:
             sock.close()
     raise last or NotReady(f"connect timed out ({host}:{port})")
+
+
+def resolve(host: str, port, timeout: float) -> list:
+    """getaddrinfo(host, port), bounded by `timeout`: getaddrinfo has no timeout of its own,
+    and a resolver that does not answer can hold it for 5 s per try and name server.
+
+    An IP address needs no lookup. A name is looked up in a daemon thread that is left
+    behind if it does not answer in time. Raises Refused when the name does not resolve
+    (yet), NotReady when the lookup times out.
+    """
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        pass
+    box = []
+    done = threading.Event()
+
+    def lookup():
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as e:
+            box.append(e)
+        done.set()
+
+    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(max(timeout, 0.001)):
+        raise NotReady(f"resolving {host} timed out after {timeout:.3g}s")
+    result = box[0]
+    if isinstance(result, socket.gaierror):
+        raise Refused(f"cannot resolve {host}: {result.strerror}")
+    if isinstance(result, BaseException):
+        raise NotReady(f"cannot resolve {host}: {result}")
+    return result
 
 
 def _fmt(addr) -> str:

@@ -75,6 +75,20 @@ def test_interpolation_forms():
         interpolate("trailing $", env)
 
 
+def test_interpolation_defaults_are_interpolated_lazily():
+    env = {"B": "b", "EMPTY": ""}
+    assert interpolate("${A:-${B}}", env) == "b"
+    assert interpolate("${A:-$B/x}", env) == "b/x"
+    assert interpolate("${A:-$$}", env) == "$"
+    assert interpolate("${B:-${NOPE:?not needed}}", env) == "b"  # unused default: no error
+    with pytest.raises(ValueError, match="NOPE"):
+        interpolate("${A:-${NOPE:?needed}}", env)
+    assert interpolate("${B:+x${B}}|${EMPTY:+y}|${EMPTY+z}", env) == "xb||z"
+    assert interpolate("{${B}}", env) == "{b}"
+    with pytest.raises(ValueError):
+        interpolate("${B:x}", env)
+
+
 def test_interpolation_in_file_and_its_errors(tmp_path):
     text = 'timeout: "${T:-7s}"\ndependencies:\n  - url: "tcp://${HOST:?set HOST}:${PORT:-5432}"\n    name: "$${literal}"\n'
     cfg = build(tmp_path, text, env={"HOST": "db"})

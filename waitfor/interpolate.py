@@ -1,40 +1,81 @@
 """Compose-style `${VAR}` interpolation of config strings, from the environment.
 
 Supported, as in the Compose specification ("Interpolation"): `$VAR`, `${VAR}`,
-`${VAR:-default}`, `${VAR-default}`, `${VAR:?message}`, `${VAR?message}`, and `$$` for a
-literal `$`. Nothing is ever evaluated by a shell.
+`${VAR:-default}`, `${VAR-default}`, `${VAR:?message}`, `${VAR?message}`,
+`${VAR:+replacement}`, `${VAR+replacement}`, and `$$` for a literal `$`. Defaults and
+replacements are interpolated in turn (`${A:-${B:-x}}`), and only when they are used.
+Nothing is ever evaluated by a shell.
 """
 
 import re
 
-_TOKEN = re.compile(
-    r"\$(?:(?P<escaped>\$)"
-    r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
-    r"|(?P<invalid>))"
-)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPS = (":-", ":?", ":+", "-", "?", "+")
+
+
+def _closing(text: str, i: int):
+    """Index of the `}` that closes a `${` whose body starts at i (nested `${...}` allowed)."""
+    depth = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            i += 2
+            continue
+        if text.startswith("${", i):
+            depth, i = depth + 1, i + 2
+            continue
+        if text[i] == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    return None
 
 
 def interpolate(text: str, env) -> str:
     """Expand variables in `text`. Raise ValueError on `${VAR:?msg}` or a malformed `$`."""
 
-    def sub(m: "re.Match") -> str:
-        if m.group("escaped") is not None:
-            return "$"
-        name = m.group("plain") or m.group("braced")
-        if name is None:
-            raise ValueError(
-                f"bad variable reference at {text[m.start():m.start() + 12]!r} (write $$ for a literal $)"
-            )
+    def bad(at: int):
+        return ValueError(f"bad variable reference at {text[at:at + 12]!r} (write $$ for a literal $)")
+
+    out, i = [], 0
+    while i < len(text):
+        start = text.find("$", i)
+        if start < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:start])
+        nxt = text[start + 1:start + 2]
+        if nxt == "$":
+            out.append("$")
+            i = start + 2
+            continue
+        if nxt != "{":
+            m = _NAME.match(text, start + 1)
+            if not m:
+                raise bad(start)
+            out.append(env.get(m.group()) or "")
+            i = m.end()
+            continue
+        m = _NAME.match(text, start + 2)
+        end = _closing(text, m.end()) if m else None
+        if end is None:
+            raise bad(start)
+        name, body = m.group(), text[m.end():end]
+        op = next((o for o in _OPS if body.startswith(o)), None)
+        if body and op is None:
+            raise bad(start)
+        arg = body[len(op):] if op else ""
         value = env.get(name)
-        op, arg = m.group("op"), m.group("arg") or ""
         unset = value is None or (op is not None and op.startswith(":") and value == "")
         if op in (":-", "-"):
-            return arg if unset else value
-        if op in (":?", "?"):
+            out.append(interpolate(arg, env) if unset else value)
+        elif op in (":?", "?"):
             if unset:
                 raise ValueError(f"required variable {name} is not set" + (f": {arg}" if arg else ""))
-            return value
-        return "" if value is None else value
-
-    return _TOKEN.sub(sub, text)
+            out.append(value)
+        elif op in (":+", "+"):
+            out.append("" if unset else interpolate(arg, env))
+        else:
+            out.append(value or "")
+        i = end + 1
+    return "".join(out)

@@ -224,16 +224,20 @@ CATCHABLE = sorted(int(s) for s in signal.valid_signals() if s not in (signal.SI
 
 # Blocks every signal, says "ready PID PGID PPID", then reports each signal it receives
 # as "sig N PID SENDER" until it has received COUNT of them; exits with CODE. With "fork",
-# a second process in the same process group does the same (for --group); the app does
-# not wait for it.
+# a second process in the same process group does the same (for --group); with
+# "fork-wait", the app waits for it before it exits.
 SIGWAIT_APP = PROLOGUE + """
-count, code, fork = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["fork"]
+count, code, fork = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if sys.argv[3:] else None
 signal.pthread_sigmask(signal.SIG_BLOCK, CATCHABLE)
 kid = os.fork() if fork else None
+# the kid's exit raises SIGCHLD in the main process: not one that waitfor sent
+waited = [s for s in CATCHABLE if not (fork and s == signal.SIGCHLD)]
 say(f"ready {os.getpid()} {os.getpgrp()} {os.getppid()}")
 for _ in range(count):
-    info = signal.sigwaitinfo(CATCHABLE)
+    info = signal.sigwaitinfo(waited)
     say(f"sig {info.si_signo} {os.getpid()} {info.si_pid}")
+if kid and fork == "fork-wait":
+    os.waitpid(kid, 0)
 os._exit(code)
 """
 

@@ -10,6 +10,7 @@
 """
 
 import os
+import signal
 import sys
 
 from waitfor import exitcodes, sigstate
@@ -66,7 +67,16 @@ def supervise_argv(cfg, inherited: sigstate.Inherited) -> list:
         f"import sys; sys.path.insert(0, {package_parent!r}); "
         "from waitfor.supervisor import main; sys.exit(main(sys.argv[1:]))"
     )
-    return [sys.executable, "-I", "-S", "-c", boot] + supervisor_args(cfg, inherited)
+    # A blocked signal stays pending across execve(2), so the supervisor takes and forwards
+    # whatever arrived during the wait; except SIGPIPE and SIGXFSZ, which the new
+    # interpreter sets to SIG_IGN before any of our code runs, and setting SIG_IGN discards
+    # a pending signal even while it is blocked (sigaction(2), POSIX). Name those instead.
+    # (One that arrives between this sigpending() and the execve is still lost: the window
+    # is a few system calls long, and no Python flag keeps the interpreter from ignoring
+    # them.) The in-process supervisor of waitfor.runtime does not exec, so it needs none.
+    pending = {int(s) for s in signal.sigpending()} & sigstate.PYTHON_IGNORES
+    extra = ["--pending", sigstate.encode(pending)] if pending else []
+    return [sys.executable, "-I", "-S", "-c", boot] + extra + supervisor_args(cfg, inherited)
 
 
 def become_subreaper() -> None:

@@ -23,10 +23,13 @@ import time
 from waitfor import exitcodes
 from waitfor.sigstate import catchable, decode
 
-# Faults that the kernel raises synchronously in this very process: blocking them is
-# pointless (tini does not block them either), so they are neither waited for nor forwarded.
-SYNCHRONOUS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS}
-
+# Every catchable signal but SIGCHLD is forwarded, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP
+# and SIGSYS included: when one of those arrives here it was sent with kill(2) (by a user or
+# an orchestrator) and is meant for the app, and dumb-init forwards them too (it blocks every
+# signal; tini leaves these unblocked, so as PID 1 the kernel discards them). Blocking them
+# costs nothing on a real fault of this process: the kernel unblocks a synchronous fault
+# signal and restores its default action before delivering it (force_sig_info_to_task,
+# kernel/signal.c), so the supervisor still dies of it.
 
 class Options:
     def __init__(self):
@@ -37,6 +40,7 @@ class Options:
         self.stop_timeout = 5.0
         self.stop_signal = signal.SIGTERM
         self.success_exit = set()
+        self.pending = ()
         self.pid1 = os.getpid() == 1
         self.quiet = False
         self.command = []
@@ -67,6 +71,8 @@ def parse(argv) -> Options:
             o.stop_signal = int(next(it))
         elif a == "--success-exit":
             o.success_exit.add(int(next(it)))
+        elif a == "--pending":
+            o.pending = sorted(decode(next(it)))
         else:
             raise SystemExit(f"waitfor supervisor: unknown argument {a!r}")
     return o
@@ -139,7 +145,11 @@ def status_to_code(status: int) -> int:
 
 
 def reap(main_pid, flags: int = 0):
-    """Reap every zombie; return the main child's wait status if it was among them."""
+    """Reap every zombie; return the main child's last wait status if it was among them.
+
+    SIGCHLD is a standard signal: children that die together raise it once, so this drains
+    every waitable child each time, and goes on after the main child reports a stop
+    (WUNTRACED), lest the zombies beside it wait for the next SIGCHLD."""
     found = None
     while True:
         try:
@@ -150,8 +160,6 @@ def reap(main_pid, flags: int = 0):
             return found
         if pid == main_pid:
             found = status
-            if os.WIFSTOPPED(status):
-                return found
 
 
 def children() -> list:
@@ -247,16 +255,34 @@ def stop_app(o: Options, pid: int, flags: int) -> int:
         signal.sigtimedwait({signal.SIGCHLD}, remaining)
 
 
+def forward(o: Options, pid: int, sig: int) -> None:
+    target = o.rewrite.get(sig, sig)
+    if target == 0:
+        return  # --rewrite SIG:- drops it
+    try:
+        if o.group:
+            os.killpg(pid, target)
+        else:
+            os.kill(pid, target)
+    except OSError:
+        pass  # already gone; its SIGCHLD is on the way
+
+
 def supervise(o: Options, hooks=None) -> int:
     """`hooks` (the runtime watch, waitfor.runtime) is told `started(pid)` once the app
     runs and asked `lost()` whenever SIGCHLD wakes the loop without the app having exited;
     it wakes the loop with a thread-directed SIGCHLD when a watched dependency is lost."""
-    forwardable = [s for s in catchable() if s not in SYNCHRONOUS]
+    forwardable = catchable()
     signal.pthread_sigmask(signal.SIG_BLOCK, forwardable)
     tty = os.isatty(0) and _is_foreground(0)
     pid, failure = spawn(o, tty)
     if failure is not None:
         return failure
+    # SIGPIPE or SIGXFSZ that were pending when waitfor exec'd this interpreter: Python's
+    # start-up set them to SIG_IGN, which discarded them (sigaction(2)), so the hand-over
+    # named them (waitfor.handover.supervise_argv).
+    for sig in o.pending:
+        forward(o, pid, sig)
     if hooks is not None:
         hooks.started(pid)
     job_control = tty and not o.pid1
@@ -286,16 +312,7 @@ def supervise(o: Options, hooks=None) -> int:
                     pass
                 continue
             break
-        target = o.rewrite.get(sig, sig)
-        if target == 0:
-            continue
-        try:
-            if o.group:
-                os.killpg(pid, target)
-            else:
-                os.kill(pid, target)
-        except OSError:
-            pass  # already gone; its SIGCHLD is on the way
+        forward(o, pid, sig)
     code = status_to_code(status)
     stop_the_rest(o, pid)
     return 0 if code in o.success_exit else code

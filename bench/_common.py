@@ -8,12 +8,13 @@ The waitfor console script is looked up next to that interpreter.
 import json
 import math
 import os
+import random
 import shutil
 import socket
 import statistics
 import sys
 
-PY = os.path.realpath(sys.executable)
+PY = sys.executable  # not realpath: in a venv, that would leave the venv
 _bindir = os.path.dirname(sys.executable)
 WAITFOR = os.path.join(_bindir, "waitfor") if os.path.exists(os.path.join(_bindir, "waitfor")) else shutil.which("waitfor")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,12 +33,34 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = map(int, f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(_taken=set()) -> int:
+    """A port that is free now and outside the kernel's ephemeral range: a waiter's own
+    connect() attempts take their source ports from that range, and could otherwise take
+    the very port a test opens later (EADDRINUSE, or a TCP self-connect on loopback)."""
+    lo, hi = _ephemeral_range()
+    candidates = (10000, lo - 1) if lo > 12000 else (hi + 1, 65535)
+    while True:
+        port = random.randint(*candidates)
+        if port in _taken:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _taken.add(port)
+        return port
 
 
 def listener(port: int, backlog: int = 4096) -> socket.socket:

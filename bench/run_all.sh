@@ -6,8 +6,20 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PYTHON:-$(command -v python3)}
-py=$("$py" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+py=$("$py" -c 'import sys; print(sys.executable)')  # past a pyenv shim, but not out of a venv
+commit() {
+    # the code measured is the work tree: say which commit, and whether waitfor/ differs from it
+    c=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
+    d=$(git -C "$here/.." status --porcelain -- waitfor 2>/dev/null | wc -l)
+    [ "$d" = 0 ] && echo "$c" || echo "$c + $d uncommitted file(s) in waitfor/"
+}
 echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(nproc) CPUs  load: $(cut -d' ' -f1-3 /proc/loadavg)  python: $py"
+echo "== waitfor at $(commit)"
+if [ -n "${BENCH_OUT:-}" ]; then
+    mkdir -p "$BENCH_OUT"
+    printf '{"start": "%s", "commit": "%s", "load_start": "%s"}\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" \
+        "$(commit)" "$(cut -d' ' -f1-3 /proc/loadavg)" > "$BENCH_OUT/meta.json"
+fi
 for b in startup detection scale pid1; do
     echo
     echo "== $b"
@@ -20,4 +32,4 @@ for b in startup detection scale pid1; do
     echo "($(( $(date +%s) - start )) s)"
 done
 echo
-echo "== done $(date -u '+%H:%M:%S UTC')  load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== done $(date -u '+%H:%M:%S UTC')  load: $(cut -d' ' -f1-3 /proc/loadavg)  waitfor at $(commit)"

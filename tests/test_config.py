@@ -75,6 +75,12 @@ def test_interpolation_forms():
         interpolate("trailing $", env)
 
 
+def test_bad_reference_error_does_not_echo_the_rest_of_the_string():
+    with pytest.raises(ValueError) as e:
+        interpolate("postgres://app:ab$1Secret99@db/app", {})
+    assert "'$1'" in str(e.value) and "Secret99" not in str(e.value)
+
+
 def test_interpolation_defaults_are_interpolated_lazily():
     env = {"B": "b", "EMPTY": ""}
     assert interpolate("${A:-${B}}", env) == "b"
@@ -246,6 +252,11 @@ def test_yaml_merge_keys(tmp_path):
     ("attempt_timeout: 0\n", "deps.yaml:1: attempt_timeout: must be more than 0"),
     ("log_format: xml\n", "deps.yaml:1: log_format: expected text or json"),
     ("- a\n", "must be a mapping"),
+    ("watch:\n  failure_threshold: 2\n  interval: 5x\n", "deps.yaml:3: watch.interval: bad duration"),
+    ("watch:\n  failure_threshold: 0\n", "deps.yaml:2: watch.failure_threshold: must be at least 1"),
+    ("watch:\n  every: 1s\n", "deps.yaml:2: watch.every: unknown key"),
+    ("watch: 5s\n", "deps.yaml:1: watch: expected a mapping"),
+    ("stop_signal: SIGNOPE\n", "deps.yaml:1: stop_signal: unknown signal"),
     ("dependencies: tcp://x:1\n", "deps.yaml:1: dependencies: expected a list"),
     ("dependencies:\n  - tcp://x\n", "deps.yaml:2: dependencies[0]: bad URL"),
     ("dependencies:\n  - a:1\n  - 5\n", "deps.yaml:3: dependencies[1]: expected a URL or a mapping"),

@@ -436,11 +436,19 @@ def build(args, env: Mapping) -> Config:
         for key in watch:
             if key not in WATCH_KEYS:
                 raise UsageError(f"{path}:{watch.lines[key]}: watch.{key}: unknown key (known: {', '.join(WATCH_KEYS)})")
-        try:
-            watch_interval = v.duration(watch.get("interval", DEFAULTS["watch_interval"]))
-            failure_threshold = v.positive_int(watch.get("failure_threshold", failure_threshold))
-        except ValueError as e:
-            raise UsageError(f"{path}:{watch.line}: watch: {e}") from None
+        for key, parse in (("interval", v.duration), ("failure_threshold", v.positive_int)):
+            if key not in watch:
+                continue
+            try:
+                val = parse(watch[key])
+            except ValueError as e:
+                raise UsageError(f"{path}:{watch.lines[key]}: watch.{key}: {e}") from None
+            if key == "interval":
+                watch_interval = val
+            else:
+                failure_threshold = val
+        if "interval" not in watch:
+            watch_interval = DEFAULTS["watch_interval"]
     if cli.get("watch_interval") is not None:
         try:
             watch_interval = v.duration(cli["watch_interval"])

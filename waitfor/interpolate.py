@@ -35,7 +35,10 @@ def interpolate(text: str, env) -> str:
     """Expand variables in `text`. Raise ValueError on `${VAR:?msg}` or a malformed `$`."""
 
     def bad(at: int):
-        return ValueError(f"bad variable reference at {text[at:at + 12]!r} (write $$ for a literal $)")
+        # Only `$` and what follows it: the rest of the string may be a password.
+        m = _NAME.match(text, at + 2) if text.startswith("${", at) else None
+        ref = text[at:m.end()] if m else text[at:at + 2]
+        return ValueError(f"bad variable reference {ref!r} at character {at + 1} (write $$ for a literal $)")
 
     out, i = [], 0
     while i < len(text):

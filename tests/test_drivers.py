@@ -229,14 +229,19 @@ def test_closed_port_times_out_with_reason(kind):
 
 # What each probe says about a port that accepts and then stays silent.
 MUTE_REASON = {
-    "postgres": "timeout",  # psycopg: "connection timeout expired"
-    "mysql": "timed out",  # PyMySQL waits for the server greeting
-    "redis": "imeout",  # redis-py: "Timeout reading from ..."
-    "amqp": "AMQP handshake",
-    "mqtt": "no CONNACK",
+    "postgres": "no answer within",  # the server speaks second: libpq waits for its reply
+    "mysql": "Lost connection to MySQL server during query (timed out)",  # waits for the greeting
+    "redis": "Timeout reading from",
+    "amqp": "during the AMQP handshake",
+    "mqtt": "no CONNACK within",
     "nats": "is this a NATS server",
     "grpc": "DEADLINE_EXCEEDED",
 }
+
+
+def reasons(result) -> str:
+    """stderr without the final "gave up ... (timeout 2s)" summary line."""
+    return "\n".join(line for line in result.err.splitlines() if "gave up" not in line)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -244,11 +249,7 @@ def test_silent_port_times_out_with_reason(kind, mute):
     r = run_waitfor(url_at(kind, mute.port), timeout="2s", attempt="700ms")
     assert r.rc == 124, r
     assert r.elapsed < 5, r
-    assert "not ready:" in r.err and MUTE_REASON[kind] in r.err, r
-
-
-# libpq and psycopg raise a connect_timeout below 2 s to 2 s (see waitfor.probes.postgres).
-ATTEMPT_OVERRUN = {"postgres": 2.0}
+    assert MUTE_REASON[kind] in reasons(r), r
 
 
 @pytest.mark.parametrize("speaks", ["silent", "garbage"])
@@ -266,7 +267,7 @@ def test_one_attempt_is_bounded(kind, speaks, mute, garbage):
         probe(1.0)
     took = time.monotonic() - t0
     assert not isinstance(info.value, Refused)  # it is open: backoff, not fast polling
-    assert took < max(1.0, ATTEMPT_OVERRUN.get(kind, 0)) + 0.6, (took, info.value)
+    assert took < 1.5, (took, info.value)
     assert str(info.value).strip()
 
 

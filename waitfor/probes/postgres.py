@@ -13,6 +13,7 @@ starting up" (it accepts connections while it replays WAL), `database "x" does n
 `password authentication failed for user "x"`.
 """
 
+import re
 import time
 
 from waitfor import validators as v
@@ -28,14 +29,17 @@ SECRET_OPTIONS = ()  # the password file's content is added to the secrets by co
 DRIVER = "psycopg"
 EXTRA = "postgres"
 
-# libpq (connectDBComplete) and psycopg (conninfo.timeout_from_conninfo) both treat a
-# connect_timeout below 2 seconds as 2, so a shorter attempt can overrun by up to that.
+# libpq (connectDBComplete) and psycopg (conninfo.timeout_from_conninfo) both raise a
+# connect_timeout below 2 seconds to 2, so the attempt's own bound is enforced around the
+# connect with asyncio (see probe below); connect_timeout only backs it up.
 _MIN_CONNECT_TIMEOUT = 2
 
 
 def probe_for(dep):
-    import psycopg
+    import asyncio
     from urllib.parse import urlsplit
+
+    import psycopg
 
     parts = urlsplit(dep.url)
     host, port = parts.hostname, parts.port or PORT
@@ -44,38 +48,43 @@ def probe_for(dep):
     if "password_file" in dep.options:
         extra["password"] = v.read_secret_file(dep.options["password_file"])
 
-    def probe(timeout: float):
-        deadline = time.monotonic() + timeout
-        addr = connect(host, port, timeout)
+    async def check(addr: str, deadline: float) -> str:
         left = deadline - time.monotonic()
         # hostaddr: connect to the address that just accepted, not to every address the
         # name resolves to in turn (libpq would spend connect_timeout on each); `host`
         # still names the server for TLS verification and pg_hba.
         params = dict(extra, hostaddr=addr, connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(left)))
-        try:
-            conn = psycopg.connect(dep.url, autocommit=True, **params)
-        except psycopg.Error as e:
-            raise NotReady(_reason(e)) from None
+        conn = await psycopg.AsyncConnection.connect(dep.url, autocommit=True, **params)
         try:
             if query is None:
-                conn.execute("SELECT 1")
+                await conn.execute("SELECT 1")
                 return f"connected to {addr}, SELECT 1 ok"
-            # A migration holds its locks until it commits: bound the query so a blocked
-            # SELECT fails within this attempt instead of waiting for the lock.
-            left_ms = max(int((deadline - time.monotonic()) * 1000), 100)
-            conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(left_ms),))
-            row = conn.execute(query).fetchone()
-            if row is None:
+            # A migration holds its locks until it commits: bound the query on the server
+            # too, a little inside the attempt, so a SELECT blocked by a lock is cancelled
+            # there (and says so) rather than left waiting behind a closed client.
+            left_ms = max(int((deadline - time.monotonic()) * 800), 100)
+            await conn.execute("SELECT set_config('statement_timeout', %s, false)", (str(left_ms),))
+            cur = await conn.execute(query)
+            if cur.description is None:
+                raise NotReady("the query returned no rows (it returns no result set)")
+            if await cur.fetchone() is None:
                 raise NotReady("the query returned no rows")
             return f"connected to {addr}, the query returned a row"
-        except psycopg.ProgrammingError as e:
-            if "the last operation didn't produce" in str(e):
-                raise NotReady("the query returned no rows (it returns no result set)") from None
-            raise NotReady(_reason(e)) from None
+        finally:
+            await conn.close()
+
+    def probe(timeout: float):
+        deadline = time.monotonic() + timeout
+        addr = connect(host, port, timeout)
+        try:
+            # psycopg's blocking connect cannot wait less than 2 s; its asyncio connect can
+            # be cancelled at any point (the half-open libpq connection is then finished).
+            # Each probe runs in its own worker thread, so it can run its own event loop.
+            return asyncio.run(asyncio.wait_for(check(addr, deadline), max(deadline - time.monotonic(), 0.01)))
+        except asyncio.TimeoutError:
+            raise NotReady(f"no answer within {timeout:.3g}s (is this a PostgreSQL server?)") from None
         except psycopg.Error as e:
             raise NotReady(_reason(e)) from None
-        finally:
-            conn.close()
 
     return probe
 
@@ -93,4 +102,6 @@ def _reason(e) -> str:
             return text.rsplit(marker, 1)[1].strip()
     if text.startswith("connection failed: "):
         text = text[len("connection failed: "):]
+    # the address is in the dependency's name already
+    text = re.sub(r'^connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed: ', "", text)
     return text or type(e).__name__

@@ -146,6 +146,16 @@ def test_errors_mask_secrets(argv):
     no_secret(r.stdout, r.stderr)
 
 
+@pytest.mark.parametrize("target", [
+    "http://bob:Sx/hunter77@h/x", "postgres://bob:Sx#hunter77@h/db", "mysql://bob:Sx?hunter77@h/db",
+])
+def test_unencoded_password_does_not_leak_through_the_port_error(target):
+    """A / # or ? in a password ends the netloc early; the rest looks like a bad port."""
+    r = waitfor("validate", target)
+    assert r.returncode == 2 and "%40" in r.stderr, r.stderr  # the hint to encode it
+    assert "hunter77" not in r.stderr and "Sx" not in r.stderr, r.stderr
+
+
 def test_env_targets_errors_mask_secrets():
     r = waitfor("validate", env=clean_env(WAITFOR_TARGETS=f"ok:1 tcp://u:{PW}@h"))
     assert r.returncode == 2 and "WAITFOR_TARGETS" in r.stderr

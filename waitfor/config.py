@@ -174,7 +174,12 @@ def _parse_target_url(text: str, where: str):
         parts = urlsplit(text)
         port = parts.port  # raises ValueError for a bad port
     except ValueError as e:
-        raise at(where, f"bad URL {mask_url(text)!r}: {e}") from None
+        why = str(e)
+        if why.startswith("Port could not be cast"):  # its text would echo what follows the ':'
+            why = "the port is not a number"
+            if "@" in text.split("://", 1)[1]:
+                why += " (in a password, write / ? # @ as %2F %3F %23 %40)"
+        raise at(where, f"bad URL {mask_url(text)!r}: {why}") from None
     mod = table.module(kind)
     # PORT: "required", a default port number, or None when the kind has no port.
     if mod.PORT is not None:

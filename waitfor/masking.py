@@ -25,6 +25,13 @@ def mask_url(url: str) -> str:
     except ValueError:
         return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1" + MASK + "@", url)
     netloc = parts.netloc
+    if "@" not in netloc and "@" in url:
+        try:
+            parts.port
+        except ValueError:
+            # `u:pa/ss@host`: a password with an unencoded / ? or # ends the netloc early,
+            # and the rest of it looks like a port. Mask up to the last @.
+            return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/:@?#]*:).*@", r"\1" + MASK + "@", url, flags=re.S)
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         if ":" in userinfo:

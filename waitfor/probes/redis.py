@@ -78,7 +78,12 @@ def _reason(e) -> str:
         text = text[:MAX_REASON] + "..."
     # redis-py strips the error code from NOAUTH/WRONGPASS replies; say which it was.
     if isinstance(e, redis.AuthenticationError) and not text.startswith(("NOAUTH", "WRONGPASS")):
-        text = f"authentication failed: {text}"
+        if "Authentication required" in text:
+            text = f"NOAUTH {text} (no password given)"
+        elif "invalid username-password pair" in text:
+            text = f"WRONGPASS {text}"
+        else:
+            text = f"authentication failed: {text}"
     elif isinstance(e, redis.BusyLoadingError):
         text = f"LOADING {text}"
     elif isinstance(e, redis.TimeoutError):

@@ -138,6 +138,8 @@ def _write_conf(conf_dir: Path, run_root: Path):
         "[engine]\n"
         # crun 1.8 refuses hybrid cgroup v1/v2 hosts
         'runtime = "runc"\n'
+        # podman's own transient files, apart from any other podman on the machine
+        f'tmp_dir = "{run_root / "libpod"}"\n'
     )
     (conf_dir / "storage.conf").write_text(
         "# written by tests/e2e/conftest.py\n"
@@ -192,6 +194,8 @@ def _build_base_image(podman: Podman):
             return
         if shutil.which("debootstrap") is None:
             _skip(f"debootstrap is not installed and {BASE_IMAGE} is not cached ({SETUP_HINT})")
+        for stale in ROOT.glob("rootfs-*"):  # from an interrupted run (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         mirror = debian_mirror()
         rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=ROOT))
         try:

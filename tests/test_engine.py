@@ -118,6 +118,13 @@ def test_closed_port_is_probed_at_most_about_20_times_a_second():
     assert 10 <= o.attempts <= 22, o.attempts
 
 
+def test_interval_sets_the_polling_rate():
+    cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}"], timeout="1s", interval="200ms")
+    res, _ = run_engine(cfg)
+    (o,) = res.values()
+    assert 3 <= o.attempts <= 7, o.attempts
+
+
 def test_answering_but_not_ready_backs_off():
     with HttpServer({"/": (503, b"", {})}) as srv:
         cfg = cfg_for(targets=[srv.url + "/"], timeout="1.2s")

@@ -187,6 +187,19 @@ def test_http_headers_method_and_basic_auth(tmp_path):
         assert headers["Authorization"] == "Basic " + base64.b64encode(b"alice:s3cr@t").decode()
 
 
+def test_http_silent_server_times_out_within_the_attempt():
+    """A listener that accepts (in the backlog) but never answers: NotReady after the
+    attempt timeout, not a hang."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        t0 = time.monotonic()
+        with pytest.raises(NotReady, match="timed out") as e:
+            probe(dep(f"http://127.0.0.1:{silent.getsockname()[1]}/"), timeout=0.3)
+        assert not isinstance(e.value, Refused)
+        assert 0.25 < time.monotonic() - t0 < 1.5
+
+
 @needs_ipv6
 def test_http_ipv6():
     with HttpServer(host="::1") as srv:

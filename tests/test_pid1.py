@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from pid1_helpers import (NS, PROLOGUE, SIGWAIT_APP, STATUS_APP, WAITFOR, Lines, Waitfor, alive, app, catchable,
+from pid1_helpers import (NS, PROLOGUE, PY, REPO, SIGWAIT_APP, STATUS_APP, WAITFOR, Lines, Waitfor, alive, app, catchable,
                           child_pids, pid_namespace_unavailable, sig_name, sigmask_of)
 
 pytestmark = pytest.mark.pid1
@@ -26,8 +26,21 @@ RTMIN = int(signal.SIGRTMIN)
 @pytest.fixture(autouse=True)
 def _need_pid_namespace(request):
     reason = pid_namespace_unavailable()
-    if reason and "no_namespace" not in request.keywords:
+    if reason and getattr(request.function, "needs_namespace", True):
         pytest.skip(reason)
+
+
+def without_namespace(fn):
+    fn.needs_namespace = False
+    return fn
+
+
+def controlling_tty():
+    """preexec_fn: make stdin (a pty slave) the controlling terminal of the new session."""
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def inherit(ignore=(), block=()):
@@ -575,3 +588,113 @@ def test_cannot_start_gives_127_or_126_with_a_message(tmp_path, mode):
         assert w.returncode == code, (cmd, w.err)
         assert what in w.err and os.path.basename(cmd) in w.err, w.err
         assert w.out == "", "nothing on stdout"
+
+
+# --------------------------------------------------------------------------- job control
+
+JOB_APP = PROLOGUE + """
+def on_cont(*_):
+    say(f"cont fg={os.tcgetpgrp(0) == os.getpgrp()}")
+signal.signal(signal.SIGCONT, on_cont)
+say(f"ready fg={os.tcgetpgrp(0) == os.getpgrp()}")
+while True:
+    signal.pause()
+"""
+
+
+class Terminal:
+    """An interactive bash on a pty, as a person at a terminal would drive it."""
+
+    def __init__(self, env):
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(["bash", "--norc", "--noprofile", "-i"], stdin=slave, stdout=slave,
+                                     stderr=slave, env=env, pass_fds=(int(env["REPORT_FD"]),),
+                                     start_new_session=True, preexec_fn=controlling_tty)
+        os.close(slave)
+        self.screen, self.pos = "", 0
+
+    def type(self, text: bytes) -> None:
+        os.write(self.master, text)
+
+    def expect(self, text: str, timeout=10.0) -> None:
+        """Wait until text shows on the screen after what earlier expects matched."""
+        import select
+
+        deadline = time.monotonic() + timeout
+        while text not in self.screen[self.pos:]:
+            left = deadline - time.monotonic()
+            ready = select.select([self.master], [], [], max(left, 0))[0] if left > 0 else []
+            if not ready:
+                raise AssertionError(f"{text!r} not on the terminal; it shows: {self.screen[-600:]!r}")
+            try:
+                self.screen += os.read(self.master, 65536).decode(errors="replace")
+            except OSError:  # EIO: bash is gone
+                raise AssertionError(f"{text!r} not on the terminal; bash exited: {self.screen[-600:]!r}")
+        self.pos = self.screen.index(text, self.pos) + len(text)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        os.close(self.master)
+
+
+@without_namespace
+def test_init_under_a_job_control_shell_ctrl_z_fg_bg_ctrl_c():
+    """`waitfor --init` run from an interactive shell behaves as the app alone would: ^Z
+    stops the job and gives the shell the terminal back, `fg` gives the app the terminal and
+    continues it, `bg` continues it in the background (the terminal stays the shell's), ^C
+    ends it with 130."""
+    r, w = os.pipe()
+    env = dict(os.environ, REPORT_FD=str(w), PS1="prompt$ ", PYTHONPATH=os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), JOB_APP=JOB_APP, TERM="dumb")
+    term = Terminal(env)
+    os.close(w)
+    report = Lines(r)
+    try:
+        term.expect("prompt$")
+        cmd = " ".join(WAITFOR) + f' --init -- {WAITFOR[0]} -I -S -c "$JOB_APP"'
+        term.type(cmd.encode() + b"\n")
+        assert report.line(10) == "ready fg=True", (report.seen, term.screen[-600:])
+        term.type(b"\x1a")  # ^Z
+        term.expect("Stopped")
+        term.type(b"echo shell-has-the-terminal\n")
+        term.expect("shell-has-the-terminal", 5)
+        term.type(b"fg\n")
+        assert report.line(5) == "cont fg=True", report.seen
+        term.type(b"\x1a")
+        term.expect("Stopped")
+        term.type(b"bg\n")
+        assert report.line(5) == "cont fg=False", "after bg the app must run in the background"
+        term.type(b"echo still-the-shells\n")
+        term.expect("still-the-shells", 5)
+        # `fg` of a job that runs sends no signal (bash only gives the job's group, waitfor's,
+        # the terminal), so waitfor cannot pass the terminal on: ^C then reaches waitfor,
+        # which forwards it to the app. (An app that reads the terminal after bg + fg gets
+        # SIGTTIN: a known limit, as with tini.)
+        term.type(b"fg\n")
+        deadline = time.monotonic() + 5  # until bash has given the job the terminal
+        while os.tcgetpgrp(term.master) == term.proc.pid and time.monotonic() < deadline:
+            time.sleep(0.005)
+        term.type(b"\x03")  # ^C
+        term.type(b"echo rc=$?\n")
+        term.expect("rc=130")
+    finally:
+        term.close()
+        os.close(r)
+
+
+@without_namespace
+def test_the_terminal_comes_back_when_the_app_ends():
+    """A script without job control (`sh -c`) that runs `waitfor --init -- app` and then
+    reads the terminal must find its group in the foreground again, as without waitfor."""
+    master, slave = pty.openpty()
+    check = PY + """ -I -S -c 'import os; print("fg", os.tcgetpgrp(0) == os.getpgrp())'"""
+    try:
+        r = subprocess.run(["sh", "-c", " ".join(WAITFOR) + f" --init -- true && {check}"], stdin=slave,
+                           capture_output=True, timeout=20, start_new_session=True, preexec_fn=controlling_tty,
+                           env=dict(os.environ, PYTHONPATH=REPO))
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.stdout.decode() == "fg True\n", r

@@ -299,13 +299,18 @@ def supervise(o: Options, hooks=None) -> int:
                     return exitcodes.DEPENDENCY_LOST
                 continue
             if os.WIFSTOPPED(status):
-                # Ctrl-Z stopped the app: stop too, so the shell regains the terminal, then
-                # hand the terminal back and continue the app when the shell continues us.
+                # Ctrl-Z stopped the app: stop too, so that the shell sees its job stop and
+                # takes the terminal back. The shell continues us with `fg` (it gives our
+                # group the terminal first, then sends SIGCONT: bash's start_job) or with
+                # `bg` (SIGCONT only): pass the terminal on to the app only in the first
+                # case, else a `bg` job would steal it from the shell (SIGTTOU is blocked
+                # here, so tcsetpgrp(3) would not stop us from doing so).
                 os.kill(os.getpid(), signal.SIGSTOP)
-                try:
-                    os.tcsetpgrp(0, pid)
-                except OSError:
-                    pass
+                if _is_foreground(0):
+                    try:
+                        os.tcsetpgrp(0, pid)
+                    except OSError:
+                        pass
                 try:
                     os.killpg(pid, signal.SIGCONT)
                 except OSError:
@@ -313,9 +318,23 @@ def supervise(o: Options, hooks=None) -> int:
                 continue
             break
         forward(o, pid, sig)
+    if tty:
+        _take_terminal_back(pid)
     code = status_to_code(status)
     stop_the_rest(o, pid)
     return 0 if code in o.success_exit else code
+
+
+def _take_terminal_back(app_pgid: int) -> None:
+    """The app's group was the terminal's foreground and is gone: make ours the foreground
+    again, as a shell does when a job ends. Else whatever reads the terminal after waitfor
+    (`waitfor --init -- app; read answer` in a script) is in a background group and gets
+    EIO or SIGTTIN."""
+    try:
+        if os.tcgetpgrp(0) == app_pgid:
+            os.tcsetpgrp(0, os.getpgrp())  # SIGTTOU is blocked: allowed from the background
+    except OSError:
+        pass
 
 
 def _is_foreground(fd: int) -> bool:

@@ -22,7 +22,6 @@ import contextlib
 import fcntl
 import glob
 import http.client
-import json
 import os
 import re
 import shutil

@@ -1,0 +1,75 @@
+"""Where start-up time goes: `python -X importtime` of waitfor, N runs, median per module.
+
+    python3 bench/importtime.py                 # waitfor run -- /bin/true
+    python3 bench/importtime.py --yaml          # with a YAML file and one ready TCP dependency
+    python3 bench/importtime.py --top 25
+
+Prints the top-level imports (those made by the console script, site, or waitfor itself,
+whatever they pull in) by median cumulative time, and the heaviest single modules by
+median self time. Run it with the interpreter/venv whose start-up you care about: a
+development install loads .pth files (editable finder, others) in `site` that a
+production image does not.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import PY, WAITFOR, free_port, listener, median, table  # noqa: E402
+
+
+def parse(text):
+    rows = []  # (depth, name, self_us, cumulative_us)
+    for line in text.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        selfus, cum, name = line[len("import time:"):].split("|", 2)
+        name = name[1:]
+        depth = (len(name) - len(name.lstrip(" "))) // 2
+        rows.append((depth, name.strip(), int(selfus), int(cum)))
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--yaml", action="store_true", help="YAML file with one ready TCP dependency")
+    a = ap.parse_args()
+    argv = [PY, "-X", "importtime", WAITFOR, "run", "-q"]
+    sock = None
+    if a.yaml:
+        port = free_port()
+        sock = listener(port)
+        threading.Thread(target=lambda: [sock.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
+        tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        tmp.write(f"dependencies:\n  - url: tcp://127.0.0.1:{port}\n")
+        tmp.close()
+        argv += ["-c", tmp.name]
+    argv += ["--", "/bin/true"]
+    cum, own, totals = {}, {}, []
+    for _ in range(a.runs):
+        p = subprocess.run(argv, capture_output=True, text=True)
+        rows = parse(p.stderr)
+        totals.append(sum(r[2] for r in rows))
+        for depth, name, s, c in rows:
+            own.setdefault(name, []).append(s)
+            if depth == 0:
+                cum.setdefault(name, []).append(c)
+    print(f"{' '.join(os.path.basename(x) if i < 1 else x for i, x in enumerate(argv))}: {a.runs} runs")
+    print(f"median sum of all import times: {median(totals) / 1000:.1f} ms\n")
+    top = sorted(cum.items(), key=lambda kv: -median(kv[1]))[: a.top]
+    print(table(["top-level import", "median cumulative ms"], [[k, median(v) / 1000] for k, v in top]))
+    print()
+    heavy = sorted(own.items(), key=lambda kv: -median(kv[1]))[: a.top]
+    print(table(["module", "median self ms"], [[k, median(v) / 1000] for k, v in heavy]))
+    if a.yaml:
+        os.unlink(tmp.name)
+
+
+if __name__ == "__main__":
+    main()

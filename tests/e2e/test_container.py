@@ -60,9 +60,16 @@ def test_waitfor_is_pid1_and_the_app_its_child(podman, image, mounts, containers
     assert "/app/app.py" in procs[info["pid"]][1]
 
 
-def test_stop_delivers_sigterm_to_the_app_and_passes_its_exit_code(podman, image, mounts, containers):
+WATCHED = 'probe_addr: ":8081"\nwatch:\n  interval: 1s\n'
+
+
+@pytest.mark.parametrize("config", ["# no dependencies\n", WATCHED], ids=["lean", "watched"])
+def test_stop_delivers_sigterm_to_the_app_and_passes_its_exit_code(podman, image, mounts, containers, config):
+    """Both supervisors: the lean re-exec'd one, and the in-process one that a watch or a
+    probe endpoint keeps (then PID 1 stays `waitfor run ...`)."""
     name = containers("stop")
-    start_app(podman, image, mounts, name, args=["--term-code", "42"])
+    start_app(podman, image, mounts, name, config, args=["--term-code", "42"])
+    assert "waitfor" in podman("exec", name, "cat", "/proc/1/cmdline").stdout
 
     t0 = time.monotonic()
     podman("stop", "-t", "10", name, timeout=30)
@@ -73,6 +80,23 @@ def test_stop_delivers_sigterm_to_the_app_and_passes_its_exit_code(podman, image
     marker = podman("cp", f"{name}:/tmp/terminated", "-").stdout  # a tar stream of the file
     assert "TERM" in marker
     # TERM reached the app at once: no grace period ran out, no SIGKILL (exit code 137)
+    assert elapsed < 5, f"podman stop took {elapsed:.1f}s"
+
+
+@pytest.mark.parametrize("config", ["# no dependencies\n", WATCHED], ids=["lean", "watched"])
+def test_stop_during_the_wait_ends_it_at_once(podman, image, mounts, containers, config):
+    """SIGTERM while waiting for a dependency that is not there: exit 128+15 at once,
+    without waiting out the timeout or the stop grace period, and the app never starts."""
+    name = containers("stopwait")
+    podman("run", "-d", "--name", name, "-e", "WAITFOR_TARGETS=tcp://127.0.0.1:9", *mounts(config),
+           image, "sh", "-c", "echo APP STARTED")
+    podman.wait_for_log(name, "127.0.0.1:9", timeout=15)
+    t0 = time.monotonic()
+    podman("stop", "-t", "10", name, timeout=30)
+    elapsed = time.monotonic() - t0
+    assert podman.exit_code(name) == 143
+    out = podman.logs(name)
+    assert "APP STARTED" not in out and "SIGTERM" in out, out
     assert elapsed < 5, f"podman stop took {elapsed:.1f}s"
 
 

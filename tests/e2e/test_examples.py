@@ -69,9 +69,13 @@ def test_the_k8s_manifests_match_the_image_and_the_config():
     assert ports["probes"] == 8081 and '":8081"' in _configmap_config()
     for probe, path in (("startupProbe", "/startupz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
         assert app[probe]["httpGet"] == {"path": path, "port": "probes"}, probe
+    volumes = {v["name"]: v for v in pod["volumes"]}
     for c in (init, app):
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         assert mounts["/etc/waitfor.yaml"]["subPath"] == "waitfor.yaml"  # where ENTRYPOINT looks
+        if c["securityContext"].get("readOnlyRootFilesystem"):
+            # waitfor's state file (and tempfile) need a writable /tmp
+            assert "emptyDir" in volumes[mounts["/tmp"]["name"]], c["name"]
     # the app must be stopped by waitfor (stop_timeout) before the kubelet's SIGKILL
     assert "stop_timeout: 20s" in _configmap_config() and pod["terminationGracePeriodSeconds"] > 20
 

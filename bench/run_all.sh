@@ -1,5 +1,5 @@
 #!/bin/sh
-# Run every benchmark once (about 2-3 minutes). Needs root for pid1.py.
+# Run every benchmark once (about 3 minutes). Needs root for pid1.py and the netns probe rate.
 #   PYTHON=/path/to/python3 bench/run_all.sh        # default: the python3 on PATH, resolved
 #   BENCH_OUT=dir bench/run_all.sh                  # also write JSON results to dir/
 # Use the real interpreter, not a pyenv shim: its own start-up would be measured too.
@@ -20,15 +20,23 @@ if [ -n "${BENCH_OUT:-}" ]; then
     printf '{"start": "%s", "commit": "%s", "load_start": "%s"}\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" \
         "$(commit)" "$(cut -d' ' -f1-3 /proc/loadavg)" > "$BENCH_OUT/meta.json"
 fi
-for b in startup detection scale pid1; do
+for b in startup startup_clean detection scale pid1; do
     echo
     echo "== $b"
     start=$(date +%s)
-    if [ "$b" = pid1 ] && [ "$(id -u)" != 0 ]; then
-        echo "skipped: needs root"
-        continue
-    fi
-    "$py" "$here/$b.py"
+    case $b in
+    startup_clean)
+        # the same, in a clean non-editable install (as in a container image); see make_venv.sh
+        if venv=$(PYTHON=$py "$here/make_venv.sh"); then
+            "$venv/bin/python" "$here/startup.py" --name startup_clean
+        else
+            echo "skipped: could not build the venv"
+        fi ;;
+    pid1)
+        if [ "$(id -u)" != 0 ]; then echo "skipped: needs root"; else "$py" "$here/pid1.py"; fi ;;
+    *)
+        "$py" "$here/$b.py" ;;
+    esac
     echo "($(( $(date +%s) - start )) s)"
 done
 echo

@@ -71,6 +71,7 @@ def main():
     ap.add_argument("--runs", type=int, default=60, help="runs per command (default 60)")
     ap.add_argument("--hyperfine", action="store_true", help="measure with hyperfine -N instead of the own loop")
     ap.add_argument("--rounds", type=int, default=3, help="with --hyperfine: interleaved rounds (default 3)")
+    ap.add_argument("--name", default="startup", help="name of the results file under $BENCH_OUT")
     a = ap.parse_args()
 
     port = free_port()
@@ -131,7 +132,7 @@ def main():
     r2 = result["waitfor run -c deps.yaml (1 ready TCP)"]["ratio"]
     print(f"\ntarget: waitfor run -- /bin/true <= 1.5x baseline: {r1:.2f}x {verdict(r1 <= 1.5)}")
     print(f"target: YAML + 1 ready TCP dependency <= 3x baseline: {r2:.2f}x {verdict(r2 <= 3.0)}")
-    save("startup", result)
+    save(a.name, result)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -23,11 +23,24 @@ FIGURES = [
     ("startup", ("waitfor run -c deps.yaml (1 ready TCP)", "p90_ms"), "start-up: YAML + 1 TCP, p90 ms", "", None),
     ("startup", ("waitfor run -c deps.yaml (1 ready TCP)", "ratio"), "start-up: YAML + 1 TCP, x baseline", "<= 3", lambda v: v <= 3),
     ("startup", ("wait-for-it -h 127.0.0.1 -p PORT", "median_ms"), "start-up: wait-for-it (1 ready TCP), median ms", "", None),
+    ("startup", ("waitfor run -- /bin/true", "cpu_ratio"), "start-up: waitfor run -- /bin/true, CPU x baseline", "", None),
+    ("startup", ("waitfor run -c deps.yaml (1 ready TCP)", "cpu_ratio"), "start-up: YAML + 1 TCP, CPU x baseline", "", None),
+    ("startup_clean", ("python -c pass (baseline)", "median_ms"), "clean venv: python -c pass, median ms", "", None),
+    ("startup_clean", ("waitfor run -- /bin/true", "median_ms"), "clean venv: waitfor run -- /bin/true, median ms", "", None),
+    ("startup_clean", ("waitfor run -- /bin/true", "p90_ms"), "clean venv: waitfor run -- /bin/true, p90 ms", "", None),
+    ("startup_clean", ("waitfor run -- /bin/true", "ratio"), "clean venv: waitfor run -- /bin/true, x baseline", "<= 1.5", lambda v: v <= 1.5),
+    ("startup_clean", ("waitfor run -- /bin/true", "cpu_ratio"), "clean venv: waitfor run -- /bin/true, CPU x baseline", "", None),
+    ("startup_clean", ("waitfor run -c deps.yaml (1 ready TCP)", "median_ms"), "clean venv: YAML + 1 TCP, median ms", "", None),
+    ("startup_clean", ("waitfor run -c deps.yaml (1 ready TCP)", "p90_ms"), "clean venv: YAML + 1 TCP, p90 ms", "", None),
+    ("startup_clean", ("waitfor run -c deps.yaml (1 ready TCP)", "ratio"), "clean venv: YAML + 1 TCP, x baseline", "<= 3", lambda v: v <= 3),
+    ("startup_clean", ("waitfor run -c deps.yaml (1 ready TCP)", "cpu_ratio"), "clean venv: YAML + 1 TCP, CPU x baseline", "", None),
     ("detection", ("latency", "waitfor", "median_ms"), "detection: waitfor, median ms", "<= 50", lambda v: v <= 50),
     ("detection", ("latency", "waitfor", "p90_ms"), "detection: waitfor, p90 ms", "", None),
     ("detection", ("latency", "wait-for-it", "median_ms"), "detection: wait-for-it, median ms", "", None),
     ("detection", ("rate", "waitfor", "per_s"), "probe rate: waitfor, connect()/s", "<= 20", lambda v: v <= 20),
+    ("detection", ("rate", "waitfor (strace)", "per_s"), "probe rate: waitfor under strace, connect()/s", "", None),
     ("detection", ("rate", "wait-for-it", "per_s"), "probe rate: wait-for-it, connect()/s", "", None),
+    ("detection", ("latency", "waitfor", "max_ms"), "detection: waitfor, max ms", "", None),
     ("scale", ("waitfor", "median_ms"), "scale 300: waitfor, median ms after last listen", "", None),
     ("scale", ("waitfor", "max_ms"), "scale 300: waitfor, worst trial ms", "<= 300", lambda v: v <= 300),
     ("scale", ("waitfor", "cpu_s_median"), "scale 300: waitfor CPU s per run", "", None),
@@ -61,7 +74,7 @@ def main(dirs):
     data = []
     for d in dirs:
         run = {}
-        for name in ("startup", "detection", "scale", "pid1"):
+        for name in ("startup", "startup_clean", "detection", "scale", "pid1"):
             p = os.path.join(d, name + ".json")
             if os.path.exists(p):
                 run[name] = json.load(open(p))
@@ -75,6 +88,11 @@ def main(dirs):
         verdict = "" if check is None else ("ok" if check(m) else "MISSED")
         rows.append([label, len(vals), m, min(vals), max(vals), target, verdict])
     print(table(["figure", "runs", "median", "min", "max", "target", ""], rows))
+    for d in dirs:
+        p = os.path.join(d, "meta.json")
+        if os.path.exists(p):
+            m = json.load(open(p))
+            print(f"{d}: {m.get('start')}, waitfor at {m.get('commit')}, load {m.get('load_start')}")
 
 
 if __name__ == "__main__":

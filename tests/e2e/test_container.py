@@ -121,18 +121,20 @@ READ_ONLY_BUG = (
 )
 
 
-@pytest.mark.parametrize("config, command, expected", [
-    pytest.param("# no dependencies\n", ["sh", "-c", "exit 3"], 3, id="run-lean"),
-    pytest.param(WATCHED, ["sh", "-c", "exit 3"], 3, id="run-watched",
+@pytest.mark.parametrize("config, command, expected, tmpfs", [
+    pytest.param("# no dependencies\n", ["sh", "-c", "exit 3"], 3, False, id="run-lean"),
+    pytest.param(WATCHED, ["sh", "-c", "exit 3"], 3, True, id="run-watched-tmpfs"),
+    pytest.param(WATCHED, ["sh", "-c", "exit 3"], 3, False, id="run-watched",
                  marks=pytest.mark.xfail(reason=READ_ONLY_BUG, strict=False)),
-    pytest.param(WATCHED, ["--entrypoint", "waitfor", "health"], 0, id="health-watched",
+    pytest.param(WATCHED, ["--entrypoint", "waitfor", "health"], 0, False, id="health-watched",
                  marks=pytest.mark.xfail(reason=READ_ONLY_BUG, strict=False)),
 ])
-def test_a_read_only_root_filesystem(podman, image, mounts, containers, config, command, expected):
-    """Kubernetes' readOnlyRootFilesystem: true without an emptyDir on /tmp (podman's
-    --read-only-tmpfs=false: no writable /tmp, /var/tmp or /run)."""
+def test_a_read_only_root_filesystem(podman, image, mounts, containers, config, command, expected, tmpfs):
+    """Kubernetes' readOnlyRootFilesystem: true, with an emptyDir on /tmp (as
+    docker/k8s/deployment.yaml has; podman's --read-only-tmpfs) and without (no writable
+    /tmp, /var/tmp or /run)."""
     name = containers("ro")
-    opts = ["--read-only", "--read-only-tmpfs=false"]
+    opts = ["--read-only", f"--read-only-tmpfs={'true' if tmpfs else 'false'}"]
     if command[0] == "--entrypoint":
         args = [*opts, *mounts(config), *command[:2], image, *command[2:]]
     else:

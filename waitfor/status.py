@@ -9,15 +9,20 @@ stored: only names and already-redacted reasons.
 
 import json
 import os
-import tempfile
 import threading
 import time
 
 WAITING, RUNNING, STOPPING = "waiting", "running", "stopping"
 
 
+DEFAULT_STATE_FILE = "/tmp/waitfor-state.json"
+
+
 def state_path(env=os.environ) -> str:
-    return env.get("WAITFOR_STATE_FILE") or os.path.join(tempfile.gettempdir(), "waitfor-state.json")
+    """A fixed default, not tempfile.gettempdir(): that one raises when no temporary
+    directory is writable (a read-only root filesystem), and it follows TMPDIR, which the
+    HEALTHCHECK's process need not share with PID 1. Writing is best-effort (Status._save)."""
+    return env.get("WAITFOR_STATE_FILE") or DEFAULT_STATE_FILE
 
 
 class Status:

@@ -114,8 +114,9 @@ def test_closed_port_is_probed_at_most_about_20_times_a_second():
     took = time.monotonic() - t0
     (o,) = res.values()
     assert o.state == FAILED and "connection refused" in o.reason
-    assert 0.9 <= took < 1.6
-    assert 10 <= o.attempts <= 22, o.attempts
+    assert 0.9 <= took < 3
+    assert o.attempts <= 22, o.attempts  # at most ~20 a second (50 ms + jitter)
+    assert o.attempts >= 5, o.attempts  # and it does keep polling (a loaded CI box may lag)
 
 
 def test_interval_sets_the_polling_rate():
@@ -128,25 +129,26 @@ def test_interval_sets_the_polling_rate():
 def test_answering_but_not_ready_backs_off():
     with HttpServer({"/": (503, b"", {})}) as srv:
         cfg = cfg_for(targets=[srv.url + "/"], timeout="1.2s")
-        res, _ = run_engine(cfg)
+        res, changes = run_engine(cfg)
     (o,) = res.values()
-    assert o.state == FAILED and "503" in o.reason
+    assert o.state == FAILED and any("503" in c.reason for c in changes)
     assert 3 <= len(srv.requests) <= 8, len(srv.requests)  # not 24 as at the fixed interval
 
 
-def test_all_in_parallel_and_ready_deps_are_not_probed_again():
-    with TcpServer(delay=0.5) as a, TcpServer(delay=0.5) as b, TcpServer(delay=0.5) as c, \
-            HttpServer() as ready:
-        cfg = cfg_for(targets=[f"127.0.0.1:{s.port}" for s in (a, b, c)] + [ready.url + "/"], timeout="5s")
+def test_all_in_parallel_and_ready_deps_are_not_probed_again(tmp_path):
+    with TcpServer(delay=0.5) as a, TcpServer(delay=0.5) as b, HttpServer() as ready:
+        slow = "".join(f"  - {{name: slow{i}, command: [sleep, '0.5']}}\n" for i in range(4))
+        cfg = cfg_for(tmp_path, "timeout: 5s\ndependencies:\n" + slow + "".join(
+            f"  - 127.0.0.1:{s.port}\n" for s in (a, b)) + f"  - {ready.url}/\n")
         t0 = time.monotonic()
         res, changes = run_engine(cfg)
         took = time.monotonic() - t0
         time.sleep(0.2)
     assert all(o.state == READY for o in res.values()), res
-    assert took < 1.3  # in series it would be > 1.5 s
+    assert took < 1.6  # one after the other, the four 0.5 s probes alone take 2 s
     assert len(ready.requests) == 1  # ready at once, and never asked again
-    assert all(s.accepted == 1 for s in (a, b, c))
-    assert [c.state for c in changes].count(READY) == 4
+    assert a.accepted == 1 and b.accepted == 1
+    assert [c.state for c in changes].count(READY) == 7
 
 
 def test_after_orders_probing(tmp_path):
@@ -193,7 +195,7 @@ dependencies:
   - {{name: late, url: "tcp://127.0.0.1:{late.port}"}}
 """)
         res, _ = run_engine(cfg)
-    assert res["quick"].state == FAILED and 0.25 <= res["quick"].elapsed < 0.8
+    assert res["quick"].state == FAILED and 0.25 <= res["quick"].elapsed < 1.0
     assert res["late"].state == READY and res["late"].elapsed >= 0.7
 
 
@@ -201,7 +203,7 @@ def test_broken_command_fails_at_once(tmp_path):
     cfg = cfg_for(tmp_path, "timeout: 10s\ndependencies:\n  - {name: gone, command: [/nonexistent/probe]}\n")
     t0 = time.monotonic()
     res, _ = run_engine(cfg, limit=3)
-    assert time.monotonic() - t0 < 1
+    assert time.monotonic() - t0 < 2  # not the 10 s timeout
     o = res["gone"]
     assert o.state == FAILED and o.broken and o.attempts == 1 and "not found" in o.reason
 
@@ -221,12 +223,17 @@ def test_cancel_stops_every_waiter_at_once():
     cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}" for _ in range(3)], timeout="0")
     eng = Engine(cfg, cfg.dependencies).start()
     time.sleep(0.2)
-    before = threading.active_count()
+
+    def probing():
+        return [t for t in threading.enumerate() if t.name.startswith("probe ")]
+
+    assert len(probing()) == 3
     t0 = time.monotonic()
     eng.cancel()
-    while threading.active_count() > before - 3 and time.monotonic() - t0 < 2:
+    while probing() and time.monotonic() - t0 < 2:
         time.sleep(0.01)
-    assert time.monotonic() - t0 < 0.5
+    assert not probing()
+    assert time.monotonic() - t0 < 1
 
 
 def test_invert_waits_for_a_port_to_close():

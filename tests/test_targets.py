@@ -108,7 +108,7 @@ def test_name_lookup_is_bounded_by_the_attempt_timeout(monkeypatch, target):
     t0 = time.monotonic()
     with pytest.raises(NotReady, match="timed out"):
         probe(dep(target), timeout=0.3)
-    assert time.monotonic() - t0 < 1
+    assert time.monotonic() - t0 < 1.5  # not the 3 s the resolver takes
 
 
 def test_tcp_late_start_cli():
@@ -359,7 +359,7 @@ def test_command_timeout_kills_its_children(tmp_path):
 def test_command_ready_when_it_exits_even_if_a_background_child_keeps_stdout(tmp_path):
     t0 = time.monotonic()
     assert probe(ydep(tmp_path, "command: [sh, -c, 'sleep 3 & echo started; exit 0']"), timeout=2) == "exit 0"
-    assert time.monotonic() - t0 < 1
+    assert time.monotonic() - t0 < 1.5  # not the 2 s attempt timeout
 
 
 def test_command_late_ready_cli(tmp_path):

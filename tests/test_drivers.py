@@ -325,6 +325,47 @@ def test_mysql_password_file(mysql_user, tmp_path):
     assert_no_leak(r, password)
 
 
+def test_mysql_probe_leaves_no_aborted_connections():
+    """MySQL/MariaDB count a connection closed before the handshake as a connection error
+    of the client host and block the host after max_connect_errors of them; so the mysql
+    probe hands its first TCP connection to PyMySQL instead of closing it. Aborted_connects
+    is the server's own counter of such connections (a bare TCP connect raises it: checked
+    here too, so the assertion cannot pass vacuously)."""
+    import socket
+
+    import pymysql
+
+    from waitfor.engine import make_probe
+
+    m = servers.MariaDB().start()
+    try:
+        def aborted():
+            conn = pymysql.connect(host="127.0.0.1", port=m.port, user="root")
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SHOW GLOBAL STATUS LIKE 'Aborted_connects'")
+                    return int(cur.fetchone()[1])
+            finally:
+                conn.close()
+
+        def settled(expected, limit=3.0):  # the server counts it when it sees the close
+            end = time.monotonic() + limit
+            while aborted() != expected and time.monotonic() < end:
+                time.sleep(0.05)
+            return aborted()
+
+        before = aborted()
+        socket.create_connection(("127.0.0.1", m.port)).close()
+        assert settled(before + 1) == before + 1
+        probe = make_probe(dep_for("mysql", f"mysql://root@127.0.0.1:{m.port}/mysql"))
+        for _ in range(5):
+            probe(1.0)
+        time.sleep(0.3)
+        assert aborted() == before + 1
+    finally:
+        m.cleanup()
+
+
 def test_redis_no_password_and_wrong_password(redis_auth):
     r = run_waitfor(f"redis://127.0.0.1:{redis_auth.port}", timeout="1500ms")
     assert r.rc == 124 and "Authentication required" in r.err, r

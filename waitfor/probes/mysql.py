@@ -6,17 +6,21 @@ returns at least one row (for example to wait for a table a migration creates).
 URL. The URL takes no query string: PyMySQL has no URL syntax for its options, and a
 silently ignored `?ssl-mode=...` would be worse than an error.
 
-The port is probed with a plain TCP connect first (waitfor.probes.tcp), so a server that
-is not listening yet is polled cheaply; afterwards every failure carries the server's own
-reason, such as "Access denied for user 'app'@'localhost' (using password: YES)" or
-"Unknown database 'app'".
+The TCP connect comes first and a refused one is `Refused` (polled at the fast interval),
+as in waitfor.probes.tcp, but here the connected socket is handed on to PyMySQL instead
+of being closed: MySQL and MariaDB count a connection that closes before the handshake as
+a connection error of the client's host, and after max_connect_errors (default 100) of
+them without a successful login in between they block the host ("Host ... is blocked
+because of many connection errors") until FLUSH HOSTS, which would also lock out the app
+itself. Once connected, every failure carries the server's own reason, such as
+"Access denied for user 'app'@'10.0.0.5' (using password: YES)" or "Unknown database 'app'".
 """
 
+import socket
 import time
 
 from waitfor import validators as v
-from waitfor.probes.base import NotReady
-from waitfor.probes.tcp import connect
+from waitfor.probes.base import NotReady, Refused
 
 PORT = 3306
 OPTIONS = {
@@ -49,16 +53,18 @@ def probe_for(dep):
 
     def probe(timeout: float):
         deadline = time.monotonic() + timeout
-        addr = connect(host, port, timeout)
+        sock, addr = _open(host, port, timeout)
         left = max(deadline - time.monotonic(), 0.05)
         try:
             # read_timeout bounds the handshake too: PyMySQL reads the server greeting
             # with it, so a port that accepts but never greets fails within the attempt.
             conn = pymysql.connect(
                 host=addr, port=port, user=user, password=password, database=database,
-                connect_timeout=left, read_timeout=left, write_timeout=left,
+                connect_timeout=left, read_timeout=left, write_timeout=left, defer_connect=True,
             )
+            conn.connect(sock)
         except pymysql.MySQLError as e:
+            sock.close()
             raise NotReady(_reason(e)) from None
         try:
             if query is None:
@@ -78,6 +84,41 @@ def probe_for(dep):
                 pass
 
     return probe
+
+
+def _open(host: str, port: int, timeout: float):
+    """Connect to any address of host:port -> (socket, address), with the errors of
+    waitfor.probes.tcp.connect: Refused when nothing listens or the name does not resolve."""
+    deadline = time.monotonic() + timeout
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise Refused(f"cannot resolve {host}: {e.strerror}") from None
+    last = None
+    for family, stype, proto, _, addr in infos:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, stype, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(addr)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock, addr[0]
+        except ConnectionRefusedError:
+            sock.close()
+            last = Refused(f"connection refused ({_fmt(addr)})")
+        except socket.timeout:
+            sock.close()
+            last = NotReady(f"connect timed out ({_fmt(addr)})")
+        except OSError as e:
+            sock.close()
+            last = NotReady(f"{e.strerror or e} ({_fmt(addr)})")
+    raise last or NotReady(f"connect timed out ({host}:{port})")
+
+
+def _fmt(addr) -> str:
+    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
 def _reason(e) -> str:

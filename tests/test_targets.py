@@ -362,6 +362,23 @@ def test_command_ready_when_it_exits_even_if_a_background_child_keeps_stdout(tmp
     assert time.monotonic() - t0 < 1.5  # not the 2 s attempt timeout
 
 
+def test_command_runs_with_no_blocked_signals_cli(tmp_path):
+    """The wait blocks SIGTERM & co. in waitfor (to sigtimedwait for them); the probe's
+    program must not inherit that mask, or `timeout 0.3 ...` in a probe would not work."""
+    status = tmp_path / "status"
+    y = tmp_path / "c.yaml"
+    y.write_text(f"dependencies:\n  - command: [sh, -c, 'grep -E \"^Sig(Blk|Ign)\" /proc/self/status > {status}']\n"
+                 "  - {name: bounded, command: [timeout, '0.3', sleep, '5']}\n")
+    t0 = time.monotonic()
+    r = waitfor("check", "-c", y, "--attempt-timeout", "4")
+    took = time.monotonic() - t0
+    fields = dict(line.split(":\t") for line in status.read_text().splitlines())
+    assert int(fields["SigBlk"], 16) == 0, fields
+    assert int(fields["SigIgn"], 16) & ((1 << 12) | (1 << 24)) == 0, fields  # SIGPIPE, SIGXFSZ default
+    assert r.returncode == 1 and "exit 124" in r.stdout + r.stderr
+    assert took < 2.5  # timeout(1) could stop sleep: not the 4 s attempt timeout
+
+
 def test_command_late_ready_cli(tmp_path):
     flag = tmp_path / "flag"
     threading.Timer(0.4, flag.write_text, args=("",)).start()

@@ -2,18 +2,67 @@
 
 The program runs in its own session so that a time-out kills it with everything it
 started, and its output is kept only to report why it is not ready.
+
+It is started with posix_spawn rather than subprocess.Popen, to give it an empty signal
+mask: the probe threads run with SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGCHLD blocked
+(the main thread waits for them with sigtimedwait; as PID 1 every signal is blocked), a
+mask survives exec, and a probe such as `timeout 1 pg_isready` or a shell `trap` would
+not work with it. SIGPIPE and SIGXFSZ, which Python ignores, are reset to the default.
 """
 
 import os
 import signal
-import subprocess
 import tempfile
+import threading
 
 from waitfor.probes.base import Broken, NotReady
 
 PORT = None
 OPTIONS = {}
 TAIL = 4096  # bytes of output kept to say why it is not ready
+_DEFAULTS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+def spawn(argv, out_fd: int) -> int:
+    """Start argv (searched in PATH) in a new session, stdin from /dev/null, stdout and
+    stderr to out_fd, with an empty signal mask. Raise Broken if it cannot be started."""
+    try:
+        return os.posix_spawnp(
+            argv[0], argv, os.environ,
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                          (os.POSIX_SPAWN_DUP2, out_fd, 1), (os.POSIX_SPAWN_DUP2, out_fd, 2)],
+            setsid=True, setsigmask=(), setsigdef=_DEFAULTS,
+        )
+    except FileNotFoundError:
+        raise Broken(f"{argv[0]}: command not found") from None
+    except PermissionError:
+        raise Broken(f"{argv[0]}: permission denied") from None
+    except OSError as e:
+        raise Broken(f"{argv[0]}: {e.strerror}") from None
+
+
+def wait(pid: int, timeout: float):
+    """The exit code (negative: killed by that signal), or None if it is still running
+    after `timeout` seconds."""
+    box = []
+    done = threading.Event()
+
+    def reap():
+        try:
+            box.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        except ChildProcessError:  # reaped by someone else: nothing to report
+            box.append(0)
+        done.set()
+
+    threading.Thread(target=reap, name=f"reap {pid}", daemon=True).start()
+    if done.wait(timeout):
+        return box[0]
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    done.wait()
+    return None
 
 
 def probe_for(dep):
@@ -23,32 +72,14 @@ def probe_for(dep):
         # Output goes to a file, not a pipe: the probe is over when the program exits, even
         # if something it started in the background still holds its stdout open.
         with tempfile.TemporaryFile() as out:
-            try:
-                proc = subprocess.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True, restore_signals=True,
-                )
-            except FileNotFoundError:
-                raise Broken(f"{argv[0]}: command not found") from None
-            except PermissionError:
-                raise Broken(f"{argv[0]}: permission denied") from None
-            except OSError as e:
-                raise Broken(f"{argv[0]}: {e.strerror}") from None
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
-                raise NotReady(f"timed out after {timeout:.3g}s") from None
-            if proc.returncode != 0:
+            code = wait(spawn(argv, out.fileno()), timeout)
+            if code is None:
+                raise NotReady(f"timed out after {timeout:.3g}s")
+            if code != 0:
                 out.seek(0, os.SEEK_END)
                 out.seek(max(0, out.tell() - TAIL))
                 lines = out.read().decode(errors="replace").strip().splitlines()
                 why = f": {lines[-1][:200]}" if lines else ""
-                code = proc.returncode
                 status = f"killed by signal {-code}" if code < 0 else f"exit {code}"
                 raise NotReady(f"{status}{why}")
         return "exit 0"

@@ -399,7 +399,7 @@ def switches():  # of waitfor: any wake-up counts as a context switch
     with open(f"/proc/{os.getppid()}/status") as f:
         return " ".join(l.split()[1] for l in f if "ctxt_switches" in l)
 before = switches()
-time.sleep(0.5)  # a window to measure, not a synchronisation
+time.sleep(1.1)  # a window to measure (longer than tini's 1 s tick), not a synchronisation
 say(f"idle {before} / {switches()}")
 """
 
@@ -523,6 +523,44 @@ def test_leftovers_that_obey_term_end_waitfor_without_the_grace(pid1):
         assert w.wait(15) == 3, w.err
         assert time.monotonic() - t_main < 3
         assert any(x.startswith("term ") for x in w.report.rest(1))
+
+
+TERM_COUNT_APP = PROLOGUE + """
+sync_r, sync_w = os.pipe()
+def child(name, linger, own_session=True):
+    if os.fork():
+        return
+    if own_session:
+        os.setsid()
+    def on_term(*_):
+        say(f"term {name}")
+        if not linger:
+            os._exit(0)
+    signal.signal(signal.SIGTERM, on_term)
+    os.write(sync_w, b"x")
+    time.sleep(10)  # until SIGKILL: the handler returns to the sleep (PEP 475)
+    os._exit(0)
+child("slow", True)
+child("slow-in-group", True, own_session=False)
+for i in range(3):
+    child(f"quick{i}", False)
+for _ in range(5):
+    os.read(sync_r, 1)
+say("main exits")
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("pid1", [True, False], ids=["pid1", "init"])
+def test_leftovers_get_sigterm_once(pid1):
+    """Many programs take a second SIGTERM as "stop now, skip the clean shutdown": while
+    the others exit during the grace, one that takes its time must not get SIGTERM again."""
+    args = ["--stop-timeout", "700ms"]
+    with Waitfor(args if pid1 else ["--init"] + args, app(TERM_COUNT_APP), pid1=pid1) as w:
+        assert w.report.until(lambda line: line == "main exits", 10), w.err
+        w.wait(15)
+        terms = [line for line in w.report.rest(1) if line.startswith("term")]
+    assert sorted(terms) == ["term quick0", "term quick1", "term quick2", "term slow", "term slow-in-group"]
 
 
 # --------------------------------------------------------------------------- exit codes

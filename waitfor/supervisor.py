@@ -162,8 +162,9 @@ def reap(main_pid, flags: int = 0):
             found = status
 
 
-def children() -> list:
-    """Direct children of this process (for the subreaper; as PID 1, kill(-1) is used)."""
+def leftovers(pgid: int) -> list:
+    """Our children and the members of process group pgid (for the subreaper; as PID 1,
+    kill(-1) is used): (pid, its process group) pairs."""
     me, out = os.getpid(), []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -175,8 +176,8 @@ def children() -> list:
             continue
         # the comm field may hold spaces and parentheses: split after the last ')'
         fields = stat[stat.rfind(b")") + 2:].split()
-        if int(fields[1]) == me:
-            out.append(int(entry))
+        if int(fields[1]) == me or int(fields[2]) == pgid:
+            out.append((int(entry), int(fields[2])))
     return out
 
 
@@ -194,6 +195,10 @@ def stop_the_rest(o: Options, main_pgid: int) -> None:
     if not has_children():
         return
 
+    # Each process gets SIGTERM once: many take a second one as "stop now, skip the clean
+    # shutdown" (a second Ctrl-C; `docker stop` and systemd send one, then SIGKILL).
+    termed = set()
+
     def send(sig):
         if o.pid1:
             try:
@@ -201,9 +206,22 @@ def stop_the_rest(o: Options, main_pgid: int) -> None:
             except OSError:
                 pass
             return
-        for target in [-main_pgid] + children():
+        # Outside a namespace there is no "everyone": the app's process group, and our
+        # children (orphans re-parented to the subreaper, also during the grace).
+        found = leftovers(main_pgid)
+        if sig == signal.SIGKILL or not termed:
             try:
-                os.kill(target, sig)
+                os.killpg(main_pgid, sig)
+            except OSError:
+                pass
+            termed.update(pid for pid, pgid in found if pgid == main_pgid)
+        for pid, _ in found:
+            if sig == signal.SIGTERM:
+                if pid in termed:
+                    continue
+                termed.add(pid)
+            try:
+                os.kill(pid, sig)
             except OSError:
                 pass
 

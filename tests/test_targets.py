@@ -379,6 +379,28 @@ def test_command_runs_with_no_blocked_signals_cli(tmp_path):
     assert took < 2.5  # timeout(1) could stop sleep: not the 4 s attempt timeout
 
 
+def test_command_status_reaped_elsewhere(tmp_path):
+    """With the runtime watch, the supervisor loop reaps every child (waitpid(-1)) in the
+    process that probes: a status it hands over with deliver() counts, and a status lost
+    is not taken for exit 0."""
+    from waitfor.probes import command
+
+    def started(code):
+        with command._cond:
+            pid = command.spawn(["sh", "-c", f"exit {code}"], 1)
+            command._running.add(pid)
+        return pid
+
+    pid = started(3)
+    status = os.waitpid(pid, 0)[1]  # "the supervisor" reaps it
+    assert command.deliver(pid, status)
+    assert command.wait(pid, 2) == 3
+    assert not command.deliver(12345678, 0)  # not a probe's
+    pid = started(0)
+    os.waitpid(pid, 0)  # reaped, never handed over
+    assert command.wait(pid, 2) == command.LOST
+
+
 def test_command_late_ready_cli(tmp_path):
     flag = tmp_path / "flag"
     threading.Timer(0.4, flag.write_text, args=("",)).start()

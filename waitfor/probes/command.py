@@ -41,18 +41,45 @@ def spawn(argv, out_fd: int) -> int:
         raise Broken(f"{argv[0]}: {e.strerror}") from None
 
 
+# The runtime watch probes while the supervisor loop reaps every child (waitpid(-1)) in
+# the same process: it may reap a probe's program first. It then hands the status over
+# with deliver(); without that, the status is lost and the attempt says so (it is not
+# taken for exit 0, as subprocess would).
+_cond = threading.Condition()
+_running = set()
+_reaped = {}
+LOST = "lost"
+
+
+def deliver(pid: int, status: int) -> bool:
+    """For code that reaps every child: give a command probe the wait status of its
+    program. Returns False when pid is not a command probe's."""
+    with _cond:
+        if pid not in _running:
+            return False
+        _reaped[pid] = os.waitstatus_to_exitcode(status)
+        _cond.notify_all()
+        return True
+
+
 def wait(pid: int, timeout: float):
-    """The exit code (negative: killed by that signal), or None if it is still running
-    after `timeout` seconds."""
+    """The exit code (negative: killed by that signal), None if it is still running after
+    `timeout` seconds (it is then killed with its session), or LOST."""
     box = []
     done = threading.Event()
 
     def reap():
         try:
             box.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-        except ChildProcessError:  # reaped by someone else: nothing to report
-            box.append(0)
-        done.set()
+        except ChildProcessError:  # reaped by someone else
+            with _cond:
+                _cond.wait_for(lambda: pid in _reaped, timeout=1.0)
+                box.append(_reaped.pop(pid, LOST))
+        finally:
+            with _cond:
+                _running.discard(pid)
+                _reaped.pop(pid, None)
+            done.set()
 
     threading.Thread(target=reap, name=f"reap {pid}", daemon=True).start()
     if done.wait(timeout):
@@ -72,9 +99,14 @@ def probe_for(dep):
         # Output goes to a file, not a pipe: the probe is over when the program exits, even
         # if something it started in the background still holds its stdout open.
         with tempfile.TemporaryFile() as out:
-            code = wait(spawn(argv, out.fileno()), timeout)
+            with _cond:  # registered before anyone can reap it
+                pid = spawn(argv, out.fileno())
+                _running.add(pid)
+            code = wait(pid, timeout)
             if code is None:
                 raise NotReady(f"timed out after {timeout:.3g}s")
+            if code == LOST:
+                raise NotReady("its exit status was reaped elsewhere")
             if code != 0:
                 out.seek(0, os.SEEK_END)
                 out.seek(max(0, out.tell() - TAIL))

@@ -12,7 +12,6 @@ every change of reason, so a secret that leaked into any reason would show up.
 """
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -81,6 +80,13 @@ def dep_for(kind: str, url: str, **options):
     mod = table.module(kind)
     opts = {k: mod.OPTIONS[k](val) for k, val in options.items()}
     return Dependency(name=kind, kind=kind, url=url, options=opts, secrets=frozenset(_url_secrets(url)))
+
+
+def probe_of(kind: str, url: str, **options):
+    """The probe the engine would call, for unit-level tests: probe(timeout) -> detail."""
+    from waitfor.engine import make_probe
+
+    return make_probe(dep_for(kind, url, **options))
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -257,11 +263,10 @@ def test_silent_port_times_out_with_reason(kind, mute):
 def test_one_attempt_is_bounded(kind, speaks, mute, garbage):
     """probe(timeout) on an open port that does not speak the protocol raises NotReady
     within its timeout (plus a little), rather than hanging in the driver."""
-    from waitfor.engine import make_probe
     from waitfor.probes.base import NotReady, Refused
 
     server = mute if speaks == "silent" else garbage
-    probe = make_probe(dep_for(kind, url_at(kind, server.port)))
+    probe = probe_of(kind, url_at(kind, server.port))
     t0 = time.monotonic()
     with pytest.raises(NotReady) as info:
         probe(1.0)
@@ -335,8 +340,6 @@ def test_mysql_probe_leaves_no_aborted_connections():
 
     import pymysql
 
-    from waitfor.engine import make_probe
-
     m = servers.MariaDB().start()
     try:
         def aborted():
@@ -357,7 +360,7 @@ def test_mysql_probe_leaves_no_aborted_connections():
         before = aborted()
         socket.create_connection(("127.0.0.1", m.port)).close()
         assert settled(before + 1) == before + 1
-        probe = make_probe(dep_for("mysql", f"mysql://root@127.0.0.1:{m.port}/mysql"))
+        probe = probe_of("mysql", f"mysql://root@127.0.0.1:{m.port}/mysql")
         for _ in range(5):
             probe(1.0)
         time.sleep(0.3)
@@ -584,7 +587,7 @@ def test_postgres_query_blocked_by_a_lock_stays_within_the_attempt():
         try:
             with psycopg.connect(dsn) as migration:
                 migration.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-                probe = servers_probe("postgres", SHARED["postgres"], query=f"SELECT 1 FROM {table}")
+                probe = probe_of("postgres", SHARED["postgres"], query=f"SELECT 1 FROM {table}")
                 t0 = time.monotonic()
                 with pytest.raises(NotReady, match="statement timeout"):
                     probe(2.5)
@@ -592,12 +595,6 @@ def test_postgres_query_blocked_by_a_lock_stays_within_the_attempt():
                 migration.rollback()
         finally:
             admin.execute(f"DROP TABLE IF EXISTS {table}")
-
-
-def servers_probe(kind, url, **options):
-    from waitfor.engine import make_probe
-
-    return make_probe(dep_for(kind, url, **options))
 
 
 def test_mysql_query_waits_for_table_and_row(tmp_path):

@@ -110,6 +110,8 @@ def regex(value):
 def http_status(value) -> frozenset:
     """An int, "2xx", or a list of either -> the set of accepted status codes."""
     items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("an empty list accepts no status: give at least one, such as [200, 204]")
     codes = set()
     for item in items:
         s = str(item).strip().lower()

@@ -4,6 +4,7 @@ a health endpoint that redirects is usually misconfigured, and `status: [200, 30
 accepts one on purpose. A refused connection is `Refused`, so a closed port is polled fast.
 """
 
+import re
 import socket
 import ssl
 
@@ -26,11 +27,36 @@ def ca_bundle(value) -> str:
 
 ca_bundle.schema = v.readable_file.schema
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods, header names
+
+
+def method(value) -> str:
+    m = v.string(value).strip().upper()
+    if not _TOKEN.fullmatch(m):
+        raise ValueError(f"bad HTTP method {m!r}")
+    return m
+
+
+method.schema = v.string.schema
+
+
+def headers(value) -> dict:
+    out = v.string_map(value)
+    for name, val in out.items():
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"bad header name {name!r}")
+        if "\r" in val or "\n" in val:
+            raise ValueError(f"the value of header {name} holds a line break")
+    return out
+
+
+headers.schema = v.string_map.schema
+
 OPTIONS = {
     "status": v.http_status,
     "body": v.regex,
-    "headers": v.string_map,
-    "method": v.string,
+    "headers": headers,
+    "method": method,
     "insecure": v.boolean,
     "ca_file": ca_bundle,
 }

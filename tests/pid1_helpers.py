@@ -139,7 +139,7 @@ class Waitfor:
         argv = list(prefix or []) + (NS if pid1 else []) + WAITFOR + list(args) + ["--"] + list(app)
         full_env = dict(os.environ, REPORT_FD=str(w), PYTHONPATH=REPO)
         full_env.update(env or {})
-        self.pid1 = pid1
+        self.env, self.pid1 = full_env, pid1
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      pass_fds=(w,), env=full_env, cwd=cwd, preexec_fn=preexec_fn,

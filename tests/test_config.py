@@ -298,6 +298,19 @@ def test_ca_file_must_be_pem(tmp_path):
     assert "deps.yaml:3: dependencies[0].ca_file:" in msg and "PEM" in msg
 
 
+@pytest.mark.parametrize("data,expected", [
+    (b"timeout: 1s\ndependencies: \xff\xfe\n", "deps.yaml:2: invalid YAML"),
+    (b"timeout: 1s\nlog_format: \"\x01\"\n", "deps.yaml:2: invalid YAML"),
+    (b"!!python/object:os.system {}\n", "deps.yaml:1: unsupported YAML tag"),
+    (b"dependencies: !!set {a: null}\n", "deps.yaml:1: unsupported YAML tag"),
+    (b"timeout: !!python/name:os.system 5\n", "deps.yaml:1: invalid YAML"),
+])
+def test_yaml_bytes_and_tags(tmp_path, data, expected):
+    (tmp_path / "deps.yaml").write_bytes(data)
+    msg = error(config=str(tmp_path / "deps.yaml"))
+    assert msg.startswith(str(tmp_path / expected.split(":")[0])) and expected in msg, msg
+
+
 def test_missing_config_file(tmp_path):
     assert "cannot read config" in error(config=str(tmp_path / "nope.yaml"))
     assert "nope.yaml" in error(env={"WAITFOR_CONFIG": str(tmp_path / "nope.yaml")})

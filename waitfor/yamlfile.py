@@ -20,7 +20,13 @@ class LList(list):
     lines: list
 
 
+_PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+
+
 def _convert(node, constructor, path: str):
+    plain = _PLAIN_TAGS.get(type(node))
+    if plain is not None and node.tag != plain:  # such as !!python/object, !!set, !!omap
+        raise UsageError(f"{path}:{node.start_mark.line + 1}: unsupported YAML tag {node.tag!r}")
     if isinstance(node, yaml.MappingNode):
         out = LDict()
         out.line, out.lines = node.start_mark.line + 1, {}
@@ -71,5 +77,9 @@ def load(path: str):
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise UsageError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
+    except yaml.reader.ReaderError as e:  # not UTF-8, or a control character
+        line = text[:e.position].count(b"\n") + 1 if isinstance(text, bytes) else "?"
+        ch = e.character if isinstance(e.character, int) else ord(e.character)
+        raise UsageError(f"{path}:{line}: invalid YAML: {e.reason} (#x{ch:02x})") from None
     except yaml.YAMLError as e:
-        raise UsageError(f"{path}: invalid YAML: {e}") from None
+        raise UsageError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None

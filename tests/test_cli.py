@@ -2,7 +2,6 @@
 (logs on stderr only, stdout for the app; text or one JSON object per line)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -3,7 +3,6 @@ YAML shapes, and one-line errors that name file:line: key, a flag or a variable 
 nothing started, no traceback)."""
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -235,8 +234,7 @@ def test_empty_file_and_empty_dependencies(tmp_path):
 
 
 def test_yaml_merge_keys(tmp_path):
-    text = ("x-common: &common {timeout: 2s, url: 'tcp://a:1'}\n" if False else "") + (
-        "dependencies:\n  - &a {name: a, url: 'tcp://a:1', timeout: 2s}\n  - {<<: *a, name: b}\n")
+    text = "dependencies:\n  - &a {name: a, url: 'tcp://a:1', timeout: 2s}\n  - {<<: *a, name: b}\n"
     a, b = build(tmp_path, text).dependencies
     assert (b.name, b.url, b.timeout) == ("b", "tcp://a:1", 2)
 

@@ -3,8 +3,6 @@ Cookie), secret query parameters, password files, DSNs in a command's arguments;
 validate, in waiting and timeout logs, in errors, in check, in JSON logs."""
 
 import json
-import os
-import socket
 
 import pytest
 
@@ -103,8 +101,6 @@ def test_validate_masks_everything(tmp_path):
 def test_timeout_report_masks_and_names_each_dep(tmp_path):
     """The server echoes the Authorization and Cookie headers it got in its reason phrase."""
     srv = HttpServer({})
-    import http.server
-
     from corehelpers import Handler
 
     class Echo(Handler):

@@ -180,7 +180,7 @@ def test_target_kinds(target, kind, url):
 @pytest.mark.parametrize("target,needle", [
     ("db", "no port"), ("db:0", "port 0"), ("db:99999", "out of range"), ("db:abc", "bad URL"),
     ("ftp://h:21", "unknown scheme"), ("http://", "no host"), ("unix://", "no socket path"),
-    ("file://host/x", "no host"), ("[::1:5432", "bad URL"),
+    ("file://host/x", "no host"), ("[::1:5432", "bad URL"), ("::1:5432", "in brackets"),
 ])
 def test_bad_targets(target, needle):
     msg = error(targets=[target])

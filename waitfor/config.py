@@ -177,8 +177,11 @@ def _parse_target_url(text: str, where: str):
         why = str(e)
         if why.startswith("Port could not be cast"):  # its text would echo what follows the ':'
             why = "the port is not a number"
-            if "@" in text.split("://", 1)[1]:
+            rest = text.split("://", 1)[1]
+            if "@" in rest:
                 why += " (in a password, write / ? # @ as %2F %3F %23 %40)"
+            elif rest.split("/", 1)[0].count(":") > 1 and "[" not in rest:
+                why += " (an IPv6 address goes in brackets: [::1]:5432)"
         raise at(where, f"bad URL {mask_url(text)!r}: {why}") from None
     mod = table.module(kind)
     # PORT: "required", a default port number, or None when the kind has no port.

@@ -219,7 +219,7 @@ def test_a_dependency_that_never_comes_up_ends_the_container_with_124(podman, im
     assert podman.exit_code(name) == 124
     assert "APP STARTED" not in p.stdout
     assert "127.0.0.1:9" in p.stderr and "timeout 3s" in p.stderr, p.stderr
-    assert 3 <= elapsed < 6, f"took {elapsed:.2f}s for a 3s timeout"
+    assert 3 <= elapsed < 8, f"took {elapsed:.2f}s for a 3s timeout"  # podman run itself: ~0.4 s
 
 
 def test_the_app_starts_once_its_dependency_comes_up(podman, image, mounts, containers):
@@ -337,7 +337,7 @@ def test_probe_endpoint_and_watch_as_in_the_k8s_manifests(podman, image, mounts,
         probe_addr: ":8081"
         watch:
           interval: 500ms
-          failure_threshold: 6
+          failure_threshold: 10
         dependencies:
           - name: late
             url: tcp://127.0.0.1:9000
@@ -367,7 +367,7 @@ def test_probe_endpoint_and_watch_as_in_the_k8s_manifests(podman, image, mounts,
     assert len(listener) == 1, ps(podman, name)
     podman("exec", name, "sh", "-c", f"kill {listener[0]}")
     t0 = time.monotonic()
-    # failure_threshold 6 at 500ms: about 3 s not ready before the app is stopped
+    # failure_threshold 10 at 500ms: about 5 s not ready before the app is stopped
     _until(lambda: _get(base + "/readyz")[0] == 503, 10, "/readyz 503 once the dependency is lost")
     assert _get(base + "/livez")[0] == 200
     code = podman.wait_exit(name, timeout=30)

@@ -93,7 +93,7 @@ def test_tcp_unresolvable_name_is_refused():
         probe(dep("tcp://no-such-host.invalid:5432"))
 
 
-@pytest.mark.parametrize("target", ["tcp://slow.test:5432", "dns://slow.test"])
+@pytest.mark.parametrize("target", ["tcp://slow.test:5432", "dns://slow.test", "http://slow.test/"])
 def test_name_lookup_is_bounded_by_the_attempt_timeout(monkeypatch, target):
     """getaddrinfo has no timeout; a resolver that does not answer must not hold the
     attempt (and `check`) beyond --attempt-timeout. Only the resolver is faked."""

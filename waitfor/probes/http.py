@@ -65,6 +65,34 @@ MAX_BODY = 1 << 20
 _OK = frozenset(range(200, 300))
 
 
+def _create_connection(address, timeout=None, source_address=None, *args, **kwargs):
+    """socket.create_connection, with the name lookup bounded by `timeout` too
+    (getaddrinfo has no timeout of its own): every address is tried in turn."""
+    import time
+
+    from waitfor.probes.tcp import resolve
+
+    host, port = address
+    timeout = 2.0 if timeout is None or not isinstance(timeout, (int, float)) else timeout
+    deadline = time.monotonic() + timeout
+    last = None
+    for family, stype, proto, _, addr in resolve(host, port, timeout):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, stype, proto)
+        try:
+            sock.settimeout(remaining)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(addr)
+            return sock
+        except OSError as e:
+            sock.close()
+            last = e
+    raise last or socket.timeout("timed out")
+
+
 def probe_for(dep):
     import http.client
     from urllib.parse import urlsplit
@@ -95,6 +123,7 @@ def probe_for(dep):
             conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn._create_connection = _create_connection  # the name lookup bounded by the timeout
         try:
             conn.request(method, path, headers=headers)
             resp = conn.getresponse()

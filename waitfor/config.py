@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 from waitfor import validators as v
 from waitfor.errors import UsageError, at
 from waitfor.interpolate import interpolate
-from waitfor.masking import mask_url, mask_urls_in, urls_in
+from waitfor.masking import TOKEN_USERINFO_SCHEMES, mask_url, mask_urls_in, urls_in
 
 DEFAULTS = {
     "timeout": 60.0,
@@ -216,6 +216,8 @@ def _url_secrets(url: str) -> set:
 
         cred = f"{unquote(parts.username or '')}:{unquote(parts.password)}".encode()
         found.add(base64.b64encode(cred).decode())
+    elif parts.username and parts.scheme in TOKEN_USERINFO_SCHEMES:
+        found.update({parts.username, unquote(parts.username)})  # nats://TOKEN@host
     for pair in parts.query.split("&"):
         key, _, val = pair.partition("=")
         if val and secret_query_key(key):
@@ -319,7 +321,11 @@ def _build(kind, *, url, argv, options, name, timeout, after, invert, where, whe
     if driver is not None:
         import importlib.util
 
-        if importlib.util.find_spec(driver) is None:
+        try:
+            found = importlib.util.find_spec(driver) is not None
+        except (ImportError, ValueError):  # a dotted name whose parent package is missing
+            found = False
+        if not found:
             raise at(where, f"the {kind} driver ({driver}) is not installed: pip install 'waitfor[{mod.EXTRA}]'")
     return Dependency(
         name=name or _default_name(kind, url, argv), named=bool(name), kind=kind, url=url, argv=tuple(argv),

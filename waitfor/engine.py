@@ -27,7 +27,7 @@ class Outcome:
     state: str = WAITING
     attempts: int = 0
     elapsed: float = 0.0
-    reason: str = "not probed yet"  # last error while waiting/failed; the detail once ready
+    reason: str = "first attempt still running"  # last error while waiting/failed; the detail once ready
     broken: bool = False
 
 

@@ -18,6 +18,10 @@ def secret_query_key(key: str) -> bool:
     return bool(_SECRET_QUERY_KEYS.match(key))
 
 
+# Schemes whose lone userinfo is a token, not a user name (nats://TOKEN@host, as nats-py reads it).
+TOKEN_USERINFO_SCHEMES = ("nats",)
+
+
 def mask_url(url: str) -> str:
     """Replace the password in `scheme://user:pass@host` and secret-looking query values."""
     try:
@@ -37,6 +41,8 @@ def mask_url(url: str) -> str:
         if ":" in userinfo:
             user = userinfo.split(":", 1)[0]
             netloc = f"{user}:{MASK}@{hostport}"
+        elif parts.scheme in TOKEN_USERINFO_SCHEMES:
+            netloc = f"{MASK}@{hostport}"
     query = _QUERY_PAIR.sub(
         lambda m: f"{m.group(1)}={MASK}" if _SECRET_QUERY_KEYS.match(m.group(1)) else m.group(0),
         parts.query,

@@ -125,7 +125,7 @@ def http_status(value) -> frozenset:
     return frozenset(codes)
 
 
-@_with_schema({"type": "string", "description": "a file whose content is the password"})
+@_with_schema({"type": "string", "description": "the path of a readable file"})
 def readable_file(value) -> str:
     path = string(value)
     try:

@@ -14,7 +14,8 @@ None) when the dependency is ready, and otherwise raises:
 Each kind's module defines:
   OPTIONS: dict of option name -> validator(value) -> parsed value (raise ValueError)
   SECRET_OPTIONS: option names whose values are secrets (masked everywhere)
-  DEFAULT_PORT: for URL kinds, or None when the URL must name a port
+  PORT: the default port, "required" when the URL must name one, None for kinds
+        without host and port (file, unix, command)
   EXTRA / DRIVER: the pip extra and the module it provides, for driver kinds
   probe_for(dep) -> Probe
 """

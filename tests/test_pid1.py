@@ -716,6 +716,7 @@ def test_init_under_a_job_control_shell_ctrl_z_fg_bg_ctrl_c():
         term.type(b"\x03")  # ^C
         term.type(b"echo rc=$?\n")
         term.expect("rc=130")
+        assert report.rest(1) == [], "one SIGCONT for each fg or bg, no more"
     finally:
         term.close()
         os.close(r)

@@ -323,7 +323,11 @@ def supervise(o: Options, hooks=None) -> int:
                 # `bg` (SIGCONT only): pass the terminal on to the app only in the first
                 # case, else a `bg` job would steal it from the shell (SIGTTOU is blocked
                 # here, so tcsetpgrp(3) would not stop us from doing so).
-                os.kill(os.getpid(), signal.SIGSTOP)
+                os.kill(os.getpid(), signal.SIGSTOP)  # stops before kill() returns
+                # The SIGCONT that woke us stays pending, as it is blocked: the killpg()
+                # below passes it on. Take it now, else the loop would forward it later,
+                # a second time, and undo a ^Z typed in between.
+                signal.sigtimedwait([signal.SIGCONT], 0)
                 if _is_foreground(0):
                     try:
                         os.tcsetpgrp(0, pid)

@@ -18,17 +18,25 @@ def bits(sigs) -> int:
     return sum(1 << (int(s) - 1) for s in sigs)
 
 
+PARENT = """
+import os, signal, sys
+blocked, ignored = eval(sys.argv[1]), eval(sys.argv[2])
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # this parent's Python ignored them: undo
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+for s in ignored:
+    signal.signal(s, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+os.execv(sys.executable, [sys.executable] + sys.argv[3:])
+"""
+
+
 def app_status(blocked=(), ignored=(), deps=()):
     """Run `waitfor [deps] -- grep Sig /proc/self/status` from a parent that blocks/ignores
-    signals. (The app is not Python: Python would ignore SIGPIPE itself.)"""
-
-    def prepare():
-        for s in ignored:
-            signal.signal(s, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-    argv = [sys.executable, "-m", "waitfor", "-t", "5", *deps, "--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]
-    r = subprocess.run(argv, env=clean_env(), capture_output=True, text=True, timeout=20, preexec_fn=prepare)
+    signals (a small Python that sets them, then execs waitfor; no preexec_fn in a threaded
+    pytest). The app is not Python: Python would ignore SIGPIPE itself."""
+    argv = [sys.executable, "-c", PARENT, repr(sorted(map(int, blocked))), repr(sorted(map(int, ignored))),
+            "-m", "waitfor", "-t", "5", *deps, "--", "grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]
+    r = subprocess.run(argv, env=clean_env(), capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, r.stderr
     fields = dict(line.split(":\t") for line in r.stdout.splitlines())
     return int(fields["SigBlk"], 16), int(fields["SigIgn"], 16)

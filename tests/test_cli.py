@@ -95,13 +95,11 @@ def test_bad_flag_exit_2_names_it():
     assert r.returncode == 2 and "--log-format" in r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py: argparse prints its usage line before the error (two lines)")
 def test_bad_flag_error_is_one_line():
     r = waitfor("--bogus", "--", "true")
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py prints 'waitfor: error: ...' as text even with --log-format json")
 def test_json_mode_errors_are_json_too():
     r = waitfor("--log-format", "json", "--", "/nonexistent/app")
     assert r.returncode == 127

@@ -33,7 +33,12 @@ exit codes: the app's own; 124 not ready in time; 2 usage/config error;
 def _parser():
     import argparse
 
-    p = argparse.ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            # argparse prints its usage line first; an error here is one line, like the rest.
+            raise UsageError(f"{message} (see waitfor --help)")
+
+    p = Parser(
         prog="waitfor",
         usage="waitfor [run|wait|check|health|validate|schema] [OPTIONS] [TARGET ...] [-- COMMAND [ARG ...]]",
         description="Wait for a container's dependencies, then run the app as a proper PID 1.\n\nsubcommands:\n"
@@ -128,6 +133,7 @@ def main(argv=None) -> int:
 
     inherited = sigstate.capture()  # first: before anything changes the signal state
     argv = sys.argv[1:] if argv is None else argv
+    log_format = _early_log_format(argv, os.environ)
     try:
         args = parse_args(argv)
         if args.mode == "schema":
@@ -137,15 +143,42 @@ def main(argv=None) -> int:
         from waitfor import config
 
         cfg = config.build(args, os.environ)
+        log_format = cfg.log_format
         return run_mode(cfg, inherited)
     except WaitforError as e:
-        print(f"waitfor: error: {e}", file=sys.stderr)
-        return e.exit_code
+        _print_error(log_format, f"error: {e}")
+        code = e.exit_code
     except KeyboardInterrupt:
-        return exitcodes.from_signal(2)
+        code = exitcodes.from_signal(2)
     except Exception as e:  # noqa: BLE001 - a bug must still not show users a traceback
-        print(f"waitfor: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-        return exitcodes.INTERNAL
+        _print_error(log_format, f"internal error: {type(e).__name__}: {e}")
+        code = exitcodes.INTERNAL
+    if code == exitcodes.USAGE and argv[:1] == ["health"]:
+        # Docker reserves exit code 2 of a HEALTHCHECK: a broken config is "unhealthy".
+        code = exitcodes.NOT_READY
+    return code
+
+
+def _early_log_format(argv, env) -> str:
+    """The log format for errors raised before the Config exists (bad flags, bad YAML)."""
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    for i, a in enumerate(own):
+        if a == "--log-format" and i + 1 < len(own):
+            return own[i + 1]
+        if a.startswith("--log-format="):
+            return a.split("=", 1)[1]
+    return env.get("WAITFOR_LOG_FORMAT", "text")
+
+
+def _print_error(log_format: str, message: str) -> None:
+    if log_format == "json":
+        import json
+        import time
+
+        line = json.dumps({"time": round(time.time(), 3), "level": "error", "msg": message})
+    else:
+        line = f"waitfor: {message}"
+    print(line, file=sys.stderr)
 
 
 def run_mode(cfg, inherited) -> int:

@@ -144,9 +144,15 @@ class Engine:
             nonlocal attempts
             attempts += 1
             remaining = self.cfg.attempt_timeout if deadline is None else deadline - self.clock()
+            budget = min(self.cfg.attempt_timeout, remaining)
             try:
-                return attempt(dep, probe, min(self.cfg.attempt_timeout, remaining))
+                return attempt(dep, probe, budget)
             except NotReady as e:
+                previous = self.outcomes[dep.name].reason
+                if budget < 0.1 and attempts > 1 and "timed out" in str(e):
+                    # The last attempt, squeezed against the deadline, timed out: the reason
+                    # before it ("HTTP 503", "starting up") says more.
+                    raise NotReady(previous) from None
                 self._note(dep, str(e), attempts)
                 raise
 

@@ -54,6 +54,8 @@ def supervisor_args(cfg, inherited: sigstate.Inherited) -> list:
         argv.append("--group")
     if cfg.verbosity < 0:
         argv.append("--quiet")
+    if cfg.log_format == "json":
+        argv.append("--json")
     for src, dst in sorted(cfg.rewrite.items()):
         argv += ["--rewrite", f"{src}:{dst}"]
     for code in sorted(cfg.success_exit):

@@ -13,7 +13,7 @@ import threading
 import warnings
 
 from waitfor import handover, status as st, supervisor
-from waitfor.watch import Watch
+from waitfor.watch import Watch, watched as hooks_checks
 
 
 class WatchHooks:
@@ -50,6 +50,10 @@ def run_watched(cfg, inherited, log, wait_phase) -> int:
             return code
         if not handover.is_pid1():
             handover.become_subreaper()
+        if any(d.kind == "command" for d in hooks_checks(cfg)):
+            from waitfor.probes import command
+
+            supervisor.on_reaped_other.append(command.deliver)
         hooks = WatchHooks(cfg, status, log)
         status.set_phase(st.RUNNING)
         # The forked child only makes system calls before exec, so the other threads are

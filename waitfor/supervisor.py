@@ -43,6 +43,7 @@ class Options:
         self.pending = ()
         self.pid1 = os.getpid() == 1
         self.quiet = False
+        self.json = False
         self.command = []
 
 
@@ -62,6 +63,8 @@ def parse(argv) -> Options:
             o.group = True
         elif a == "--quiet":
             o.quiet = True
+        elif a == "--json":
+            o.json = True
         elif a == "--rewrite":
             src, dst = next(it).split(":")
             o.rewrite[int(src)] = int(dst)
@@ -78,12 +81,19 @@ def parse(argv) -> Options:
     return o
 
 
-def say(o: Options, msg: str) -> None:
-    if not o.quiet:
-        try:
-            os.write(2, f"waitfor: {msg}\n".encode())
-        except OSError:
-            pass
+def say(o: Options, msg: str, level: str = "info") -> None:
+    if o.quiet:
+        return
+    if o.json:
+        import json  # only in JSON mode: the idle supervisor's imports are budgeted
+
+        line = json.dumps({"time": round(time.time(), 3), "level": level, "msg": msg})
+    else:
+        line = f"waitfor: {msg}"
+    try:
+        os.write(2, (line + "\n").encode())
+    except OSError:
+        pass
 
 
 def spawn(o: Options, tty: bool):
@@ -132,9 +142,9 @@ def spawn(o: Options, tty: bool):
     err = int(data)
     name = o.command[0]
     if err in (errno.ENOENT, errno.ENOTDIR):
-        say(o, f"error: {name}: command not found")
+        say(o, f"error: {name}: command not found", "error")
         return None, exitcodes.NOT_FOUND
-    say(o, f"error: {name}: cannot execute: {os.strerror(err) if err else 'unknown error'}")
+    say(o, f"error: {name}: cannot execute: {os.strerror(err) if err else 'unknown error'}", "error")
     return None, exitcodes.CANNOT_EXECUTE
 
 
@@ -142,6 +152,12 @@ def status_to_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return exitcodes.from_signal(os.WTERMSIG(status))
     return os.WEXITSTATUS(status)
+
+
+# Told (pid, status) of every reaped child that is not the app. The in-process supervisor
+# (waitfor.runtime) registers the command probe's deliver(): the watch starts programs in
+# this same process, and waitpid(-1) here may reap them first.
+on_reaped_other = []
 
 
 def reap(main_pid, flags: int = 0):
@@ -160,6 +176,9 @@ def reap(main_pid, flags: int = 0):
             return found
         if pid == main_pid:
             found = status
+        else:
+            for tell in on_reaped_other:
+                tell(pid, status)
 
 
 def leftovers(pgid: int) -> list:

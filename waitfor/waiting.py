@@ -27,8 +27,8 @@ class Stopped(Exception):
 
 
 def label(dep) -> str:
-    """The name, and the (masked) target where the name does not already say it."""
-    return dep.name if dep.name in dep.display else f"{dep.name} ({dep.display})"
+    """A name given with `name:` and the (masked) target; a default name is the target."""
+    return f"{dep.name} ({dep.display})" if dep.named else dep.name
 
 
 def _reporter(log):
@@ -107,9 +107,10 @@ def summarize_failure(cfg, results, log) -> int:
     bad = [o for o in results if o.state != READY]
     timeout = format_duration(cfg.timeout) if cfg.timeout else "no limit"
     for o in bad:
-        why = o.reason if o.state == FAILED else f"not ready: {o.reason}"
-        log.error(f"not ready: {label(o.dep)}: {why}", dep=o.dep.name,
+        what = "cannot become ready" if o.broken else "not ready"
+        log.error(f"{what}: {label(o.dep)}: {o.reason}", dep=o.dep.name,
                   target=o.dep.display, attempts=o.attempts)
-    log.error(f"gave up: {len(bad)} of {len(results)} dependencies not ready (timeout {timeout})",
+    why = "one cannot become ready" if any(o.broken for o in bad) else f"timeout {timeout}"
+    log.error(f"gave up: {len(bad)} of {len(results)} dependencies not ready ({why})",
               not_ready=[o.dep.name for o in bad])
     return exitcodes.TIMEOUT

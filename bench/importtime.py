@@ -3,6 +3,7 @@
     python3 bench/importtime.py                 # waitfor run -- /bin/true
     python3 bench/importtime.py --yaml          # with a YAML file and one ready TCP dependency
     python3 bench/importtime.py --top 25
+    python3 bench/importtime.py --floors        # what single imports cost in a fresh interpreter
 
 Prints the top-level imports (those made by the console script, site, or waitfor itself,
 whatever they pull in) by median cumulative time, and the heaviest single modules by
@@ -34,12 +35,53 @@ def parse(text):
     return rows
 
 
+FLOORS = [
+    ("python -c pass", "pass"),
+    ("+ import re (pip's console-script wrapper does)", "import re"),
+    ("+ import argparse", "import argparse"),
+    ("+ import typing, urllib.parse", "import typing, urllib.parse"),
+    ("+ import socket, threading", "import socket, threading"),
+    ("+ import dataclasses", "import dataclasses"),
+    ("+ import tenacity", "import tenacity"),
+    ("+ import yaml", "import yaml"),
+    ("+ from waitfor.cli import main", "from waitfor.cli import main"),
+]
+
+
+def floors(runs):
+    """Wall and CPU ms of `python -c IMPORT` for each line of FLOORS, interleaved."""
+    import random
+
+    from startup import spawn_once
+
+    cmds = [(label, [PY, "-c", code]) for label, code in FLOORS]
+    cmds += [("waitfor run -- /bin/true", [WAITFOR, "run", "--", "/bin/true"])]
+    wall = {n: [] for n, _ in cmds}
+    cpu = {n: [] for n, _ in cmds}
+    for i in range(runs + 3):
+        order = cmds[:]
+        random.shuffle(order)
+        for name, argv in order:
+            w, c = spawn_once(argv)
+            if i >= 3:
+                wall[name].append(w)
+                cpu[name].append(c)
+    base_w, base_c = median(wall[cmds[0][0]]), median(cpu[cmds[0][0]])
+    rows = [[n, median(wall[n]), median(wall[n]) - base_w, median(cpu[n]), median(cpu[n]) - base_c,
+             median(wall[n]) / base_w] for n, _ in cmds]
+    print(f"import floors, {PY}, {runs} interleaved runs each (each line is its own interpreter)")
+    print(table(["python -c ...", "wall ms", "+ over pass", "CPU ms", "+ CPU over pass", "x pass"], rows))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--yaml", action="store_true", help="YAML file with one ready TCP dependency")
+    ap.add_argument("--floors", action="store_true", help="cost of single imports in a fresh interpreter")
     a = ap.parse_args()
+    if a.floors:
+        return floors(a.runs * 3)
     argv = [PY, "-X", "importtime", WAITFOR, "run", "-q"]
     sock = None
     if a.yaml:

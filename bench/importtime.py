@@ -36,15 +36,15 @@ def parse(text):
 
 
 FLOORS = [
-    ("python -c pass", "pass"),
-    ("+ import re (pip's console-script wrapper does)", "import re"),
-    ("+ import argparse", "import argparse"),
-    ("+ import typing, urllib.parse", "import typing, urllib.parse"),
-    ("+ import socket, threading", "import socket, threading"),
-    ("+ import dataclasses", "import dataclasses"),
-    ("+ import tenacity", "import tenacity"),
-    ("+ import yaml", "import yaml"),
-    ("+ from waitfor.cli import main", "from waitfor.cli import main"),
+    ("pass", "pass"),
+    ("import re (pip's console-script wrapper does)", "import re"),
+    ("import argparse", "import argparse"),
+    ("import typing, urllib.parse", "import typing, urllib.parse"),
+    ("import socket, threading", "import socket, threading"),
+    ("import dataclasses", "import dataclasses"),
+    ("import tenacity", "import tenacity"),
+    ("import yaml", "import yaml"),
+    ("from waitfor.cli import main", "from waitfor.cli import main"),
 ]
 
 
@@ -55,7 +55,7 @@ def floors(runs):
     from startup import spawn_once
 
     cmds = [(label, [PY, "-c", code]) for label, code in FLOORS]
-    cmds += [("waitfor run -- /bin/true", [WAITFOR, "run", "--", "/bin/true"])]
+    cmds += [("(waitfor run -- /bin/true)", [WAITFOR, "run", "--", "/bin/true"])]
     wall = {n: [] for n, _ in cmds}
     cpu = {n: [] for n, _ in cmds}
     for i in range(runs + 3):
@@ -69,8 +69,8 @@ def floors(runs):
     base_w, base_c = median(wall[cmds[0][0]]), median(cpu[cmds[0][0]])
     rows = [[n, median(wall[n]), median(wall[n]) - base_w, median(cpu[n]), median(cpu[n]) - base_c,
              median(wall[n]) / base_w] for n, _ in cmds]
-    print(f"import floors, {PY}, {runs} interleaved runs each (each line is its own interpreter)")
-    print(table(["python -c ...", "wall ms", "+ over pass", "CPU ms", "+ CPU over pass", "x pass"], rows))
+    print(f"import floors: `python -c CODE`, each alone in a fresh interpreter, {PY}, {runs} interleaved runs")
+    print(table(["CODE", "wall ms", "wall - pass", "CPU ms", "CPU - pass", "x pass"], rows))
 
 
 def main():

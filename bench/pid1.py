@@ -6,7 +6,10 @@ Each init runs as PID 1 of a new PID namespace (root needed):
 
 Measured on the init process (its pid outside the namespace, read from /proc):
 
-- idle: APP = `sleep 1000`; all four inits run at once. After 1 s to settle: VmRSS
+- idle: APP = `sleep 1000`; all inits run at once, and one more waitfor that first
+  waited for a TCP dependency (`waitfor run 127.0.0.1:PORT -- APP`, a listener this
+  script holds): its wait imported socket, threading, tenacity, which the re-exec into the
+  lean supervisor is meant to drop. After 1 s to settle: VmRSS
   (target <= 12 MiB for waitfor), then voluntary_ctxt_switches (summed over its threads)
   before and after 5 idle seconds (target 0; tini wakes once a second).
 - signals: APP = `python -I -S bench/app.py signals N`, which waits in sigwaitinfo() and
@@ -129,7 +132,15 @@ class Init:
 
 
 def idle(names, seconds):
-    inits = [Init(n, ["sleep", "1000"]) for n in names]
+    extra = []
+    if "waitfor" in names:
+        from _common import free_port, listener
+
+        port = free_port()
+        sock = listener(port)
+        INITS["waitfor after a TCP wait"] = [WAITFOR, "run", "-q", f"127.0.0.1:{port}", "--"]
+        extra = ["waitfor after a TCP wait"]
+    inits = [Init(n, ["sleep", "1000"]) for n in names + extra]
     try:
         time.sleep(1.0)
         res = {}
@@ -149,6 +160,8 @@ def idle(names, seconds):
     finally:
         for i in inits:
             i.stop()
+        if extra:
+            sock.close()
 
 
 def signals(name, n, rnd):
@@ -211,6 +224,9 @@ def main():
                                    "p99_ms": pct(sg, 99), "max_ms": max(sg)}
         result["orphans"][name] = {"n": len(orph), "median_ms": median(orph), "p90_ms": pct(orph, 90),
                                    "p99_ms": pct(orph, 99), "max_ms": max(orph)}
+    for name, idl in result["idle"].items():
+        if name not in names:
+            rows.append([name, idl["rss_kib"] / 1024, idl["rss_anon_kib"] / 1024, idl["vol_ctxt"]] + ["-"] * 6)
     print(f"PID 1: idle {a.idle_seconds:g} s with `sleep`; {a.n} SIGUSR1 forwards; {a.n} orphans reaped"
           + (f" (not installed: {', '.join(missing)})" if missing else ""))
     print(table(["init", "RSS MiB", "anon MiB", f"vol cs/{a.idle_seconds:g}s", "sig med ms", "sig p99 ms",

@@ -44,6 +44,7 @@ FLOORS = [
     ("import dataclasses", "import dataclasses"),
     ("import tenacity", "import tenacity"),
     ("import yaml", "import yaml"),
+    ("import yaml, socket, threading (least a YAML + TCP wait needs)", "import yaml, socket, threading"),
     ("from waitfor.cli import main", "from waitfor.cli import main"),
 ]
 

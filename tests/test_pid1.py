@@ -597,9 +597,9 @@ def test_app_killed_by_signal_n_gives_128_plus_n(pid1):
         r = subprocess.run((NS if pid1 else []) + WAITFOR + ([] if pid1 else ["--init"])
                            + ["--", *app(SUICIDE_APP, int(s))], capture_output=True, timeout=30,
                            start_new_session=True, env=dict(os.environ, REPORT_FD="2"))
-        return s, r.returncode
+        return s, r.returncode, r.stderr.decode(errors="replace")[-300:]
 
-    wrong = [(sig_name(s), got) for s, got in parallel(one, DEADLY) if got != 128 + s]
+    wrong = [(sig_name(s), got, err) for s, got, err in parallel(one, DEADLY) if got != 128 + s]
     assert not wrong
 
 

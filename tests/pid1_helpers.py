@@ -117,6 +117,26 @@ def child_pids(pid: int) -> list:
         return []
 
 
+def descendants(root: int) -> list:
+    """Every process below root, now."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            parent[int(entry)] = int(stat[stat.rfind(b")") + 2:].split()[1])
+    found, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        found += kids
+        todo += kids
+    return found
+
+
 def alive(pid: int) -> bool:
     """True while pid exists and is not a zombie."""
     try:
@@ -189,10 +209,14 @@ class Waitfor:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                self.proc.kill()
+            # After a failed test: outside a namespace the app and its children are in
+            # groups of their own, so kill every descendant; in one, killing unshare is
+            # enough (--kill-child takes the namespace down).
+            for pid in ([] if self.pid1 else descendants(self.proc.pid)) + [self.proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
             self.proc.wait(10)
         for f in (self.proc.stdout, self.proc.stderr):
             f.close()

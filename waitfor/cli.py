@@ -133,6 +133,14 @@ def main(argv=None) -> int:
 
     inherited = sigstate.capture()  # first: before anything changes the signal state
     argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] == "run" or argv[0] not in MODES:
+        # Block every signal before the ~50 ms of argparse, YAML and config: as PID 1 the
+        # kernel drops a TERM with no handler (a `docker stop` right after start would wait
+        # out its grace), and outside PID 1 a USR1 would kill waitfor. exec_app restores the
+        # inherited mask; the wait and the supervisor wait for what they need.
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, sigstate.catchable())
     log_format = _early_log_format(argv, os.environ)
     try:
         args = parse_args(argv)
@@ -218,15 +226,10 @@ def wait_phase(cfg, log, observe=None) -> int:
 def run(cfg, inherited, log) -> int:
     from waitfor import handover
 
+    # Every signal is blocked since main(): those that arrive during the wait (other than
+    # the ones that stop it) stay pending and are forwarded once the app runs.
     supervise = handover.supervises(cfg)
     if supervise:
-        # Block every signal now: those that arrive during the wait (other than the ones
-        # that stop it) stay pending and are forwarded once the app runs.
-        import signal
-
-        from waitfor.sigstate import catchable
-
-        signal.pthread_sigmask(signal.SIG_BLOCK, catchable())
         if cfg.watch_interval or cfg.probe_addr:
             from waitfor.runtime import run_watched
 

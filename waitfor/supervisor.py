@@ -10,14 +10,13 @@ code through. Modelled on tini's main loop, fixing what the peers get wrong:
   the mask and ignored set that waitfor inherited.
 
 This module is run in a fresh, lean interpreter (`python -I -S`, see waitfor.handover)
-once the wait is over, so that it imports only os, signal, sys and time: the RSS of an
+once the wait is over, so that it imports only os, signal, errno and time: the RSS of an
 idle init is budgeted. Keep it that way: no typing, dataclasses, yaml, tenacity, psutil.
 """
 
 import errno
 import os
 import signal
-import sys
 import time
 
 from waitfor import exitcodes

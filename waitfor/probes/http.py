@@ -9,7 +9,7 @@ import socket
 import ssl
 
 from waitfor import validators as v
-from waitfor.probes.base import NotReady, Refused
+from waitfor.probes.base import NotReady
 
 PORT = 80  # or 443 for https
 
@@ -65,32 +65,14 @@ MAX_BODY = 1 << 20
 _OK = frozenset(range(200, 300))
 
 
-def _create_connection(address, timeout=None, source_address=None, *args, **kwargs):
-    """socket.create_connection, with the name lookup bounded by `timeout` too
-    (getaddrinfo has no timeout of its own): every address is tried in turn."""
-    import time
+def _create_connection(address, timeout=None, *args, **kwargs):
+    """For http.client: socket.create_connection, but with the name lookup bounded by the
+    timeout too (getaddrinfo has none of its own), and a closed port raising Refused."""
+    from waitfor.probes.tcp import open_connection
 
-    from waitfor.probes.tcp import resolve
-
-    host, port = address
-    timeout = 2.0 if timeout is None or not isinstance(timeout, (int, float)) else timeout
-    deadline = time.monotonic() + timeout
-    last = None
-    for family, stype, proto, _, addr in resolve(host, port, timeout):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        sock = socket.socket(family, stype, proto)
-        try:
-            sock.settimeout(remaining)
-            if source_address:
-                sock.bind(source_address)
-            sock.connect(addr)
-            return sock
-        except OSError as e:
-            sock.close()
-            last = e
-    raise last or socket.timeout("timed out")
+    if not isinstance(timeout, (int, float)):
+        timeout = 2.0
+    return open_connection(address[0], address[1], timeout)[0]
 
 
 def probe_for(dep):
@@ -128,10 +110,6 @@ def probe_for(dep):
             conn.request(method, path, headers=headers)
             resp = conn.getresponse()
             body = resp.read(MAX_BODY) if body_re is not None else b""
-        except ConnectionRefusedError:
-            raise Refused(f"connection refused ({host}:{port or parts.scheme})") from None
-        except socket.gaierror as e:
-            raise Refused(f"cannot resolve {host}: {e.strerror}") from None
         except socket.timeout:
             raise NotReady("timed out") from None
         except ssl.SSLError as e:

@@ -20,7 +20,8 @@ import socket
 import time
 
 from waitfor import validators as v
-from waitfor.probes.base import NotReady, Refused
+from waitfor.probes.base import NotReady
+from waitfor.probes.tcp import open_connection
 
 PORT = 3306
 OPTIONS = {
@@ -53,7 +54,8 @@ def probe_for(dep):
 
     def probe(timeout: float):
         deadline = time.monotonic() + timeout
-        sock, addr = _open(host, port, timeout)
+        sock, addr = open_connection(host, port, timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         left = max(deadline - time.monotonic(), 0.05)
         try:
             # read_timeout bounds the handshake too: PyMySQL reads the server greeting
@@ -84,41 +86,6 @@ def probe_for(dep):
                 pass
 
     return probe
-
-
-def _open(host: str, port: int, timeout: float):
-    """Connect to any address of host:port -> (socket, address), with the errors of
-    waitfor.probes.tcp.connect: Refused when nothing listens or the name does not resolve."""
-    deadline = time.monotonic() + timeout
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise Refused(f"cannot resolve {host}: {e.strerror}") from None
-    last = None
-    for family, stype, proto, _, addr in infos:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        sock = socket.socket(family, stype, proto)
-        try:
-            sock.settimeout(remaining)
-            sock.connect(addr)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return sock, addr[0]
-        except ConnectionRefusedError:
-            sock.close()
-            last = Refused(f"connection refused ({_fmt(addr)})")
-        except socket.timeout:
-            sock.close()
-            last = NotReady(f"connect timed out ({_fmt(addr)})")
-        except OSError as e:
-            sock.close()
-            last = NotReady(f"{e.strerror or e} ({_fmt(addr)})")
-    raise last or NotReady(f"connect timed out ({host}:{port})")
-
-
-def _fmt(addr) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
 def _reason(e) -> str:

@@ -20,6 +20,14 @@ def connect(host: str, port: int, timeout: float) -> str:
     Raises Refused when nothing listens (or the name does not resolve yet, as in compose
     before the other container exists), NotReady for slower failures such as time-outs.
     """
+    sock, addr = open_connection(host, port, timeout)
+    sock.close()
+    return addr
+
+
+def open_connection(host: str, port: int, timeout: float):
+    """As connect(), but keep the connected socket: -> (socket, address). The driver
+    probes that need their own socket (mysql, http) use this."""
     deadline = time.monotonic() + timeout
     infos = resolve(host, port, timeout)
     last = None
@@ -31,15 +39,14 @@ def connect(host: str, port: int, timeout: float) -> str:
         try:
             sock.settimeout(remaining)
             sock.connect(addr)
-            return addr[0]
+            return sock, addr[0]
         except ConnectionRefusedError:
             last = Refused(f"connection refused ({_fmt(addr)})")
         except socket.timeout:
             last = NotReady(f"connect timed out ({_fmt(addr)})")
         except OSError as e:
             last = NotReady(f"{e.strerror or e} ({_fmt(addr)})")
-        finally:
-            sock.close()
+        sock.close()
     raise last or NotReady(f"connect timed out ({host}:{port})")
 
 

@@ -64,5 +64,7 @@ def orphans(n: int) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("signals", "orphans"):
+        raise SystemExit(__doc__)
     mode, count = sys.argv[1], int(sys.argv[2])
     {"signals": signals, "orphans": orphans}[mode](count)

@@ -96,4 +96,6 @@ def main(dirs):
 
 
 if __name__ == "__main__":
+    if not sys.argv[1:] or sys.argv[1] in ("-h", "--help"):
+        raise SystemExit(__doc__)
     main(sys.argv[1:])

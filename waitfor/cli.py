@@ -8,124 +8,10 @@ printed as one line without a traceback (as pipx does), with its exit code.
 import os
 import sys
 
-from waitfor import __version__, exitcodes
+from waitfor import exitcodes
+from waitfor.args import MODES
 from waitfor.errors import UsageError, WaitforError
 
-MODES = {
-    "run": "wait for every dependency, then run COMMAND (the default)",
-    "wait": "wait for every dependency, then exit 0 (for init containers and scripts)",
-    "check": "probe each dependency once, in parallel; exit 0 if all are ready, else 1",
-    "health": "run the health checks once (Docker HEALTHCHECK, Kubernetes exec probes); exit 0 or 1",
-    "validate": "check the config and print the effective configuration, secrets masked",
-    "schema": "print the JSON Schema of the config file",
-}
-
-EPILOG = """\
-targets: tcp://host:port or host:port, http(s)://..., unix:///path, file:///path,
-  dns://name, postgres://, mysql://, redis://, amqp://, mqtt://, nats://, grpc://
-environment: WAITFOR_CONFIG, WAITFOR_TIMEOUT, WAITFOR_TARGETS, WAITFOR_LOG_FORMAT
-exit codes: the app's own; 124 not ready in time; 2 usage/config error;
-  126 COMMAND not executable; 127 COMMAND not found; 128+N stopped by signal N;
-  1 from check/health when not ready; 69 a watched dependency failed
-"""
-
-
-def _parser():
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            # argparse prints its usage line first; an error here is one line, like the rest.
-            raise UsageError(f"{message} (see waitfor --help)")
-
-    p = Parser(
-        prog="waitfor",
-        usage="waitfor [run|wait|check|health|validate|schema] [OPTIONS] [TARGET ...] [-- COMMAND [ARG ...]]",
-        description="Wait for a container's dependencies, then run the app as a proper PID 1.\n\nsubcommands:\n"
-        + "\n".join(f"  {k:<9} {v}" for k, v in MODES.items()),
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("targets", nargs="*", metavar="TARGET", help="a dependency URL (see targets below)")
-    p.add_argument("--version", action="version", version=f"waitfor {__version__}")
-    g = p.add_argument_group("waiting")
-    g.add_argument("-c", "--config", metavar="FILE", help="YAML config file (env WAITFOR_CONFIG)")
-    g.add_argument("-t", "--timeout", metavar="DURATION", help="overall deadline, 0 for none (default 60s; env WAITFOR_TIMEOUT)")
-    g.add_argument("--interval", metavar="DURATION", help="first retry delay and the polling interval of closed ports (default 50ms)")
-    g.add_argument("--max-interval", metavar="DURATION", help="longest retry delay of the backoff (default 1s)")
-    g.add_argument("--attempt-timeout", metavar="DURATION", help="bound on one attempt (default 2s)")
-    g = p.add_argument_group("output")
-    g.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, help="only warnings and errors")
-    g.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, help="also every change of reason")
-    g.add_argument("--log-format", metavar="text|json", help="log line format (default text; env WAITFOR_LOG_FORMAT)")
-    g = p.add_argument_group("supervision (run)")
-    m = g.add_mutually_exclusive_group()
-    m.add_argument("--init", dest="supervise", action="store_const", const="init",
-                   help="supervise COMMAND as a child even when not PID 1 (as a child subreaper)")
-    m.add_argument("--exec", dest="supervise", action="store_const", const="exec",
-                   help="replace waitfor with COMMAND even as PID 1")
-    g.add_argument("--group", action="store_true", default=None, help="forward signals to the app's whole process group")
-    g.add_argument("--rewrite", action="append", metavar="SIG:SIG", type=_rewrite,
-                   help="forward signal X as Y (X:- drops X); repeatable, e.g. --rewrite TERM:QUIT")
-    g.add_argument("--stop-timeout", metavar="DURATION", help="grace before SIGKILL for processes left behind (default 5s)")
-    g.add_argument("--stop-signal", metavar="SIG", help="signal that stops the app when a watched dependency fails (default TERM)")
-    g.add_argument("--success-exit", action="append", metavar="CODE", type=_exit_code,
-                   help="treat the app's exit code CODE as 0; repeatable")
-    g = p.add_argument_group("runtime watch and probes (run)")
-    g.add_argument("--watch-interval", metavar="DURATION", help="keep probing every DURATION while the app runs")
-    g.add_argument("--failure-threshold", metavar="N", help="failures in a row that stop the app (default 3)")
-    g.add_argument("--probe-addr", metavar="HOST:PORT", help="serve /livez, /readyz and /startupz on HOST:PORT")
-    return p
-
-
-def _rewrite(text: str):
-    import argparse
-
-    from waitfor.signames import parse_signal
-
-    src, sep, dst = text.partition(":")
-    try:
-        if not sep:
-            raise ValueError("expected SIG:SIG, such as TERM:QUIT or WINCH:-")
-        return parse_signal(src), 0 if dst.strip() == "-" else parse_signal(dst)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _exit_code(text: str) -> int:
-    import argparse
-
-    if not text.isdigit() or not 0 <= int(text) <= 255:
-        raise argparse.ArgumentTypeError(f"expected an exit code 0-255, got {text!r}")
-    return int(text)
-
-
-def parse_args(argv):
-    """Split at the first `--`: waitfor's own arguments before, COMMAND after."""
-    if "--" in argv:
-        i = argv.index("--")
-        own, command = argv[:i], argv[i + 1:]
-    else:
-        own, command = argv, None
-    mode = "run"
-    if own and own[0] in MODES:
-        mode, own = own[0], own[1:]
-    parser = _parser()
-    args = parser.parse_args(own)  # exits 2 with a one-line error on bad flags
-    args.mode, args.command = mode, command
-    if args.rewrite:
-        args.rewrite = dict(args.rewrite)
-    if mode == "run" and not command:
-        parser.error("run needs a command: waitfor [OPTIONS] [TARGET ...] -- COMMAND [ARG ...]")
-    if mode != "run":
-        if command is not None:
-            parser.error(f"{mode} takes no COMMAND (only run does)")
-        for flag, key in (("--init", "supervise"), ("--group", "group"), ("--rewrite", "rewrite"),
-                          ("--success-exit", "success_exit"), ("--probe-addr", "probe_addr"),
-                          ("--watch-interval", "watch_interval")):
-            if getattr(args, key):
-                parser.error(f"{flag} applies only to run")
-    return args
 
 
 def main(argv=None) -> int:
@@ -138,12 +24,12 @@ def main(argv=None) -> int:
         # kernel drops a TERM with no handler (a `docker stop` right after start would wait
         # out its grace), and outside PID 1 a USR1 would kill waitfor. exec_app restores the
         # inherited mask; the wait and the supervisor wait for what they need.
-        import signal
-
-        signal.pthread_sigmask(signal.SIG_BLOCK, sigstate.catchable())
+        sigstate.block_all()
     log_format = _early_log_format(argv, os.environ)
     try:
-        args = parse_args(argv)
+        from waitfor import args as arguments
+
+        args = arguments.parse(argv)
         if args.mode == "schema":
             from waitfor.schema import print_schema
 

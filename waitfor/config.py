@@ -6,22 +6,21 @@ command line's targets. Every error names where it is: `file:line: key`, a flag,
 environment variable, and is raised as UsageError (exit 2, nothing started).
 """
 
+from collections import namedtuple
 from types import MappingProxyType
-from typing import Mapping, NamedTuple, Optional, Tuple
-from urllib.parse import unquote, urlsplit
 
 from waitfor import validators as v
 from waitfor.errors import UsageError, at
-from waitfor.interpolate import interpolate
-from waitfor.masking import TOKEN_USERINFO_SCHEMES, mask_url, mask_urls_in, urls_in
+# urllib.parse, re (masking, interpolation) and the probe table are imported where they
+# are needed: `waitfor -- app` with no dependencies needs none of them.
 
-DEFAULTS = {
+DEFAULTS = {  # in parsed form: seconds, signal numbers
     "timeout": 60.0,
     "interval": 0.05,
     "max_interval": 1.0,
     "attempt_timeout": 2.0,
     "stop_timeout": 5.0,
-    "stop_signal": "TERM",
+    "stop_signal": 15,  # SIGTERM (as a number: naming it would import `signal`'s enums)
     "log_format": "text",
     "watch_interval": 5.0,
     "failure_threshold": 3,
@@ -36,71 +35,76 @@ TOP_KEYS = (
 WATCH_KEYS = ("interval", "failure_threshold")
 
 
-class Dependency(NamedTuple):
-    """One thing to wait for. Immutable (a NamedTuple: dataclasses would cost ~5 ms of
-    start-up, through inspect, and `waitfor -- app` is budgeted at 1.5x `python -c pass`)."""
+# Immutable records: collections.namedtuple, not typing.NamedTuple or dataclasses, whose
+# imports cost 3 to 5 ms each; `waitfor -- app` is budgeted at 1.5x `python -c pass`.
+_DEPENDENCY = namedtuple("Dependency", [
+    "name",     # how logs and after: refer to it
+    "kind",     # a key of waitfor.probes.table.KINDS
+    "url",      # the URL as given (interpolated); "" for command dependencies
+    "argv",     # command dependencies only: (program, arg, ...)
+    "options",  # the kind's own options, parsed (a read-only mapping)
+    "timeout",  # this dependency's own deadline in seconds; None: only the overall one
+    "after",    # names that must be ready first
+    "invert",   # ready when the check fails
+    "secrets",  # strings masked in every message about it
+    "where",    # where it was defined, for error messages
+    "named",    # True when the name was given with name:, not made from the target
+], defaults=((), MappingProxyType({}), None, (), False, frozenset(), "", False))
 
-    name: str
-    kind: str
-    url: str  # the URL as given (interpolated); "" for command dependencies
-    argv: Tuple[str, ...] = ()  # command dependencies only
-    options: Mapping = MappingProxyType({})
-    timeout: Optional[float] = None  # this dependency's own deadline; None: only the overall one
-    after: Tuple[str, ...] = ()
-    invert: bool = False
-    secrets: frozenset = frozenset()
-    where: str = ""  # where it was defined, for error messages
-    named: bool = False  # True when the name was given with name:, not made from the target
+
+class Dependency(_DEPENDENCY):
+    """One thing to wait for."""
+
+    __slots__ = ()
 
     @property
     def display(self) -> str:
         """The target, safe to print."""
+        from waitfor.masking import mask_url, mask_urls_in
+
         if self.kind == "command":
             return "command: " + mask_urls_in(" ".join(self.argv))
         return mask_url(self.url)
 
 
-class Config(NamedTuple):
-    """Everything waitfor was told, merged from argv, env and YAML. Immutable."""
+_CONFIG = namedtuple("Config", [
+    "mode",              # run | wait | check | health | validate
+    "command",           # COMMAND and its arguments (run)
+    "config_file",       # the YAML file, or None
+    "timeout",           # overall deadline in seconds; None: no limit
+    "interval", "max_interval", "attempt_timeout",  # seconds
+    "dependencies",      # (Dependency, ...)
+    "health",            # (Dependency, ...); None: health checks the dependencies
+    "log_format",        # text | json
+    "verbosity",         # -1 quiet, 0 normal, 1 verbose
+    "supervise",         # auto | init | exec
+    "group",             # forward signals to the app's process group
+    "rewrite",           # {signum: signum}, 0 drops
+    "stop_timeout",      # seconds
+    "stop_signal",       # signum
+    "success_exit",      # frozenset of exit codes mapped to 0
+    "watch_interval",    # seconds; None: no runtime watch
+    "failure_threshold",
+    "probe_addr",        # (host, port) or None
+], defaults=(
+    (), None, DEFAULTS["timeout"], DEFAULTS["interval"], DEFAULTS["max_interval"],
+    DEFAULTS["attempt_timeout"], (), None, "text", 0, "auto", False, MappingProxyType({}),
+    DEFAULTS["stop_timeout"], 15, frozenset(), None, DEFAULTS["failure_threshold"], None,
+))
 
-    mode: str
-    command: Tuple[str, ...] = ()
-    config_file: Optional[str] = None
-    timeout: Optional[float] = DEFAULTS["timeout"]  # None: no overall limit
-    interval: float = DEFAULTS["interval"]
-    max_interval: float = DEFAULTS["max_interval"]
-    attempt_timeout: float = DEFAULTS["attempt_timeout"]
-    dependencies: Tuple[Dependency, ...] = ()
-    health: Optional[Tuple[Dependency, ...]] = None  # None: health checks the dependencies
-    log_format: str = "text"
-    verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose
-    supervise: str = "auto"  # auto | init | exec
-    group: bool = False
-    rewrite: Mapping = MappingProxyType({})  # signum -> signum, 0 drops
-    stop_timeout: float = DEFAULTS["stop_timeout"]
-    stop_signal: int = 15
-    success_exit: frozenset = frozenset()
-    watch_interval: Optional[float] = None  # None: no runtime watch
-    failure_threshold: int = DEFAULTS["failure_threshold"]
-    probe_addr: Optional[Tuple[str, int]] = None
+
+class Config(_CONFIG):
+    """Everything waitfor was told, merged from argv, env and YAML."""
+
+    __slots__ = ()
 
     @property
-    def checks(self) -> Tuple[Dependency, ...]:
+    def checks(self) -> tuple:
         """What `waitfor health` and the runtime watch check."""
         return self.dependencies if self.health is None else self.health
 
 
 # --------------------------------------------------------------------------- sources
-
-
-class _Source:
-    """One place settings come from, able to say where a value was found."""
-
-    def __init__(self, values: Mapping, describe):
-        self.values, self.describe = values, describe
-
-    def get(self, key):
-        return self.values.get(key)
 
 
 def _file_where(path, doc, key):
@@ -110,7 +114,7 @@ def _file_where(path, doc, key):
     return f"{path}:{line}: {key}" if line else f"{path}: {key}"
 
 
-def _pick(key, cli: Mapping, env: Mapping, envname: Optional[str], doc, path, parse, flag: str):
+def _pick(key, cli, env, envname, doc, path, parse, flag: str):
     """The first of CLI, env, file, default that is set, parsed, with errors located."""
     if cli.get(key) is not None:
         where, raw = flag, cli[key]
@@ -119,7 +123,7 @@ def _pick(key, cli: Mapping, env: Mapping, envname: Optional[str], doc, path, pa
     elif doc is not None and key in doc:
         where, raw = _file_where(path, doc, key), doc[key]
     else:
-        return parse(DEFAULTS[key]) if key in DEFAULTS else None
+        return DEFAULTS.get(key)  # already in parsed form
     try:
         return parse(raw)
     except ValueError as e:
@@ -146,6 +150,8 @@ def _interpolate_doc(node, env, path, line=0, key=""):
         out.line, out.lines = node.line, node.lines
         return out
     if isinstance(node, str):
+        from waitfor.interpolate import interpolate
+
         try:
             return interpolate(node, env)
         except ValueError as e:
@@ -158,6 +164,9 @@ def _interpolate_doc(node, env, path, line=0, key=""):
 
 def _parse_target_url(text: str, where: str):
     """-> (kind, url). Bare `host:port` means tcp://host:port."""
+    from urllib.parse import urlsplit
+
+    from waitfor.masking import mask_url
     from waitfor.probes import table
 
     text = text.strip()
@@ -204,9 +213,9 @@ def _parse_target_url(text: str, where: str):
 def _url_secrets(url: str) -> set:
     """The password of a URL as written and decoded, the Basic credentials made of it, and
     the values of secret-looking query parameters (?token=...): all masked in messages."""
-    from urllib.parse import unquote_plus
+    from urllib.parse import unquote, unquote_plus, urlsplit
 
-    from waitfor.masking import secret_query_key
+    from waitfor.masking import TOKEN_USERINFO_SCHEMES, secret_query_key
 
     parts = urlsplit(url)
     found = set()
@@ -235,6 +244,8 @@ def _header_secrets(value: str) -> set:
 
 
 def _default_name(kind: str, url: str, argv) -> str:
+    from waitfor.masking import mask_url, mask_urls_in
+
     if kind == "command":
         return mask_urls_in(" ".join(argv))[:60]
     masked = mask_url(url)
@@ -295,6 +306,7 @@ def _dependency_from_yaml(item, env, path: str, index: int, section: str, line: 
 
 
 def _build(kind, *, url, argv, options, name, timeout, after, invert, where, where_of) -> Dependency:
+    from waitfor.masking import urls_in
     from waitfor.probes import table
 
     mod = table.module(kind)
@@ -392,7 +404,7 @@ def split_targets(text: str):
 # --------------------------------------------------------------------------- entry point
 
 
-def build(args, env: Mapping) -> Config:
+def build(args, env) -> Config:
     """`args` is the argparse namespace from waitfor.cli; `env` is os.environ."""
     cli = vars(args)
     path = cli.get("config") or env.get("WAITFOR_CONFIG") or None
@@ -415,8 +427,6 @@ def build(args, env: Mapping) -> Config:
 
     def pick(key, parse, flag, envname=None):
         return _pick(key, cli, env, envname, doc, path, parse, flag)
-
-    from waitfor.signames import parse_signal
 
     timeout = pick("timeout", v.duration, "--timeout", "WAITFOR_TIMEOUT")
     interval = pick("interval", v.duration, "--interval")
@@ -496,6 +506,8 @@ def build(args, env: Mapping) -> Config:
     for i, t in enumerate(split_targets(env.get("WAITFOR_TARGETS", ""))):
         deps.append(_dependency_from_target(t, f"WAITFOR_TARGETS (item {i + 1})"))
     for i, t in enumerate(cli.get("targets") or ()):
+        from waitfor.masking import mask_url
+
         deps.append(_dependency_from_target(t, f"target {mask_url(t)!r} (argument {i + 1})" if "@" not in t else f"target argument {i + 1}"))
     deps = _uniquify(deps)
     _check_graph(deps, "dependencies")
@@ -514,17 +526,47 @@ def build(args, env: Mapping) -> Config:
         verbosity=cli.get("verbosity") or 0,
         supervise=cli.get("supervise") or "auto",
         group=bool(cli.get("group")),
-        rewrite=MappingProxyType(dict(cli.get("rewrite") or {})),
+        rewrite=MappingProxyType(dict(_flag_list("--rewrite", cli.get("rewrite"), parse_rewrite))),
         stop_timeout=pick("stop_timeout", v.duration, "--stop-timeout"),
-        stop_signal=pick("stop_signal", parse_signal, "--stop-signal"),
-        success_exit=frozenset(cli.get("success_exit") or ()),
+        stop_signal=pick("stop_signal", _parse_signal, "--stop-signal"),
+        success_exit=frozenset(_flag_list("--success-exit", cli.get("success_exit"), parse_exit_code)),
         watch_interval=watch_interval,
         failure_threshold=failure_threshold,
         probe_addr=pick("probe_addr", parse_addr, "--probe-addr"),
     )
 
 
-def parse_addr(text) -> Tuple[str, int]:
+def _flag_list(flag: str, raw, parse) -> list:
+    """Parse each value of a repeatable flag, naming the flag in the error."""
+    try:
+        return [parse(item) for item in raw or ()]
+    except ValueError as e:
+        raise at(flag, str(e)) from None
+
+
+def _parse_signal(text):
+    from waitfor.signames import parse_signal  # imports `signal`'s enums: only when needed
+
+    return parse_signal(text)
+
+
+def parse_rewrite(text: str):
+    """`--rewrite TERM:QUIT` -> (15, 3); `X:-` drops X -> (X, 0)."""
+    from waitfor.signames import parse_signal
+
+    src, sep, dst = text.partition(":")
+    if not sep:
+        raise ValueError(f"expected SIG:SIG, such as TERM:QUIT or WINCH:-, got {text!r}")
+    return parse_signal(src), 0 if dst.strip() == "-" else parse_signal(dst)
+
+
+def parse_exit_code(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 255:
+        raise ValueError(f"expected an exit code 0-255, got {text!r}")
+    return int(text)
+
+
+def parse_addr(text) -> tuple:
     """HOST:PORT, [::1]:PORT or :PORT (all interfaces)."""
     s = v.string(text)
     host, sep, port = s.rpartition(":")

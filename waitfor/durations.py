@@ -1,9 +1,7 @@
 """Durations as users write them: `250ms`, `10s`, `1m30s`, `2h`, or a bare number of seconds."""
 
-import re
-
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_PART = r"(\d+(?:\.\d+)?)(ms|s|m|h)"  # compiled on first use: `re` is not imported at start-up
 
 
 def parse_duration(text) -> float:
@@ -19,7 +17,9 @@ def parse_duration(text) -> float:
             value = float(s)
         except ValueError:
             pos, value = 0, 0.0
-            for m in _PART.finditer(s):
+            import re
+
+            for m in re.finditer(_PART, s):
                 if m.start() != pos:
                     break
                 value += float(m.group(1)) * _UNITS[m.group(2)]

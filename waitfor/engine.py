@@ -2,18 +2,17 @@
 overall deadline and its own; `after:` holds a dependency back until those it names are
 ready. Each dependency's retries are a tenacity `Retrying` built from waitfor.backoff.
 
+The first attempt is made before tenacity is imported: a dependency that is ready at
+once (the common case when a container restarts) needs no retry strategy, and importing
+tenacity costs about 3x Python's own start-up (BENCHMARKS.md). A failed first attempt is
+handed to the tenacity `Retrying` as its attempt 1, so the strategy sees every attempt.
+
 The engine only produces outcomes; what to do with them is the caller's business.
 """
 
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_when_event_set
-
-from waitfor import backoff
-from waitfor.config import Config, Dependency
 from waitfor.masking import redact
 from waitfor.probes import table
 from waitfor.probes.base import Broken, NotReady, Refused, describe
@@ -21,17 +20,22 @@ from waitfor.probes.base import Broken, NotReady, Refused, describe
 WAITING, READY, FAILED = "waiting", "ready", "failed"
 
 
-@dataclass
 class Outcome:
-    dep: Dependency
-    state: str = WAITING
-    attempts: int = 0
-    elapsed: float = 0.0
-    reason: str = "first attempt still running"  # last error while waiting/failed; the detail once ready
-    broken: bool = False
+    """Where one dependency stands. (A plain class: dataclasses would import inspect.)"""
+
+    __slots__ = ("dep", "state", "attempts", "elapsed", "reason", "broken")
+
+    def __init__(self, dep, state=WAITING, attempts=0, elapsed=0.0,
+                 reason="first attempt still running", broken=False):
+        self.dep, self.state, self.attempts, self.elapsed = dep, state, attempts, elapsed
+        self.reason = reason  # the last error while waiting or failed; the detail once ready
+        self.broken = broken
+
+    def copy(self) -> "Outcome":
+        return Outcome(self.dep, self.state, self.attempts, self.elapsed, self.reason, self.broken)
 
 
-def make_probe(dep: Dependency):
+def make_probe(dep):
     probe = table.module(dep.kind).probe_for(dep)
     return _inverted(probe) if dep.invert else probe
 
@@ -48,7 +52,7 @@ def _inverted(probe):
     return inverted
 
 
-def attempt(dep: Dependency, probe, timeout: float) -> str:
+def attempt(dep, probe, timeout: float) -> str:
     """One bounded attempt. Any unexpected driver error counts as not ready, redacted."""
     try:
         return probe(max(timeout, 0.001)) or "ready"
@@ -63,12 +67,12 @@ def attempt(dep: Dependency, probe, timeout: float) -> str:
 class Engine:
     def __init__(
         self,
-        cfg: Config,
+        cfg,
         deps,
         *,
         single_attempt: bool = False,
-        on_change: Optional[Callable[[Outcome], None]] = None,
-        on_settled: Optional[Callable[[], None]] = None,
+        on_change=None,
+        on_settled=None,
         clock=time.monotonic,
     ):
         self.cfg, self.deps, self.single_attempt = cfg, tuple(deps), single_attempt
@@ -77,12 +81,12 @@ class Engine:
         self.clock = clock
         self.cancelled = threading.Event()
         self.done = threading.Event()
-        self.outcomes: Dict[str, Outcome] = {d.name: Outcome(d) for d in self.deps}
+        self.outcomes = {d.name: Outcome(d) for d in self.deps}
         self._settled = {d.name: threading.Event() for d in self.deps}
         self._lock = threading.Lock()
         self._left = len(self.deps)
         self.started = 0.0
-        self.deadline: Optional[float] = None
+        self.deadline = None  # monotonic time, or None: no overall deadline
 
     # -- public -------------------------------------------------------------------
     def start(self) -> "Engine":
@@ -100,22 +104,22 @@ class Engine:
         for ev in self._settled.values():
             ev.set()
 
-    def results(self) -> List[Outcome]:
+    def results(self) -> list:
         with self._lock:
-            return [Outcome(**vars(o)) for o in self.outcomes.values()]
+            return [o.copy() for o in self.outcomes.values()]
 
     def all_ready(self) -> bool:
         return all(o.state == READY for o in self.results())
 
     # -- per dependency -------------------------------------------------------------
-    def _deadline_for(self, dep: Dependency) -> Optional[float]:
+    def _deadline_for(self, dep):
         """The earlier of the overall deadline and the dependency's own, both counted from
         the start (time spent waiting for `after:` counts too)."""
         own = None if dep.timeout is None else self.started + dep.timeout
         candidates = [d for d in (self.deadline, own) if d is not None]
         return min(candidates) if candidates else None
 
-    def _run(self, dep: Dependency) -> None:
+    def _run(self, dep) -> None:
         try:
             if not self.single_attempt:
                 deadline = self._deadline_for(dep)
@@ -134,7 +138,7 @@ class Engine:
         except BaseException as e:  # noqa: BLE001 - a thread must settle, whatever happens
             self._settle(dep, FAILED, f"internal error: {describe(e)}", 0, broken=True)
 
-    def _wait_for(self, dep: Dependency) -> None:
+    def _wait_for(self, dep) -> None:
         probe = make_probe(dep)
         deadline = self._deadline_for(dep)
         start = self.clock()
@@ -156,21 +160,13 @@ class Engine:
                 self._note(dep, str(e), attempts)
                 raise
 
-        if self.single_attempt:
-            stop = stop_after_attempt(1)
-        else:
-            stop = backoff.stop_at_deadline(deadline, self.clock) | stop_when_event_set(self.cancelled)
-        retrying = Retrying(
-            stop=stop,
-            wait=backoff.wait_until_deadline(
-                backoff.strategy(self.cfg.interval, self.cfg.max_interval), deadline, self.clock
-            ),
-            sleep=self.cancelled.wait,
-            retry=retry_if_exception_type(NotReady),
-            reraise=True,
-        )
         try:
-            detail = retrying(one_attempt)
+            try:
+                detail = one_attempt()
+            except NotReady as first:
+                if self.single_attempt:
+                    raise
+                detail = self._retry(one_attempt, first, deadline)
         except NotReady as e:
             if not self.cancelled.is_set():
                 self._settle(dep, FAILED, str(e), attempts, elapsed=self.clock() - start)
@@ -180,21 +176,45 @@ class Engine:
             return
         self._settle(dep, READY, detail, attempts, elapsed=self.clock() - start)
 
-    def _note(self, dep: Dependency, reason: str, attempts: int) -> None:
+    def _retry(self, one_attempt, first: NotReady, deadline):
+        """Attempts 2, 3, ... under tenacity; attempt 1's failure is replayed as its first."""
+        from tenacity import Retrying, retry_if_exception_type, stop_when_event_set
+
+        from waitfor import backoff
+
+        replay = [first]
+
+        def attempt_or_replay():
+            if replay:
+                raise replay.pop()
+            return one_attempt()
+
+        retrying = Retrying(
+            stop=backoff.stop_at_deadline(deadline, self.clock) | stop_when_event_set(self.cancelled),
+            wait=backoff.wait_until_deadline(
+                backoff.strategy(self.cfg.interval, self.cfg.max_interval), deadline, self.clock
+            ),
+            sleep=self.cancelled.wait,
+            retry=retry_if_exception_type(NotReady),
+            reraise=True,
+        )
+        return retrying(attempt_or_replay)
+
+    def _note(self, dep, reason: str, attempts: int) -> None:
         with self._lock:
             o = self.outcomes[dep.name]
             first = o.attempts == 0
             changed = o.reason != reason
             o.reason, o.attempts = reason, attempts
         if first or changed:
-            self.on_change(Outcome(**vars(o)))
+            self.on_change(o.copy())
 
     def _settle(self, dep, state, reason, attempts, *, broken=False, elapsed=0.0) -> None:
         with self._lock:
             o = self.outcomes[dep.name]
             o.state, o.reason, o.broken = state, reason, broken
             o.attempts, o.elapsed = max(o.attempts, attempts), elapsed
-            snapshot = Outcome(**vars(o))
+            snapshot = o.copy()
             self._left -= 1
             last = self._left == 0
         self._settled[dep.name].set()

@@ -10,7 +10,6 @@
 """
 
 import os
-import signal
 import sys
 
 from waitfor import exitcodes, sigstate
@@ -76,7 +75,7 @@ def supervise_argv(cfg, inherited: sigstate.Inherited) -> list:
     # (One that arrives between this sigpending() and the execve is still lost: the window
     # is a few system calls long, and no Python flag keeps the interpreter from ignoring
     # them.) The in-process supervisor of waitfor.runtime does not exec, so it needs none.
-    pending = {int(s) for s in signal.sigpending()} & sigstate.PYTHON_IGNORES
+    pending = sigstate.pending() & sigstate.PYTHON_IGNORES
     extra = ["--pending", sigstate.encode(pending)] if pending else []
     return [sys.executable, "-I", "-S", "-c", boot] + extra + supervisor_args(cfg, inherited)
 

@@ -2,8 +2,8 @@
 per line. Threads share one lock so lines never interleave. (The logging module is not
 used: importing it costs ~4 ms of start-up, and waitfor needs a few levels only.)"""
 
+import _thread  # not threading: `waitfor -- app` logs too, and needs no threads
 import sys
-import threading
 import time
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
@@ -14,7 +14,7 @@ class Log:
     def __init__(self, fmt: str = "text", verbosity: int = NORMAL, stream=None):
         self.fmt, self.verbosity = fmt, verbosity
         self.stream = stream or sys.stderr
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def _emit(self, level: str, msg: str, fields: dict) -> None:
         if _LEVELS[level] > self.verbosity:

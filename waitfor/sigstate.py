@@ -8,7 +8,12 @@ Python cannot tell whether SIGPIPE or SIGXFSZ were ignored before it started; th
 restored to the default, as subprocess does.
 """
 
-import signal
+try:
+    # The C module: `signal` wraps the same functions to return enums, and importing
+    # `enum` costs ~4 ms of the start-up that `waitfor -- app` is budgeted.
+    import _signal as signal
+except ImportError:  # not CPython
+    import signal
 
 UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 PYTHON_IGNORES = {signal.SIGPIPE, signal.SIGXFSZ}
@@ -26,6 +31,14 @@ class Inherited:
 
 def catchable():
     return sorted(int(s) for s in signal.valid_signals() if s not in UNCATCHABLE)
+
+
+def pending() -> set:
+    return {int(s) for s in signal.sigpending()}
+
+
+def block_all() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, catchable())
 
 
 def capture() -> Inherited:

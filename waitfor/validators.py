@@ -2,8 +2,6 @@
 value or raises ValueError with a message for users, and carries the JSON Schema
 fragment that `waitfor schema` prints for it."""
 
-import re
-
 from waitfor.durations import parse_duration
 
 
@@ -91,6 +89,8 @@ def string_map(value) -> dict:
 
 @_with_schema({"type": "string", "format": "regex"})
 def regex(value):
+    import re  # here, not at start-up: `waitfor -- app` never needs it
+
     try:
         return re.compile(string(value))
     except re.error as e:
@@ -115,6 +115,8 @@ def http_status(value) -> frozenset:
     codes = set()
     for item in items:
         s = str(item).strip().lower()
+        import re
+
         if re.fullmatch(r"[1-5]xx", s):
             base = int(s[0]) * 100
             codes.update(range(base, base + 100))

@@ -6,14 +6,13 @@ probe thread and nothing is lost: worker threads inherit the blocked mask, and a
 that settles a dependency wakes this thread with a thread-directed SIGCHLD.
 """
 
-import signal
 import threading
 import time
 
 from waitfor import exitcodes
 from waitfor.durations import format_duration
 from waitfor.engine import FAILED, READY, WAITING, Engine
-from waitfor.signames import signal_name
+from waitfor.sigstate import signal  # the C module, without `signal`'s enums (start-up time)
 
 # Signals that end the wait at once with 128+N (their default action is to terminate).
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
@@ -84,8 +83,10 @@ def wait_for(cfg, deps, log, *, single_attempt=False, fail_fast=True, observe=No
         info = signal.sigtimedwait(blocked, max(wake_at - now, 0.001))
         if info is not None and info.si_signo in STOP_SIGNALS:
             engine.cancel()
-            log.warning(f"received {signal_name(info.si_signo)} while waiting; stopping",
-                        signal=signal_name(info.si_signo))
+            from waitfor.signames import signal_name
+
+            name = signal_name(info.si_signo)
+            log.warning(f"received {name} while waiting; stopping", signal=name)
             raise Stopped(info.si_signo)
     engine.cancel()
     return engine.results()

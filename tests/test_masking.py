@@ -30,7 +30,8 @@ def no_secret(*texts, secrets=(PW, TOKEN, COOKIE)):
     ("redis://:pw1@h:6379/0", "redis://:***@h:6379/0"),
     ("http://u:p@ss@h/x", "http://u:***@h/x"),
     ("http://h/x?token=abc&page=2&api_key=k&password=p", "http://h/x?token=***&page=2&api_key=***&password=***"),
-    ("http://user@h/", "http://user@h/"),
+    ("http://user@h/", "http://***@h/"),  # a lone userinfo on http(s) is a token (https://TOKEN@host)
+    ("postgres://user@h/db", "postgres://user@h/db"),  # elsewhere it is a user name
     ("http://h:8080/healthz", "http://h:8080/healthz"),
     ("unix:///run/app.sock", "unix:///run/app.sock"),  # kept as written, not unix:/run/app.sock
     ("unix:///run/app.sock?token=t", "unix:///run/app.sock?token=***"),

@@ -56,7 +56,8 @@ OPTIONS = (
     ("runtime watch and probes (run)", ("--probe-addr",), "probe_addr", VALUE, "HOST:PORT",
      "serve /livez, /readyz and /startupz on HOST:PORT"),
 )
-RUN_ONLY = ("supervise", "group", "rewrite", "success_exit", "probe_addr", "watch_interval")
+RUN_ONLY = ("supervise", "group", "rewrite", "success_exit", "stop_timeout", "stop_signal",
+            "probe_addr", "watch_interval", "failure_threshold")
 _BY_FLAG = {flag: opt for opt in OPTIONS for flag in opt[1]}
 
 USAGE = "usage: waitfor [run|wait|check|health|validate|schema] [OPTIONS] [TARGET ...] [-- COMMAND [ARG ...]]"

@@ -227,6 +227,9 @@ def _url_secrets(url: str) -> set:
         found.add(base64.b64encode(cred).decode())
     elif parts.username and parts.scheme in TOKEN_USERINFO_SCHEMES:
         found.update({parts.username, unquote(parts.username)})  # nats://TOKEN@host
+        import base64
+
+        found.add(base64.b64encode(f"{unquote(parts.username)}:".encode()).decode())  # http Basic
     for pair in parts.query.split("&"):
         key, _, val = pair.partition("=")
         if val and secret_query_key(key):
@@ -339,11 +342,30 @@ def _build(kind, *, url, argv, options, name, timeout, after, invert, where, whe
             found = False
         if not found:
             raise at(where, f"the {kind} driver ({driver}) is not installed: pip install 'waitfor[{mod.EXTRA}]'")
-    return Dependency(
+    dep = Dependency(
         name=name or _default_name(kind, url, argv), named=bool(name), kind=kind, url=url, argv=tuple(argv),
         options=MappingProxyType(options), timeout=timeout, after=tuple(after),
         invert=invert, secrets=frozenset(s for s in secrets if s), where=where,
     )
+    _check_probe(mod, dep)
+    return dep
+
+
+def _check_probe(mod, dep) -> None:
+    """Build the probe once now: what its driver rejects while parsing the URL or options
+    (pika's `?heartbeat=abc`, a psycopg without libpq) is a config error, exit 2, before
+    any waiting, rather than a failed attempt every interval until the timeout."""
+    from waitfor.masking import mask_urls_in, redact
+    from waitfor.probes.base import describe
+
+    try:
+        mod.probe_for(dep)
+    except ImportError as e:
+        extra = getattr(mod, "EXTRA", dep.kind)
+        raise at(dep.where, f"the {dep.kind} driver cannot be imported ({describe(e)}): "
+                            f"pip install 'waitfor[{extra}]'") from None
+    except (ValueError, TypeError) as e:
+        raise at(dep.where, f"{dep.kind}: {redact(mask_urls_in(describe(e)), dep.secrets)}") from None
 
 
 def _check_graph(deps, section: str):
@@ -557,7 +579,12 @@ def parse_rewrite(text: str):
     src, sep, dst = text.partition(":")
     if not sep:
         raise ValueError(f"expected SIG:SIG, such as TERM:QUIT or WINCH:-, got {text!r}")
-    return parse_signal(src), 0 if dst.strip() == "-" else parse_signal(dst)
+    import signal
+
+    source = parse_signal(src)
+    if source in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):  # never reach or never forwarded
+        raise ValueError(f"{src.strip()} cannot be rewritten: waitfor never forwards it")
+    return source, 0 if dst.strip() == "-" else parse_signal(dst)
 
 
 def parse_exit_code(text: str) -> int:

@@ -1,6 +1,9 @@
 """Durations as users write them: `250ms`, `10s`, `1m30s`, `2h`, or a bare number of seconds."""
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Longer is a typo, and would overflow timeouts: sigtimedwait(2) and socket timeouts take
+# a time_t. (0 means "no limit" where a setting allows it.)
+MAX_SECONDS = 366 * 24 * 3600
 _PART = r"(\d+(?:\.\d+)?)(ms|s|m|h)"  # compiled on first use: `re` is not imported at start-up
 
 
@@ -30,6 +33,8 @@ def parse_duration(text) -> float:
                 ) from None
     if value < 0 or value != value or value == float("inf"):
         raise ValueError(f"bad duration {text!r}: must be a finite number >= 0")
+    if value > MAX_SECONDS:
+        raise ValueError(f"bad duration {text!r}: at most 366 days (0 means no limit where allowed)")
     return value
 
 

@@ -103,13 +103,14 @@ class Engine:
         self.cancelled.set()
         for ev in self._settled.values():
             ev.set()
+        for kind in {d.kind for d in self.deps}:  # e.g. kill the command probes' programs
+            stop = getattr(table.module(kind), "cancel", None)
+            if stop is not None:
+                stop()
 
     def results(self) -> list:
         with self._lock:
             return [o.copy() for o in self.outcomes.values()]
-
-    def all_ready(self) -> bool:
-        return all(o.state == READY for o in self.results())
 
     # -- per dependency -------------------------------------------------------------
     def _deadline_for(self, dep):
@@ -136,7 +137,7 @@ class Engine:
                         return
             self._wait_for(dep)
         except BaseException as e:  # noqa: BLE001 - a thread must settle, whatever happens
-            self._settle(dep, FAILED, f"internal error: {describe(e)}", 0, broken=True)
+            self._settle(dep, FAILED, redact(f"internal error: {describe(e)}", dep.secrets), 0, broken=True)
 
     def _wait_for(self, dep) -> None:
         probe = make_probe(dep)

@@ -87,7 +87,8 @@ def become_subreaper() -> None:
 
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise WaitforError(f"--init: cannot become a child subreaper: {os.strerror(ctypes.get_errno())}", 1)
+        why = os.strerror(ctypes.get_errno())
+        raise WaitforError(f"--init: cannot become a child subreaper: {why}", exitcodes.INTERNAL)
 
 
 def supervise_app(cfg, inherited: sigstate.Inherited) -> None:

@@ -9,26 +9,32 @@ MAX_OUTPUT = 3000  # bytes; Docker keeps 4096 (daemon/health.go maxOutputLen)
 
 
 def supervisor_view(cfg):
-    """The (ok, lines) a watching supervisor in this container reports, or None.
+    """The (ok, lines) a supervisor in this container reports, or None to probe instead.
 
     A supervisor that is still waiting is unhealthy, whatever the checks say. A running one
-    is trusted only while its watch keeps the state fresh; otherwise health probes itself.
+    is trusted only while its runtime watch keeps the state fresh (its own watch interval,
+    written in the state: the watch may have been turned on by a flag of `run` only).
     """
+    import time
+
     from waitfor import status as st
 
-    if not cfg.watch_interval:
-        return None
-    max_age = 2 * cfg.watch_interval + cfg.attempt_timeout + 1
     state = st.read_live_state(st.state_path(), max_age=float("inf"))
     if state is None:
         return None
-    if state["phase"] == st.WAITING:
-        failing = ", ".join(state["failing"]) or "dependencies"
-        return False, [f"FAIL waiting for {failing} (supervisor pid {state['pid']})"]
-    if state["phase"] != st.RUNNING or st.read_live_state(st.state_path(), max_age) is None:
-        return None
-    lines = [f"{'ok' if c['ok'] else 'FAIL'} {c['name']}: {c['reason']}" for c in state["checks"]]
-    return state["ready"], lines or ["ok"]
+    try:
+        if state["phase"] == st.WAITING:
+            failing = ", ".join(state["failing"]) or "dependencies"
+            return False, [f"FAIL waiting for {failing} (supervisor pid {state['pid']})"]
+        interval = state.get("watch_interval")
+        if state["phase"] != st.RUNNING or not interval:
+            return None  # nothing keeps its view fresh
+        if time.time() - state["updated"] > 2 * interval + cfg.attempt_timeout + 1:
+            return None
+        lines = [f"{'ok' if c['ok'] else 'FAIL'} {c['name']}: {c['reason']}" for c in state["checks"]]
+        return bool(state["ready"]), lines or ["ok"]
+    except (KeyError, TypeError):
+        return None  # not a state file this version wrote
 
 
 def run_health(cfg, log, checks, use_supervisor=False) -> int:

@@ -18,8 +18,9 @@ def secret_query_key(key: str) -> bool:
     return bool(_SECRET_QUERY_KEYS.match(key))
 
 
-# Schemes whose lone userinfo is a token, not a user name (nats://TOKEN@host, as nats-py reads it).
-TOKEN_USERINFO_SCHEMES = ("nats",)
+# Schemes whose lone userinfo is a token, not a user name: nats://TOKEN@host (as nats-py
+# reads it) and https://TOKEN@host (GitHub/GitLab-style tokens; sent as Basic credentials).
+TOKEN_USERINFO_SCHEMES = ("nats", "http", "https")
 
 
 def mask_url(url: str) -> str:

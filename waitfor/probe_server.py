@@ -17,6 +17,8 @@ def serve(addr, status, log):
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 5  # an idle connection to this unauthenticated port must not pin a thread
+
         def do_GET(self):
             snap = status.snapshot()
             path = self.path.split("?", 1)[0]
@@ -49,6 +51,14 @@ def serve(addr, status, log):
     class Server(ThreadingHTTPServer):
         daemon_threads = True
         address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+
+        def server_bind(self):
+            # HTTPServer.server_bind calls socket.getfqdn(), a resolver lookup, before the
+            # wait, possibly while DNS is not up yet; the name is only used in CGI.
+            import socketserver
+
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = addr[0], self.server_address[1]
 
     try:
         server = Server(addr, Handler)

@@ -34,16 +34,20 @@ class WatchHooks:
     def lost(self) -> bool:
         return self._lost.is_set()
 
+    def stop(self) -> None:
+        self.watch.stop()
+
 
 def run_watched(cfg, inherited, log, wait_phase) -> int:
-    status = st.Status(st.state_path())
-    status.save()
+    status = st.Status(st.state_path(), watch_interval=cfg.watch_interval)
     server = None
     if cfg.probe_addr:
         from waitfor.probe_server import serve
 
         server = serve(cfg.probe_addr, status, log)
+    hooks = None
     try:
+        status.save()
         code = wait_phase(cfg, log, observe=lambda o: status.record(o.dep.name, o.state == "ready", o.reason))
         if code != 0:
             status.set_phase(st.STOPPING)
@@ -62,7 +66,10 @@ def run_watched(cfg, inherited, log, wait_phase) -> int:
         opts = supervisor.parse(handover.supervisor_args(cfg, inherited))
         return supervisor.supervise(opts, hooks)
     finally:
+        if hooks is not None:
+            hooks.stop()
         status.set_phase(st.STOPPING)
         status.remove()
         if server is not None:
+            server.shutdown()  # else serve_forever() polls the closed socket until exit
             server.server_close()

@@ -26,8 +26,9 @@ def state_path(env=os.environ) -> str:
 
 
 class Status:
-    def __init__(self, path: "str | None" = None):
+    def __init__(self, path: "str | None" = None, watch_interval: "float | None" = None):
         self.path = path
+        self.watch_interval = watch_interval  # for `waitfor health`: how fresh the view must be
         self._lock = threading.Lock()
         self.phase = WAITING
         self.checks = {}  # name -> {"ok": bool, "reason": str, "failures": int}
@@ -59,6 +60,7 @@ class Status:
                 "failing": failing,
                 "checks": checks,
                 "updated": self.updated,
+                "watch_interval": self.watch_interval,
             }
 
     def save(self) -> None:
@@ -71,7 +73,13 @@ class Status:
         data = json.dumps(self.snapshot())
         tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
-            with open(tmp, "w") as f:
+            # /tmp is shared: never follow a planted link, never reuse someone else's file
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
                 f.write(data)
             os.replace(tmp, self.path)  # atomic: a reader never sees half a file
         except OSError:
@@ -89,9 +97,14 @@ def read_live_state(path: str, max_age: float) -> "dict | None":
     """The state written by a supervisor that is still alive and recently updated, or None."""
     try:
         with open(path) as f:
+            if os.fstat(f.fileno()).st_uid not in (os.getuid(), 0):
+                return None  # planted by another user: not the supervisor's view
             state = json.load(f)
         pid = int(state["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+        updated = float(state.get("updated", 0))
+        if not isinstance(state.get("checks", []), list) or state.get("phase") not in (WAITING, RUNNING, STOPPING):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     try:
         os.kill(pid, 0)
@@ -99,6 +112,6 @@ def read_live_state(path: str, max_age: float) -> "dict | None":
         pass  # alive, but another user's
     except OSError:
         return None
-    if time.time() - float(state.get("updated", 0)) > max_age:
+    if time.time() - updated > max_age:
         return None
     return state

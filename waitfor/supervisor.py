@@ -306,8 +306,9 @@ def forward(o: Options, pid: int, sig: int) -> None:
 
 def supervise(o: Options, hooks=None) -> int:
     """`hooks` (the runtime watch, waitfor.runtime) is told `started(pid)` once the app
-    runs and asked `lost()` whenever SIGCHLD wakes the loop without the app having exited;
-    it wakes the loop with a thread-directed SIGCHLD when a watched dependency is lost."""
+    runs, asked `lost()` whenever SIGCHLD wakes the loop without the app having exited,
+    and told `stop()` once the app is gone or being stopped. It wakes the loop with a
+    thread-directed SIGCHLD when a watched dependency is lost."""
     forwardable = catchable()
     signal.pthread_sigmask(signal.SIG_BLOCK, forwardable)
     tty = os.isatty(0) and _is_foreground(0)
@@ -330,6 +331,7 @@ def supervise(o: Options, hooks=None) -> int:
             status = reap(pid, flags)
             if status is None:
                 if hooks is not None and hooks.lost():
+                    hooks.stop()
                     stop_app(o, pid, flags)
                     stop_the_rest(o, pid)
                     return exitcodes.DEPENDENCY_LOST
@@ -358,6 +360,8 @@ def supervise(o: Options, hooks=None) -> int:
                 continue
             break
         forward(o, pid, sig)
+    if hooks is not None:
+        hooks.stop()  # no more probing (nor probe programs) once the app is gone
     if tty:
         _take_terminal_back(pid)
     code = status_to_code(status)
@@ -385,4 +389,9 @@ def _is_foreground(fd: int) -> bool:
 
 
 def main(argv) -> int:
-    return supervise(parse(argv))
+    o = parse(argv)
+    try:
+        return supervise(o)
+    except Exception as e:  # noqa: BLE001 - one line, never a traceback, even from the init
+        say(o, f"internal error: {type(e).__name__}: {e}", "error")
+        return exitcodes.INTERNAL

@@ -36,11 +36,8 @@ def _reporter(log):
             tries = "1 attempt" if o.attempts == 1 else f"{o.attempts} attempts"
             log.info(f"{o.dep.name}: ready after {format_duration(o.elapsed)} ({tries}): {o.reason}",
                      dep=o.dep.name, target=o.dep.display, state=READY, attempts=o.attempts)
-        elif o.state == FAILED and o.broken:  # a time-out is reported by summarize_failure
-            log.error(f"{o.dep.name}: cannot become ready: {o.reason}", dep=o.dep.name,
-                      target=o.dep.display, state=FAILED, attempts=o.attempts)
         elif o.state == FAILED:
-            pass
+            pass  # summarize_failure says it, once
         elif o.attempts <= 1:
             log.info(f"{label(o.dep)}: waiting: {o.reason}", dep=o.dep.name,
                      target=o.dep.display, state=WAITING)
@@ -111,7 +108,13 @@ def summarize_failure(cfg, results, log) -> int:
         what = "cannot become ready" if o.broken else "not ready"
         log.error(f"{what}: {label(o.dep)}: {o.reason}", dep=o.dep.name,
                   target=o.dep.display, attempts=o.attempts)
-    why = "one cannot become ready" if any(o.broken for o in bad) else f"timeout {timeout}"
+    own = [o for o in bad if o.state == FAILED and not o.broken and o.dep.timeout]
+    if any(o.broken for o in bad):
+        why = "one cannot become ready"
+    elif own:
+        why = f"{own[0].dep.name}: its own timeout {format_duration(own[0].dep.timeout)}"
+    else:
+        why = f"timeout {timeout}"
     log.error(f"gave up: {len(bad)} of {len(results)} dependencies not ready ({why})",
               not_ready=[o.dep.name for o in bad])
     return exitcodes.TIMEOUT

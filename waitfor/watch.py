@@ -31,7 +31,10 @@ class Watch:
         return self
 
     def stop(self) -> None:
+        """No more rounds; wait for one under way, so nothing is saved after this."""
         self.stopped.set()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(self.cfg.attempt_timeout + 2)
 
     def round(self):
         """Probe every check once, in parallel; return the first that reached the threshold."""
@@ -39,6 +42,8 @@ class Watch:
         engine.done.wait(self.cfg.attempt_timeout + 1)  # a stuck driver must not stall the watch
         engine.cancel()
         lost = None
+        if self.stopped.is_set():
+            return None  # the app is gone: its results no longer matter
         for o in engine.results():
             ok = o.state == READY
             failures = self.status.record(o.dep.name, ok, o.reason)

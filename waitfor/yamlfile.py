@@ -23,7 +23,34 @@ class LList(list):
 _PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
 
-def _convert(node, constructor, path: str):
+MAX_NODES = 100_000  # a config has hundreds; aliases of aliases ("billion laughs") have billions
+
+
+class _Walk:
+    """The nodes being converted (an alias back into one is a cycle) and a node budget."""
+
+    def __init__(self):
+        self.active, self.nodes = set(), 0
+
+
+def _convert(node, constructor, path: str, walk: "_Walk | None" = None):
+    walk = walk or _Walk()
+    line = node.start_mark.line + 1
+    if id(node) in walk.active:
+        raise UsageError(f"{path}:{line}: a YAML alias refers to the collection that contains it")
+    walk.nodes += 1
+    if walk.nodes > MAX_NODES:
+        raise UsageError(f"{path}:{line}: too many YAML nodes (more than {MAX_NODES}; aliases of aliases?)")
+    if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        return constructor.construct_object(node)
+    walk.active.add(id(node))
+    try:
+        return _convert_collection(node, constructor, path, walk)
+    finally:
+        walk.active.discard(id(node))
+
+
+def _convert_collection(node, constructor, path: str, walk: _Walk):
     plain = _PLAIN_TAGS.get(type(node))
     if plain is not None and node.tag != plain:  # such as !!python/object, !!set, !!omap
         raise UsageError(f"{path}:{node.start_mark.line + 1}: unsupported YAML tag {node.tag!r}")
@@ -48,14 +75,13 @@ def _convert(node, constructor, path: str):
                 del out[key]
             if key in out and key not in merged:
                 raise UsageError(f"{path}:{knode.start_mark.line + 1}: {key}: duplicate key")
-            out[key] = _convert(vnode, constructor, path)
+            out[key] = _convert(vnode, constructor, path, walk)
             out.lines[key] = knode.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        out = LList(_convert(v, constructor, path) for v in node.value)
+        out = LList(_convert(v, constructor, path, walk) for v in node.value)
         out.line, out.lines = node.start_mark.line + 1, [v.start_mark.line + 1 for v in node.value]
         return out
-    return constructor.construct_object(node)
 
 
 def load(path: str):

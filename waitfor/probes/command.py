@@ -51,6 +51,18 @@ _reaped = {}
 LOST = "lost"
 
 
+def cancel() -> None:
+    """The wait is over (a stop signal, a failure, the deadline): kill every program a
+    probe still runs, with its session, rather than leave it behind re-parented to init."""
+    with _cond:
+        pids = list(_running)
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def deliver(pid: int, status: int) -> bool:
     """For code that reaps every child: give a command probe the wait status of its
     program. Returns False when pid is not a command probe's."""

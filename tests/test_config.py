@@ -388,3 +388,50 @@ def test_schema_is_json_and_covers_every_kind():
     assert set(schema["properties"]) >= {"timeout", "interval", "max_interval", "attempt_timeout", "dependencies"}
     titles = {v.get("title") for v in schema["properties"]["dependencies"]["items"]["oneOf"]}
     assert set(table.KINDS) <= titles
+
+
+# --------------------------------------------------------------------------- review findings
+
+
+def test_an_alias_to_its_own_collection_is_a_config_error(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("a: &x [*x]\n")
+    r = waitfor("validate", "-c", p)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == f"waitfor: error: {p}:1: a YAML alias refers to the collection that contains it"
+
+
+def test_aliases_of_aliases_are_capped(tmp_path):
+    rows = ["a: &a [1,1,1,1,1,1,1,1,1,1]"]
+    for prev, name in zip("abcde", "bcdef"):
+        rows.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 10) + "]")
+    p = tmp_path / "laughs.yaml"
+    p.write_text("\n".join(rows) + "\n")
+    r = waitfor("validate", "-c", p, timeout=10)
+    assert r.returncode == 2 and "too many YAML nodes" in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--stop-timeout", "--attempt-timeout", "-t"])
+def test_durations_beyond_a_year_are_errors_not_overflows(flag):
+    r = waitfor(flag, "1e300", "--", "true")
+    assert r.returncode == 2, r.stderr
+    assert "at most 366 days" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_url_the_driver_rejects_is_a_config_error_before_waiting():
+    pytest.importorskip("pika")
+    r = waitfor("wait", "-t", "30s", "amqp://guest:s3cret@127.0.0.1:1/?heartbeat=abc", timeout=10)
+    assert r.returncode == 2, r.stderr
+    assert "Invalid heartbeat" in r.stderr and "s3cret" not in r.stderr
+
+
+@pytest.mark.parametrize("spec", ["KILL:TERM", "STOP:TERM", "CHLD:USR1"])
+def test_rewriting_a_signal_that_is_never_forwarded_is_an_error(spec):
+    r = waitfor("--rewrite", spec, "--", "true")
+    assert r.returncode == 2 and "cannot be rewritten" in r.stderr
+
+
+@pytest.mark.parametrize("flag", [["--stop-timeout", "5s"], ["--stop-signal", "INT"], ["--failure-threshold", "2"]])
+def test_supervision_flags_apply_only_to_run(flag):
+    r = waitfor("wait", *flag)
+    assert r.returncode == 2 and "applies only to run" in r.stderr

@@ -2,6 +2,7 @@
 real closed port, parallelism, a ready dependency is not probed again, after: ordering,
 per-dependency timeout, fail fast on a Broken probe, cancel."""
 
+import os
 import threading
 import time
 from types import SimpleNamespace
@@ -248,3 +249,53 @@ def test_invert_waits_for_a_port_to_close():
     res, _ = run_engine(cfg)
     (o,) = res.values()
     assert o.state == READY and o.elapsed >= 0.3 and "gone" in o.reason
+
+
+def test_a_command_probe_still_running_is_killed_when_the_wait_stops(tmp_path):
+    # SIGTERM during the wait while a probe's program runs: waitfor exits at once (143),
+    # and the program must not be left behind, re-parented to init.
+    import signal
+    import subprocess
+    import sys
+
+    marker = tmp_path / "started"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "attempt_timeout: 20s\n"
+        "dependencies:\n"
+        f"  - command: [sh, -c, 'touch {marker}; exec sleep 7.25']\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "wait", "-c", str(cfg)],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), "the probe's program never started"
+    assert _leftovers(), "test set-up: the program is not running"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 143
+    deadline = time.monotonic() + 3
+    while _leftovers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _leftovers(), "the probe's program was left running"
+
+
+def test_a_dependency_that_cannot_become_ready_is_reported_once(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dependencies:\n  - command: [/nonexistent/program]\n")
+    r = waitfor("wait", "-c", cfg, timeout=15)
+    assert r.returncode == 124, r.stderr
+    assert r.stderr.count("/nonexistent/program: command not found") == 1, r.stderr
+
+
+def _leftovers():
+    return [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == "sleep 7.25"]
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""

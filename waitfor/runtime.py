@@ -13,7 +13,7 @@ import threading
 import warnings
 
 from waitfor import handover, status as st, supervisor
-from waitfor.watch import Watch, watched as hooks_checks
+from waitfor.watch import Watch, watched
 
 
 class WatchHooks:
@@ -50,11 +50,10 @@ def run_watched(cfg, inherited, log, wait_phase) -> int:
         status.save()
         code = wait_phase(cfg, log, observe=lambda o: status.record(o.dep.name, o.state == "ready", o.reason))
         if code != 0:
-            status.set_phase(st.STOPPING)
             return code
         if not handover.is_pid1():
             handover.become_subreaper()
-        if any(d.kind == "command" for d in hooks_checks(cfg)):
+        if any(d.kind == "command" for d in watched(cfg)):
             from waitfor.probes import command
 
             supervisor.on_reaped_other.append(command.deliver)

@@ -19,6 +19,10 @@ def main(argv=None) -> int:
 
     inherited = sigstate.capture()  # first: before anything changes the signal state
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_supervise"]:  # the re-exec of a frozen bundle (waitfor.handover)
+        from waitfor.supervisor import main as supervise_main
+
+        return supervise_main(argv[1:])
     if not argv or argv[0] == "run" or argv[0] not in MODES:
         # Block every signal before the ~50 ms of argparse, YAML and config: as PID 1 the
         # kernel drops a TERM with no handler (a `docker stop` right after start would wait

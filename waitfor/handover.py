@@ -77,6 +77,10 @@ def supervise_argv(cfg, inherited: sigstate.Inherited) -> list:
     # them.) The in-process supervisor of waitfor.runtime does not exec, so it needs none.
     pending = sigstate.pending() & sigstate.PYTHON_IGNORES
     extra = ["--pending", sigstate.encode(pending)] if pending else []
+    if getattr(sys, "frozen", False):
+        # A frozen bundle (packaging/): sys.executable is waitfor itself and takes no
+        # interpreter flags; its hidden `_supervise` mode is the same lean entry.
+        return [sys.executable, "_supervise"] + extra + supervisor_args(cfg, inherited)
     return [sys.executable, "-I", "-S", "-c", boot] + extra + supervisor_args(cfg, inherited)
 
 

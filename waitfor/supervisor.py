@@ -388,8 +388,31 @@ def _is_foreground(fd: int) -> bool:
         return False
 
 
+def retitle(command) -> None:
+    """Show this process as `waitfor -- COMMAND` in ps(1) and `podman top`, not as the
+    `python3 -I -S -c ...` one-liner of the re-exec. /proc/PID/cmdline is read from the
+    process's own argument area (arg_start..arg_end, proc(5)), which a process may rewrite
+    through /proc/self/mem, as setproctitle does through the argv pointers; no ctypes is
+    needed, so the idle init's RSS is unchanged. Best effort: any failure leaves it as is."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rfind(b")") + 2:].split()
+        start, end = int(fields[45]), int(fields[46])  # fields 48 and 49 of proc(5)
+        title = b"\0".join([b"waitfor", b"--"] + [os.fsencode(a) for a in command])
+        title = title[:end - start - 1]
+        fd = os.open("/proc/self/mem", os.O_RDWR)
+        try:
+            os.pwrite(fd, title + b"\0" * (end - start - len(title)), start)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, IndexError):
+        pass
+
+
 def main(argv) -> int:
     o = parse(argv)
+    retitle(o.command)
     try:
         return supervise(o)
     except Exception as e:  # noqa: BLE001 - one line, never a traceback, even from the init

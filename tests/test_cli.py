@@ -90,7 +90,7 @@ def test_bad_flag_exit_2_names_it():
     r = waitfor("--bogus", "--", "true")
     assert r.returncode == 2 and "--bogus" in r.stderr and "Traceback" not in r.stderr
     r = waitfor("-t", "soon", "--", "true")
-    assert r.returncode == 2 and r.stderr.strip() == "waitfor: error: --timeout: bad duration 'soon' (use forms like 250ms, 10s, 1m30s, 2h, or seconds)"
+    assert r.returncode == 2 and r.stderr.strip() == "waitfor: error: -t: bad duration 'soon' (use forms like 250ms, 10s, 1m30s, 2h, or seconds)"
     r = waitfor("--log-format", "xml", "--", "true")
     assert r.returncode == 2 and "--log-format" in r.stderr
 
@@ -232,7 +232,7 @@ def test_validate_output_and_exit_codes(tmp_path):
     import yaml
 
     out = yaml.safe_load(r.stdout)
-    assert out["timeout"] == "none" and out["interval"] == "0.1s"
+    assert out["timeout"] == "none" and out["interval"] == "100ms"
     assert out["dependencies"][0] == {"name": "db:5432", "kind": "tcp", "url": "tcp://db:5432"}
     assert yaml.safe_load(waitfor("validate").stdout)["timeout"] == "60s"  # the default
     y = tmp_path / "bad.yaml"

@@ -9,9 +9,9 @@ import pytest
 
 from corehelpers import REPO, clean_env, waitfor
 from waitfor import config
-from waitfor.durations import parse_duration
+from waitfor.config.durations import parse_duration
 from waitfor.errors import UsageError
-from waitfor.interpolate import interpolate
+from waitfor.config.interpolate import interpolate
 
 
 def args(**kw):
@@ -357,7 +357,7 @@ def test_cli_validate_prints_effective_config(tmp_path):
     import yaml
 
     out = yaml.safe_load(r.stdout)
-    assert out["timeout"] == "45s" and out["interval"] == "0.1s"
+    assert out["timeout"] == "45s" and out["interval"] == "100ms"
     assert [d["name"] for d in out["dependencies"]] == ["db:5432", "api", "migrated", "file:///tmp/lock", "env:8", "extra:9"]
     assert out["dependencies"][1]["status"] == [200, "3xx"]
     assert out["dependencies"][3]["url"] == "file:///tmp/lock"

@@ -74,7 +74,8 @@ def assert_no_leak(result, *words):
 
 def dep_for(kind: str, url: str, **options):
     """A Dependency as config.py builds it, options validated by the kind's own OPTIONS."""
-    from waitfor.config import Dependency, _url_secrets
+    from waitfor.config import Dependency
+    from waitfor.secrets import url_secrets as _url_secrets
     from waitfor.probes import table
 
     mod = table.module(kind)
@@ -84,7 +85,7 @@ def dep_for(kind: str, url: str, **options):
 
 def probe_of(kind: str, url: str, **options):
     """The probe the engine would call, for unit-level tests: probe(timeout) -> detail."""
-    from waitfor.engine import make_probe
+    from waitfor.wait.engine import make_probe
 
     return make_probe(dep_for(kind, url, **options))
 

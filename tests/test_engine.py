@@ -11,8 +11,9 @@ import pytest
 from tenacity import RetryCallState, Retrying
 
 from corehelpers import HttpServer, TcpServer, free_port, waitfor
-from waitfor import backoff, config
-from waitfor.engine import FAILED, READY, Engine
+from waitfor import config
+from waitfor.wait import backoff
+from waitfor.wait.engine import FAILED, READY, Engine
 from waitfor.probes.base import NotReady, Refused
 
 

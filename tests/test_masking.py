@@ -8,7 +8,7 @@ import pytest
 
 from corehelpers import HttpServer, clean_env, free_port, waitfor
 from waitfor import config
-from waitfor.masking import MASK, mask_url, mask_urls_in, redact
+from waitfor.secrets import MASK, mask_url, mask_urls_in, redact
 
 PW = "hunter2-Zq9"
 TOKEN = "tok-8f3a1c"

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from corehelpers import HttpServer, TcpServer, UnixServer, free_port, has_ipv6, waitfor
-from waitfor import config
-from waitfor.engine import attempt, make_probe
+from waitfor.config import targets
+from waitfor.wait.engine import attempt, make_probe
 from waitfor.probes import tcp
 from waitfor.probes.base import Broken, NotReady, Refused
 
@@ -23,7 +23,7 @@ needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
 
 
 def dep(target):
-    return config._dependency_from_target(target, "test")
+    return targets.from_target(target, "test")
 
 
 def ydep(tmp_path, body: str):

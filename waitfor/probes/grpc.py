@@ -10,7 +10,7 @@ not listening yet costs no HTTP/2 handshake.
 
 import time
 
-from waitfor import validators as v
+from waitfor.config import validators as v
 from waitfor.probes.base import NotReady
 from waitfor.probes.tcp import connect
 

@@ -8,7 +8,7 @@ import re
 import socket
 import ssl
 
-from waitfor import validators as v
+from waitfor.config import validators as v
 from waitfor.probes.base import NotReady
 
 PORT = 80  # or 443 for https

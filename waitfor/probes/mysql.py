@@ -19,7 +19,7 @@ itself. Once connected, every failure carries the server's own reason, such as
 import socket
 import time
 
-from waitfor import validators as v
+from waitfor.config import validators as v
 from waitfor.probes.base import NotReady
 from waitfor.probes.tcp import open_connection
 

@@ -10,7 +10,7 @@ The port is probed with a plain TCP connect first (waitfor.probes.tcp).
 
 import time
 
-from waitfor import validators as v
+from waitfor.config import validators as v
 from waitfor.probes.base import NotReady
 from waitfor.probes.tcp import connect
 

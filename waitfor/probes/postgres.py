@@ -16,7 +16,7 @@ starting up" (it accepts connections while it replays WAL), `database "x" does n
 import re
 import time
 
-from waitfor import validators as v
+from waitfor.config import validators as v
 from waitfor.probes.base import NotReady
 from waitfor.probes.tcp import connect
 

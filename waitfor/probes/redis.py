@@ -11,7 +11,7 @@ not listening yet is polled cheaply.
 
 import time
 
-from waitfor import validators as v
+from waitfor.config import validators as v
 from waitfor.probes.base import NotReady
 from waitfor.probes.tcp import connect
 

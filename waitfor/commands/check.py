@@ -17,7 +17,7 @@ def supervisor_view(cfg):
     """
     import time
 
-    from waitfor import status as st
+    from waitfor.supervise import state as st
 
     state = st.read_live_state(st.state_path(), max_age=float("inf"))
     if state is None:
@@ -45,7 +45,7 @@ def run_health(cfg, log, checks, use_supervisor=False) -> int:
         return exitcodes.OK if ok else exitcodes.NOT_READY
     if not checks:
         return exitcodes.OK
-    from waitfor import waiting
+    from waitfor.wait import loop as waiting
 
     try:
         results = waiting.wait_for(cfg, checks, _Silent(), single_attempt=True, fail_fast=False)

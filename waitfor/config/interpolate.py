@@ -7,7 +7,14 @@ replacements are interpolated in turn (`${A:-${B:-x}}`), and only when they are 
 Nothing is ever evaluated by a shell.
 """
 
+from __future__ import annotations
+
 import re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPS = (":-", ":?", ":+", "-", "?", "+")
@@ -82,3 +89,29 @@ def interpolate(text: str, env) -> str:
             out.append(value or "")
         i = end + 1
     return "".join(out)
+
+
+def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int = 0, key: str = "") -> Any:
+    """Interpolate every string value in the YAML document, keeping line numbers.
+    An error names `file:line: key`, such as `deps.yaml:4: dependencies[0].url`.
+    Iterative over depth would be overkill: yamlfile caps the nesting first."""
+    from waitfor.config.yamlfile import LDict, LList
+    from waitfor.errors import UsageError
+
+    if isinstance(node, LDict):
+        out = LDict()
+        out.line, out.lines = node.line, node.lines
+        for k, val in node.items():
+            out[k] = interpolate_doc(val, env, path, node.lines.get(k, node.line), f"{key}.{k}" if key else k)
+        return out
+    if isinstance(node, LList):
+        items = LList(interpolate_doc(val, env, path, ln, f"{key}[{i}]")
+                      for i, (val, ln) in enumerate(zip(node, node.lines)))
+        items.line, items.lines = node.line, node.lines
+        return items
+    if isinstance(node, str):
+        try:
+            return interpolate(node, env)
+        except ValueError as e:
+            raise UsageError(f"{path}:{line}: {key}: {e}" if key else f"{path}:{line}: {e}") from None
+    return node

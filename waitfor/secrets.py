@@ -6,16 +6,27 @@ password files, options marked secret), and every message about it passes throug
 `redact`, so a driver's error text that echoes a secret is masked too.
 """
 
+from __future__ import annotations
+
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 MASK = "***"
-_SECRET_QUERY_KEYS = re.compile(r"(?i)^(password|passwd|pass|pwd|secret|token|access_token|api_key|apikey|key|auth)$")
-_QUERY_PAIR = re.compile(r"([^&=]+)=([^&]*)")
+# A query key is secret when its decoded, lower-cased name contains one of these: that
+# covers password, passwd, sslpassword, pass%77ord (libpq decodes it to password), pwd,
+# client_secret, token, access-token, api-key, apikey, sslkey, credentials, auth, authToken.
+# Over-masking a harmless key costs a `***` in a log line; under-masking leaks.
+_SECRET_KEY_PARTS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
+_QUERY_PAIR = re.compile(r"([^&=;]+)=([^&;]*)")
 
 
 def secret_query_key(key: str) -> bool:
-    return bool(_SECRET_QUERY_KEYS.match(key))
+    name = unquote_plus(key).strip().lower()
+    return any(part in name for part in _SECRET_KEY_PARTS)
 
 
 # Schemes whose lone userinfo is a token, not a user name: nats://TOKEN@host (as nats-py
@@ -45,7 +56,7 @@ def mask_url(url: str) -> str:
         elif parts.scheme in TOKEN_USERINFO_SCHEMES:
             netloc = f"{MASK}@{hostport}"
     query = _QUERY_PAIR.sub(
-        lambda m: f"{m.group(1)}={MASK}" if _SECRET_QUERY_KEYS.match(m.group(1)) else m.group(0),
+        lambda m: f"{m.group(1)}={MASK}" if secret_query_key(m.group(1)) else m.group(0),
         parts.query,
     )
     # Edit the URL as written: urlunsplit would turn unix:///x into unix:/x.
@@ -73,8 +84,42 @@ def mask_urls_in(text: str) -> str:
     return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
 
 
-def redact(text: str, secrets) -> str:
+def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace each known secret string (longest first) in `text`."""
     for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
+
+
+def url_secrets(url: str) -> set[str]:
+    """The password of a URL as written and decoded, the Basic credentials made of it, and
+    the values of secret-looking query parameters (?token=...): all masked in messages."""
+    import base64
+
+    parts = urlsplit(url)
+    found: set[str] = set()
+    try:
+        password, username = parts.password, parts.username
+    except ValueError:
+        password = username = None
+    if password:
+        found.update({password, unquote(password)})
+        cred = f"{unquote(username or '')}:{unquote(password)}".encode()
+        found.add(base64.b64encode(cred).decode())
+    elif username and parts.scheme in TOKEN_USERINFO_SCHEMES:
+        found.update({username, unquote(username)})  # nats://TOKEN@host
+        found.add(base64.b64encode(f"{unquote(username)}:".encode()).decode())  # http Basic
+    for m in _QUERY_PAIR.finditer(parts.query):
+        key, val = m.group(1), m.group(2)
+        if val and secret_query_key(key):
+            found.update({val, unquote(val), unquote_plus(val)})
+    return found
+
+
+def header_secrets(value: str) -> set[str]:
+    """A header value, and its credentials alone: `Bearer abc` -> also `abc`."""
+    found = {value}
+    _scheme, sep, cred = value.strip().partition(" ")
+    if sep and cred.strip():
+        found.add(cred.strip())
+    return found

@@ -7,17 +7,28 @@ once (the common case when a container restarts) needs no retry strategy, and im
 tenacity costs about 3x Python's own start-up (BENCHMARKS.md). A failed first attempt is
 handed to the tenacity `Retrying` as its attempt 1, so the strategy sees every attempt.
 
+The probes are built before the wait (build_probes): a URL or option that the driver
+rejects is a config error then, exit 2, not a failed attempt every interval.
 The engine only produces outcomes; what to do with them is the caller's business.
 """
+
+from __future__ import annotations
 
 import threading
 import time
 
-from waitfor.masking import redact
-from waitfor.probes import table
+from waitfor.config.model import FAILED, READY, WAITING
 from waitfor.probes.base import Broken, NotReady, Refused, describe
+from waitfor.secrets import redact
 
-WAITING, READY, FAILED = "waiting", "ready", "failed"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from waitfor.config.model import Config, Dependency
+    from waitfor.probes.base import Probe
+
+__all__ = ["FAILED", "READY", "WAITING", "Engine", "Outcome", "build_probes", "make_probe"]
 
 
 class Outcome:
@@ -25,23 +36,32 @@ class Outcome:
 
     __slots__ = ("dep", "state", "attempts", "elapsed", "reason", "broken")
 
-    def __init__(self, dep, state=WAITING, attempts=0, elapsed=0.0,
-                 reason="first attempt still running", broken=False):
+    def __init__(self, dep: Dependency, state: str = WAITING, attempts: int = 0, elapsed: float = 0.0,
+                 reason: str = "first attempt still running", broken: bool = False) -> None:
         self.dep, self.state, self.attempts, self.elapsed = dep, state, attempts, elapsed
         self.reason = reason  # the last error while waiting or failed; the detail once ready
         self.broken = broken
 
-    def copy(self) -> "Outcome":
+    def copy(self) -> Outcome:
         return Outcome(self.dep, self.state, self.attempts, self.elapsed, self.reason, self.broken)
 
 
-def make_probe(dep):
-    probe = table.module(dep.kind).probe_for(dep)
+def make_probe(dep: Dependency) -> Probe:
+    """Build a dependency's probe (its driver imported now), inverted if asked; a driver's
+    rejection of the URL or an option is a UsageError located at the dependency."""
+    from waitfor.probes import table
+
+    probe = table.build_probe(dep)
     return _inverted(probe) if dep.invert else probe
 
 
-def _inverted(probe):
-    def inverted(timeout: float):
+def build_probes(deps: Iterable[Dependency]) -> dict[str, Probe]:
+    """The probes stage of the data flow: Config -> probes -> outcomes."""
+    return {dep.name: make_probe(dep) for dep in deps}
+
+
+def _inverted(probe: Probe) -> Probe:
+    def inverted(timeout: float) -> str:
         try:
             probe(timeout)
         except NotReady as e:
@@ -52,7 +72,7 @@ def _inverted(probe):
     return inverted
 
 
-def attempt(dep, probe, timeout: float) -> str:
+def attempt(dep: Dependency, probe: Probe, timeout: float) -> str:
     """One bounded attempt. Any unexpected driver error counts as not ready, redacted."""
     try:
         return probe(max(timeout, 0.001)) or "ready"
@@ -67,15 +87,19 @@ def attempt(dep, probe, timeout: float) -> str:
 class Engine:
     def __init__(
         self,
-        cfg,
-        deps,
+        cfg: Config,
+        deps: Iterable[Dependency],
         *,
+        probes: Mapping[str, Probe] | None = None,
         single_attempt: bool = False,
-        on_change=None,
-        on_settled=None,
-        clock=time.monotonic,
-    ):
+        on_change: Callable[[Outcome], None] | None = None,
+        on_settled: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        cancel: Callable[[], None] | None = None,
+    ) -> None:
         self.cfg, self.deps, self.single_attempt = cfg, tuple(deps), single_attempt
+        self.probes = dict(probes or {})
+        self._cancel_hook = cancel
         self.on_change = on_change or (lambda o: None)
         self.on_settled = on_settled or (lambda: None)
         self.clock = clock
@@ -86,10 +110,10 @@ class Engine:
         self._lock = threading.Lock()
         self._left = len(self.deps)
         self.started = 0.0
-        self.deadline = None  # monotonic time, or None: no overall deadline
+        self.deadline: float | None = None  # monotonic time, or None: no overall deadline
 
     # -- public -------------------------------------------------------------------
-    def start(self) -> "Engine":
+    def start(self) -> Engine:
         self.started = self.clock()
         self.deadline = None if self.cfg.timeout is None else self.started + self.cfg.timeout
         if not self.deps:
@@ -103,24 +127,27 @@ class Engine:
         self.cancelled.set()
         for ev in self._settled.values():
             ev.set()
-        for kind in {d.kind for d in self.deps}:  # e.g. kill the command probes' programs
-            stop = getattr(table.module(kind), "cancel", None)
-            if stop is not None:
-                stop()
+        if self._cancel_hook is not None:
+            self._cancel_hook()
+            return
+        from waitfor.probes import table
 
-    def results(self) -> list:
+        for kind in {d.kind for d in self.deps}:  # e.g. kill the command probes' programs
+            table.load(kind).cancel()
+
+    def results(self) -> list[Outcome]:
         with self._lock:
             return [o.copy() for o in self.outcomes.values()]
 
     # -- per dependency -------------------------------------------------------------
-    def _deadline_for(self, dep):
+    def _deadline_for(self, dep: Dependency) -> float | None:
         """The earlier of the overall deadline and the dependency's own, both counted from
         the start (time spent waiting for `after:` counts too)."""
         own = None if dep.timeout is None else self.started + dep.timeout
         candidates = [d for d in (self.deadline, own) if d is not None]
         return min(candidates) if candidates else None
 
-    def _run(self, dep) -> None:
+    def _run(self, dep: Dependency) -> None:
         try:
             if not self.single_attempt:
                 deadline = self._deadline_for(dep)
@@ -139,13 +166,13 @@ class Engine:
         except BaseException as e:  # noqa: BLE001 - a thread must settle, whatever happens
             self._settle(dep, FAILED, redact(f"internal error: {describe(e)}", dep.secrets), 0, broken=True)
 
-    def _wait_for(self, dep) -> None:
-        probe = make_probe(dep)
+    def _wait_for(self, dep: Dependency) -> None:
+        probe = self.probes.get(dep.name) or make_probe(dep)
         deadline = self._deadline_for(dep)
         start = self.clock()
         attempts = 0
 
-        def one_attempt():
+        def one_attempt() -> str:
             nonlocal attempts
             attempts += 1
             remaining = self.cfg.attempt_timeout if deadline is None else deadline - self.clock()
@@ -177,15 +204,15 @@ class Engine:
             return
         self._settle(dep, READY, detail, attempts, elapsed=self.clock() - start)
 
-    def _retry(self, one_attempt, first: NotReady, deadline):
+    def _retry(self, one_attempt: Callable[[], str], first: NotReady, deadline: float | None) -> str:
         """Attempts 2, 3, ... under tenacity; attempt 1's failure is replayed as its first."""
         from tenacity import Retrying, retry_if_exception_type, stop_when_event_set
 
-        from waitfor import backoff
+        from waitfor.wait import backoff
 
         replay = [first]
 
-        def attempt_or_replay():
+        def attempt_or_replay() -> str:
             if replay:
                 raise replay.pop()
             return one_attempt()
@@ -199,9 +226,9 @@ class Engine:
             retry=retry_if_exception_type(NotReady),
             reraise=True,
         )
-        return retrying(attempt_or_replay)
+        return retrying(attempt_or_replay)  # type: ignore[no-any-return]
 
-    def _note(self, dep, reason: str, attempts: int) -> None:
+    def _note(self, dep: Dependency, reason: str, attempts: int) -> None:
         with self._lock:
             o = self.outcomes[dep.name]
             first = o.attempts == 0
@@ -210,7 +237,8 @@ class Engine:
         if first or changed:
             self.on_change(o.copy())
 
-    def _settle(self, dep, state, reason, attempts, *, broken=False, elapsed=0.0) -> None:
+    def _settle(self, dep: Dependency, state: str, reason: str, attempts: int, *, broken: bool = False,
+                elapsed: float = 0.0) -> None:
         with self._lock:
             o = self.outcomes[dep.name]
             o.state, o.reason, o.broken = state, reason, broken

@@ -6,32 +6,44 @@ probe thread and nothing is lost: worker threads inherit the blocked mask, and a
 that settles a dependency wakes this thread with a thread-directed SIGCHLD.
 """
 
+from __future__ import annotations
+
 import threading
 import time
 
 from waitfor import exitcodes
-from waitfor.durations import format_duration
-from waitfor.engine import FAILED, READY, WAITING, Engine
-from waitfor.sigstate import signal  # the C module, without `signal`'s enums (start-up time)
+from waitfor.config.durations import format_duration
+from waitfor.config.model import FAILED, READY, WAITING
+from waitfor.signals import STOP_SIGNALS, signal, signal_name  # signal: the C module (start-up time)
+from waitfor.wait.engine import Engine
 
-# Signals that end the wait at once with 128+N (their default action is to terminate).
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from waitfor.config.model import Config, Dependency
+    from waitfor.output import Log
+    from waitfor.probes.base import Probe
+    from waitfor.wait.engine import Outcome
+
 PROGRESS_EVERY = 5.0
 
 
 class Stopped(Exception):
-    def __init__(self, signum: int):
+    """A stop signal (TERM, INT, HUP, QUIT) ended the wait: exit 128+N."""
+
+    def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
 
 
-def label(dep) -> str:
+def label(dep: Dependency) -> str:
     """A name given with `name:` and the (masked) target; a default name is the target."""
     return f"{dep.name} ({dep.display})" if dep.named else dep.name
 
 
-def _reporter(log):
-    def report(o):
+def _reporter(log: Log) -> Callable[[Outcome], None]:
+    def report(o: Outcome) -> None:
         if o.state == READY:
             tries = "1 attempt" if o.attempts == 1 else f"{o.attempts} attempts"
             log.info(f"{o.dep.name}: ready after {format_duration(o.elapsed)} ({tries}): {o.reason}",
@@ -48,7 +60,9 @@ def _reporter(log):
     return report
 
 
-def wait_for(cfg, deps, log, *, single_attempt=False, fail_fast=True, observe=None):
+def wait_for(cfg: Config, deps: Iterable[Dependency], log: Log, *, probes: Mapping[str, Probe] | None = None,
+             single_attempt: bool = False, fail_fast: bool = True,
+             observe: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run the engine to the end. Returns the outcomes; raises Stopped on a stop signal."""
     main_thread = threading.get_ident()
     blocked = STOP_SIGNALS | {signal.SIGCHLD}
@@ -56,14 +70,14 @@ def wait_for(cfg, deps, log, *, single_attempt=False, fail_fast=True, observe=No
     signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     report = _reporter(log)
 
-    def on_change(o):
+    def on_change(o: Outcome) -> None:
         report(o)
         if observe is not None:
             observe(o)
         if o.state != WAITING:
             signal.pthread_kill(main_thread, signal.SIGCHLD)
 
-    engine = Engine(cfg, deps, single_attempt=single_attempt, on_change=on_change).start()
+    engine = Engine(cfg, deps, probes=probes, single_attempt=single_attempt, on_change=on_change).start()
     next_progress = engine.started + PROGRESS_EVERY
     while not engine.done.is_set():
         now = time.monotonic()
@@ -80,8 +94,6 @@ def wait_for(cfg, deps, log, *, single_attempt=False, fail_fast=True, observe=No
         info = signal.sigtimedwait(blocked, max(wake_at - now, 0.001))
         if info is not None and info.si_signo in STOP_SIGNALS:
             engine.cancel()
-            from waitfor.signames import signal_name
-
             name = signal_name(info.si_signo)
             log.warning(f"received {name} while waiting; stopping", signal=name)
             raise Stopped(info.si_signo)
@@ -89,7 +101,7 @@ def wait_for(cfg, deps, log, *, single_attempt=False, fail_fast=True, observe=No
     return engine.results()
 
 
-def _progress(engine, log):
+def _progress(engine: Engine, log: Log) -> None:
     waiting = [o for o in engine.results() if o.state == WAITING]
     if not waiting:
         return
@@ -100,7 +112,7 @@ def _progress(engine, log):
              waiting=[o.dep.name for o in waiting])
 
 
-def summarize_failure(cfg, results, log) -> int:
+def summarize_failure(cfg: Config, results: list[Outcome], log: Log) -> int:
     """Say what was not ready and why; return the exit code for it."""
     bad = [o for o in results if o.state != READY]
     timeout = format_duration(cfg.timeout) if cfg.timeout else "no limit"
@@ -118,3 +130,18 @@ def summarize_failure(cfg, results, log) -> int:
     log.error(f"gave up: {len(bad)} of {len(results)} dependencies not ready ({why})",
               not_ready=[o.dep.name for o in bad])
     return exitcodes.TIMEOUT
+
+
+def wait(cfg: Config, log: Log, probes: Mapping[str, Probe],
+         observe: Callable[[Outcome], None] | None = None) -> int:
+    """The wait of `run` and `wait`: every dependency ready (0), or the exit code of why not."""
+    if not cfg.dependencies:
+        return exitcodes.OK
+    try:
+        results = wait_for(cfg, cfg.dependencies, log, probes=probes, observe=observe)
+    except Stopped as s:
+        return exitcodes.from_signal(s.signum)
+    if all(o.state == READY for o in results):
+        log.info("all dependencies ready" if len(results) > 1 else "the dependency is ready")
+        return exitcodes.OK
+    return summarize_failure(cfg, results, log)

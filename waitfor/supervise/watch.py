@@ -5,7 +5,7 @@ orchestrator restarts the container, as a failing Kubernetes liveness probe woul
 
 import threading
 
-from waitfor.engine import READY, Engine
+from waitfor.wait.engine import READY, Engine
 
 
 def watched(cfg):

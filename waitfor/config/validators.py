@@ -2,20 +2,102 @@
 value or raises ValueError with a message for users, and carries the JSON Schema
 fragment that `waitfor schema` prints for it."""
 
-from waitfor.durations import parse_duration
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from waitfor.config.durations import parse_duration
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from re import Pattern
+    from typing import Any, TypeVar
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _with_schema(schema: dict):
-    def wrap(fn):
-        fn.schema = schema
+def _with_schema(schema: dict[str, Any]) -> Callable[[F], F]:
+    def wrap(fn: F) -> F:
+        fn.schema = schema  # type: ignore[attr-defined]
         return fn
 
     return wrap
 
 
 @_with_schema({"type": ["string", "number"], "description": "a duration: 250ms, 10s, 1m30s, 2h, or seconds"})
-def duration(value) -> float:
+def duration(value: object) -> float:
     return parse_duration(value)
+
+
+@_with_schema({"type": ["string", "number"], "description": "a duration such as 10s; 0 for none"})
+def deadline(value: object) -> float | None:
+    """A duration where 0 means "none" (no overall timeout, no watch)."""
+    return parse_duration(value) or None
+
+
+@_with_schema({"type": ["string", "number"], "description": "a duration of more than 0"})
+def positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be more than 0")
+    return seconds
+
+
+@_with_schema({"enum": ["text", "json"]})
+def log_format(value: object) -> str:
+    text = string(value)
+    if text not in ("text", "json"):
+        raise ValueError(f"expected text or json, got {text!r}")
+    return text
+
+
+@_with_schema({"type": ["string", "integer"], "description": "a signal: TERM, SIGTERM or 15"})
+def signal(value: object) -> int:
+    from waitfor.signals import parse_signal
+
+    return parse_signal(value)
+
+
+@_with_schema({"type": "array", "items": {"type": "string"}})
+def rewrites(values: object) -> Mapping[int, int]:
+    """Repeated SIG:SIG -> {from: to}; 0 drops the signal."""
+    from waitfor.signals import parse_rewrite
+
+    items = values if isinstance(values, (list, tuple)) else [values]
+    return MappingProxyType(dict(parse_rewrite(string(item)) for item in items))
+
+
+def exit_code(value: object) -> int:
+    text = string(value).strip()
+    if not text.isdigit() or not 0 <= int(text) <= 255:
+        raise ValueError(f"expected an exit code 0-255, got {text!r}")
+    return int(text)
+
+
+@_with_schema({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255}})
+def exit_codes(values: object) -> frozenset[int]:
+    items = values if isinstance(values, (list, tuple)) else [values]
+    return frozenset(exit_code(item) for item in items)
+
+
+@_with_schema({"type": "string", "description": "HOST:PORT, [IPv6]:PORT or :PORT (all interfaces)"})
+def listen_addr(value: object) -> tuple[str, int]:
+    """HOST:PORT, [::1]:PORT or :PORT (all interfaces) -> (host, port)."""
+    text = string(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") or host.endswith("]"):
+        if not (host.startswith("[") and host.endswith("]")) or ":" not in host[1:-1] or "[" in host[1:-1] \
+                or "]" in host[1:-1]:
+            raise ValueError(f"expected HOST:PORT with an IPv6 address in brackets, got {text!r}")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address goes in brackets: [::1]:PORT, got {text!r}")
+    if "\0" in host or any(ch.isspace() for ch in host):
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host or "0.0.0.0", int(port)
 
 
 @_with_schema({"type": "boolean"})

@@ -9,18 +9,29 @@ code through. Modelled on tini's main loop, fixing what the peers get wrong:
 - catatonit leaves job-control signals blocked in the child; here the child gets exactly
   the mask and ignored set that waitfor inherited.
 
-This module is run in a fresh, lean interpreter (`python -I -S`, see waitfor.handover)
-once the wait is over, so that it imports only os, signal, errno and time: the RSS of an
-idle init is budgeted. Keep it that way: no typing, dataclasses, yaml, tenacity, psutil.
+This module is run in a fresh, lean interpreter (`python -I -S`, or the bundle's own
+executable; see waitfor.supervise.launch) once the wait is over, so that it imports only
+os, signal, errno, time and waitfor's small signals/output/exitcodes: the RSS of an idle
+init is budgeted. Keep it that way: no typing, dataclasses, yaml, tenacity, psutil.
+The in-process supervisor (waitfor.supervise.inprocess) runs the same loop with hooks.
 """
 
-import errno
+from __future__ import annotations
+
 import os
 import signal
 import time
 
 from waitfor import exitcodes
-from waitfor.sigstate import catchable, decode
+from waitfor.output import Log
+from waitfor.signals import catchable, decode, encode, signal_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from waitfor.config.model import Config
+    from waitfor.signals import Inherited
 
 # Every catchable signal but SIGCHLD is forwarded, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP
 # and SIGSYS included: when one of those arrives here it was sent with kill(2) (by a user or
@@ -31,71 +42,112 @@ from waitfor.sigstate import catchable, decode
 # kernel/signal.c), so the supervisor still dies of it.
 
 class Options:
-    def __init__(self):
-        self.mask = frozenset()
-        self.ignored = frozenset()
+    """What the supervisor needs to know: built from the Config in-process
+    (from_config), and written to argv only across the lean re-exec (to_argv/from_argv).
+    (A plain class: typing and dataclasses cost the idle init memory.)"""
+
+    __slots__ = ("mask", "ignored", "group", "rewrite", "stop_timeout", "stop_signal", "success_exit",
+                 "pending", "pid1", "verbosity", "log_format", "command")
+
+    def __init__(self) -> None:
+        self.mask: frozenset[int] = frozenset()
+        self.ignored: frozenset[int] = frozenset()
         self.group = False
-        self.rewrite = {}
+        self.rewrite: dict[int, int] = {}
         self.stop_timeout = 5.0
-        self.stop_signal = signal.SIGTERM
-        self.success_exit = set()
-        self.pending = ()
+        self.stop_signal = int(signal.SIGTERM)
+        self.success_exit: frozenset[int] = frozenset()
+        self.pending: tuple[int, ...] = ()
         self.pid1 = os.getpid() == 1
-        self.quiet = False
-        self.json = False
-        self.command = []
+        self.verbosity = 0
+        self.log_format = "text"
+        self.command: list[str] = []
+
+    @classmethod
+    def from_config(cls, cfg: Config, inherited: Inherited, pending: Iterable[int] = ()) -> Options:
+        o = cls()
+        o.mask, o.ignored = inherited.mask, inherited.ignored
+        o.group, o.rewrite = cfg.group, dict(cfg.rewrite)
+        o.stop_timeout, o.stop_signal = cfg.stop_timeout, cfg.stop_signal
+        o.success_exit = frozenset(cfg.success_exit)
+        o.pending = tuple(sorted(pending))
+        o.verbosity, o.log_format = cfg.verbosity, cfg.log_format
+        o.command = list(cfg.command)
+        return o
+
+    def to_argv(self) -> list[str]:
+        """The private argv protocol of the re-exec; from_argv reads it back."""
+        argv = ["--mask", encode(self.mask), "--ignore", encode(self.ignored),
+                "--stop-timeout", repr(self.stop_timeout), "--stop-signal", str(self.stop_signal),
+                "--verbosity", str(self.verbosity), "--log-format", self.log_format]
+        if self.group:
+            argv.append("--group")
+        if self.pending:
+            argv += ["--pending", encode(self.pending)]
+        for src, dst in sorted(self.rewrite.items()):
+            argv += ["--rewrite", f"{src}:{dst}"]
+        for code in sorted(self.success_exit):
+            argv += ["--success-exit", str(code)]
+        return [*argv, "--", *self.command]
+
+    @classmethod
+    def from_argv(cls, argv: list[str]) -> Options:
+        o = cls()
+        it = iter(argv)
+        for a in it:
+            if a == "--":
+                o.command = list(it)
+                break
+            if a == "--group":
+                o.group = True
+                continue
+            value = next(it)
+            if a == "--mask":
+                o.mask = decode(value)
+            elif a == "--ignore":
+                o.ignored = decode(value)
+            elif a == "--pending":
+                o.pending = tuple(sorted(decode(value)))
+            elif a == "--verbosity":
+                o.verbosity = int(value)
+            elif a == "--log-format":
+                o.log_format = value
+            elif a == "--rewrite":
+                src, dst = value.split(":")
+                o.rewrite[int(src)] = int(dst)
+            elif a == "--stop-timeout":
+                o.stop_timeout = float(value)
+            elif a == "--stop-signal":
+                o.stop_signal = int(value)
+            elif a == "--success-exit":
+                o.success_exit |= {int(value)}
+            else:
+                raise ValueError(f"unknown argument {a!r}")
+        return o
 
 
-def parse(argv) -> Options:
-    """The private argv protocol written by waitfor.handover.supervise_argv."""
-    o = Options()
-    it = iter(argv)
-    for a in it:
-        if a == "--":
-            o.command = list(it)
-            break
-        if a == "--mask":
-            o.mask = decode(next(it))
-        elif a == "--ignore":
-            o.ignored = decode(next(it))
-        elif a == "--group":
-            o.group = True
-        elif a == "--quiet":
-            o.quiet = True
-        elif a == "--json":
-            o.json = True
-        elif a == "--rewrite":
-            src, dst = next(it).split(":")
-            o.rewrite[int(src)] = int(dst)
-        elif a == "--stop-timeout":
-            o.stop_timeout = float(next(it))
-        elif a == "--stop-signal":
-            o.stop_signal = int(next(it))
-        elif a == "--success-exit":
-            o.success_exit.add(int(next(it)))
-        elif a == "--pending":
-            o.pending = sorted(decode(next(it)))
-        else:
-            raise SystemExit(f"waitfor supervisor: unknown argument {a!r}")
-    return o
+class Hooks:
+    """What the in-process supervisor (waitfor.supervise.inprocess) adds to the loop; the
+    lean one uses these no-ops. started(pid) once the app runs; lost() when SIGCHLD woke
+    the loop but the app is still there (the watch wakes it with a thread-directed
+    SIGCHLD when a dependency is lost); reaped(pid, status) for every other child reaped
+    (the watch's probe programs run in this process, and waitpid(-1) may reap them
+    first); stop() once the app is gone or being stopped."""
 
+    def started(self, pid: int) -> None:
+        pass
 
-def say(o: Options, msg: str, level: str = "info") -> None:
-    if o.quiet:
-        return
-    if o.json:
-        import json  # only in JSON mode: the idle supervisor's imports are budgeted
+    def lost(self) -> bool:
+        return False
 
-        line = json.dumps({"time": round(time.time(), 3), "level": level, "msg": msg})
-    else:
-        line = f"waitfor: {msg}"
-    try:
-        os.write(2, (line + "\n").encode())
-    except OSError:
+    def reaped(self, pid: int, status: int) -> None:
+        pass
+
+    def stop(self) -> None:
         pass
 
 
-def spawn(o: Options, tty: bool):
+def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
     """fork + exec the app with the inherited signal state, in its own process group.
 
     Returns (pid, None) once the child has exec'd, or (None, exit code) if it could not.
@@ -138,13 +190,9 @@ def spawn(o: Options, tty: bool):
     if not data:
         return pid, None
     os.waitpid(pid, 0)
-    err = int(data)
-    name = o.command[0]
-    if err in (errno.ENOENT, errno.ENOTDIR):
-        say(o, f"error: {name}: command not found", "error")
-        return None, exitcodes.NOT_FOUND
-    say(o, f"error: {name}: cannot execute: {os.strerror(err) if err else 'unknown error'}", "error")
-    return None, exitcodes.CANNOT_EXECUTE
+    code, message = exitcodes.exec_failure(o.command[0], int(data))
+    log.error(f"error: {message}")
+    return None, code
 
 
 def status_to_code(status: int) -> int:
@@ -153,13 +201,7 @@ def status_to_code(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-# Told (pid, status) of every reaped child that is not the app. The in-process supervisor
-# (waitfor.runtime) registers the command probe's deliver(): the watch starts programs in
-# this same process, and waitpid(-1) here may reap them first.
-on_reaped_other = []
-
-
-def reap(main_pid, flags: int = 0):
+def reap(main_pid: int | None, hooks: Hooks, flags: int = 0) -> int | None:
     """Reap every zombie; return the main child's last wait status if it was among them.
 
     SIGCHLD is a standard signal: children that die together raise it once, so this drains
@@ -176,11 +218,10 @@ def reap(main_pid, flags: int = 0):
         if pid == main_pid:
             found = status
         else:
-            for tell in on_reaped_other:
-                tell(pid, status)
+            hooks.reaped(pid, status)
 
 
-def leftovers(pgid: int) -> list:
+def leftovers(pgid: int) -> list[tuple[int, int]]:
     """Our children and the members of process group pgid (for the subreaper; as PID 1,
     kill(-1) is used): (pid, its process group) pairs."""
     me, out = os.getpid(), []
@@ -207,17 +248,17 @@ def has_children() -> bool:
         return False
 
 
-def stop_the_rest(o: Options, main_pgid: int) -> None:
+def stop_the_rest(o: Options, main_pgid: int, log: Log, hooks: Hooks) -> None:
     """The main child is gone but others remain: SIGTERM them, then SIGKILL after the grace."""
-    reap(None)
+    reap(None, hooks)
     if not has_children():
         return
 
     # Each process gets SIGTERM once: many take a second one as "stop now, skip the clean
     # shutdown" (a second Ctrl-C; `docker stop` and systemd send one, then SIGKILL).
-    termed = set()
+    termed: set[int] = set()
 
-    def send(sig):
+    def send(sig: int) -> None:
         if o.pid1:
             try:
                 os.kill(-1, sig)  # kill(2): every process in the namespace but init itself
@@ -243,34 +284,31 @@ def stop_the_rest(o: Options, main_pgid: int) -> None:
             except OSError:
                 pass
 
-    say(o, f"app exited; sending SIGTERM to the processes left, SIGKILL in {o.stop_timeout:g}s")
+    log.info(f"app exited; sending SIGTERM to the processes left, SIGKILL in {o.stop_timeout:g}s")
     send(signal.SIGTERM)
     deadline = time.monotonic() + o.stop_timeout
     while has_children():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            say(o, "processes left after the grace period; sending SIGKILL")
+            log.info("processes left after the grace period; sending SIGKILL")
             send(signal.SIGKILL)
             break
         signal.sigtimedwait({signal.SIGCHLD}, remaining)
-        reap(None)
+        reap(None, hooks)
         if not o.pid1:
             send(signal.SIGTERM)  # orphans re-parented to the subreaper meanwhile
     deadline = time.monotonic() + 5
     while has_children() and time.monotonic() < deadline:
         signal.sigtimedwait({signal.SIGCHLD}, 0.1)
-        reap(None)
+        reap(None, hooks)
         if not o.pid1:
             send(signal.SIGKILL)
 
 
-def stop_app(o: Options, pid: int, flags: int) -> int:
+def stop_app(o: Options, pid: int, flags: int, log: Log, hooks: Hooks) -> int:
     """Stop the app with the stop signal, SIGKILL after the stop timeout; its wait status."""
-    try:
-        name = signal.Signals(o.stop_signal).name
-    except ValueError:
-        name = f"signal {o.stop_signal}"
-    say(o, f"stopping the app with {name}, SIGKILL in {o.stop_timeout:g}s")
+    name = signal_name(o.stop_signal)
+    log.info(f"stopping the app with {name}, SIGKILL in {o.stop_timeout:g}s")
     kill = os.killpg if o.group else os.kill
     try:
         kill(pid, o.stop_signal)
@@ -278,7 +316,7 @@ def stop_app(o: Options, pid: int, flags: int) -> int:
         pass
     deadline = time.monotonic() + o.stop_timeout
     while True:
-        status = reap(pid, flags)
+        status = reap(pid, hooks, flags)
         if status is not None and not os.WIFSTOPPED(status):
             return status
         remaining = deadline - time.monotonic()
@@ -304,36 +342,34 @@ def forward(o: Options, pid: int, sig: int) -> None:
         pass  # already gone; its SIGCHLD is on the way
 
 
-def supervise(o: Options, hooks=None) -> int:
-    """`hooks` (the runtime watch, waitfor.runtime) is told `started(pid)` once the app
-    runs, asked `lost()` whenever SIGCHLD wakes the loop without the app having exited,
-    and told `stop()` once the app is gone or being stopped. It wakes the loop with a
-    thread-directed SIGCHLD when a watched dependency is lost."""
+def supervise(o: Options, hooks: Hooks | None = None) -> int:
+    """Spawn the app, then forward and reap until it exits; its exit code (see Hooks)."""
+    hooks = hooks or Hooks()
+    log = Log(o.log_format, o.verbosity)
     forwardable = catchable()
     signal.pthread_sigmask(signal.SIG_BLOCK, forwardable)
     tty = os.isatty(0) and _is_foreground(0)
-    pid, failure = spawn(o, tty)
-    if failure is not None:
-        return failure
+    pid, failure = spawn(o, tty, log)
+    if pid is None:
+        return failure or exitcodes.INTERNAL
     # SIGPIPE or SIGXFSZ that were pending when waitfor exec'd this interpreter: Python's
     # start-up set them to SIG_IGN, which discarded them (sigaction(2)), so the hand-over
-    # named them (waitfor.handover.supervise_argv).
+    # named them (waitfor.supervise.launch.reexec).
     for sig in o.pending:
         forward(o, pid, sig)
-    if hooks is not None:
-        hooks.started(pid)
+    hooks.started(pid)
     job_control = tty and not o.pid1
     flags = os.WUNTRACED if job_control else 0
     status = None
     while True:
         sig = signal.sigwaitinfo(forwardable).si_signo
         if sig == signal.SIGCHLD:
-            status = reap(pid, flags)
+            status = reap(pid, hooks, flags)
             if status is None:
-                if hooks is not None and hooks.lost():
+                if hooks.lost():
                     hooks.stop()
-                    stop_app(o, pid, flags)
-                    stop_the_rest(o, pid)
+                    stop_app(o, pid, flags, log, hooks)
+                    stop_the_rest(o, pid, log, hooks)
                     return exitcodes.DEPENDENCY_LOST
                 continue
             if os.WIFSTOPPED(status):
@@ -360,12 +396,11 @@ def supervise(o: Options, hooks=None) -> int:
                 continue
             break
         forward(o, pid, sig)
-    if hooks is not None:
-        hooks.stop()  # no more probing (nor probe programs) once the app is gone
+    hooks.stop()  # no more probing (nor probe programs) once the app is gone
     if tty:
         _take_terminal_back(pid)
-    code = status_to_code(status)
-    stop_the_rest(o, pid)
+    code = status_to_code(status)  # type: ignore[arg-type]
+    stop_the_rest(o, pid, log, hooks)
     return 0 if code in o.success_exit else code
 
 
@@ -388,7 +423,7 @@ def _is_foreground(fd: int) -> bool:
         return False
 
 
-def retitle(command) -> None:
+def retitle(command: list[str]) -> None:
     """Show this process as `waitfor -- COMMAND` in ps(1) and `podman top`, not as the
     `python3 -I -S -c ...` one-liner of the re-exec. /proc/PID/cmdline is read from the
     process's own argument area (arg_start..arg_end, proc(5)), which a process may rewrite
@@ -410,11 +445,16 @@ def retitle(command) -> None:
         pass
 
 
-def main(argv) -> int:
-    o = parse(argv)
+def main(argv: list[str]) -> int:
+    """The lean re-exec's entry: argv is Options.to_argv()."""
+    try:
+        o = Options.from_argv(argv)
+    except (ValueError, StopIteration) as e:
+        Log().error(f"internal error: bad supervisor arguments: {e}")
+        return exitcodes.INTERNAL
     retitle(o.command)
     try:
         return supervise(o)
     except Exception as e:  # noqa: BLE001 - one line, never a traceback, even from the init
-        say(o, f"internal error: {type(e).__name__}: {e}", "error")
+        Log(o.log_format).error(f"internal error: {type(e).__name__}: {e}")
         return exitcodes.INTERNAL

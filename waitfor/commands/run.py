@@ -1,0 +1,54 @@
+"""`waitfor run` (the default) and `waitfor wait`: the wait, then the hand-over.
+
+    probes -> wait -> exec the app | re-exec into the lean supervisor | supervise in-process
+
+This module owns that sequence: no lower layer calls back up into it.
+"""
+
+from __future__ import annotations
+
+from waitfor import exitcodes
+from waitfor.errors import UsageError
+from waitfor.wait.engine import build_probes
+from waitfor.wait.loop import wait
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from waitfor.config.model import Config
+    from waitfor.output import Log
+    from waitfor.signals import Inherited
+
+
+def run_wait(cfg: Config, log: Log) -> int:
+    """`waitfor wait`: 0 once every dependency is ready."""
+    if not cfg.dependencies:
+        log.info("nothing to wait for: no dependencies (give targets, -c FILE or WAITFOR_TARGETS)")
+        return exitcodes.OK
+    return wait(cfg, log, build_probes(cfg.dependencies))
+
+
+def run(cfg: Config, inherited: Inherited, log: Log) -> int:
+    """`waitfor run`: wait, then hand over to COMMAND; returns only on failure or, when
+    supervising in-process, with the app's exit code."""
+    from waitfor.supervise import launch
+
+    # Every signal is blocked since cli.main(): those that arrive during the wait (other
+    # than the ones that stop it) stay pending and are forwarded once the app runs.
+    supervise = launch.supervises(cfg)
+    probes = build_probes(cfg.dependencies)
+    if supervise and (cfg.watch_interval or cfg.probe_addr):
+        from waitfor.supervise.inprocess import Watched
+
+        build_probes(cfg.checks)  # the watch's own checks: a driver's rejection is exit 2 now
+        with Watched(cfg, log) as watched:
+            code = wait(cfg, log, probes, observe=watched.observe)
+            if code != exitcodes.OK:
+                return code
+            return watched.supervise(inherited)
+    code = wait(cfg, log, probes)
+    if code != exitcodes.OK:
+        return code
+    if supervise:
+        launch.reexec(cfg, inherited)
+    launch.exec_app(cfg.command, inherited)
+    raise UsageError("unreachable")  # exec_app either replaces this process or raises

@@ -1,0 +1,89 @@
+"""`waitfor validate`: the effective configuration, after flags, environment and file
+are merged and interpolated, with every secret masked, in the file's own shape: the keys
+of SETTINGS that a file may set, and durations as a user writes them (5m, 50ms)."""
+
+from __future__ import annotations
+
+from waitfor.config.model import SETTINGS
+from waitfor.secrets import MASK, redact
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from waitfor.config.model import Config, Dependency
+
+
+def _statuses(codes: frozenset[int]) -> object:
+    """HTTP statuses as written: a whole class as "3xx", other codes one by one."""
+    out = []
+    for cls in range(1, 6):
+        whole = set(range(cls * 100, cls * 100 + 100))
+        if whole <= codes:
+            out.append(f"{cls}xx")
+        else:
+            out.extend(sorted(whole & codes))
+    return out[0] if len(out) == 1 else out
+
+
+def _dep(d: Dependency) -> dict[str, object]:
+    from waitfor.config.durations import format_duration
+    from waitfor.secrets import mask_urls_in
+
+    # The URL is masked by its structure, as every log line shows it; the rest by the
+    # dependency's secrets (a password_file's content, a header value).
+    out: dict[str, object] = {"name": redact(d.name, d.secrets), "kind": d.kind}
+    if d.kind == "command":
+        out["command"] = [redact(mask_urls_in(a), d.secrets) for a in d.argv]
+    else:
+        out["url"] = d.display
+    for key, val in d.options.items():
+        if hasattr(val, "pattern"):
+            val = val.pattern
+        elif isinstance(val, frozenset):
+            val = _statuses(val)
+        elif isinstance(val, dict):
+            val = {k: MASK for k in val}  # header values may carry tokens: never shown
+        out[key] = redact(val, d.secrets) if isinstance(val, str) else val
+    if d.timeout:
+        out["timeout"] = format_duration(d.timeout)
+    if d.after:
+        out["after"] = list(d.after)
+    if d.invert:
+        out["invert"] = True
+    return out
+
+
+def effective(cfg: Config) -> dict[str, object]:
+    out: dict[str, object] = {"config_file": cfg.config_file}
+    for s in SETTINGS:
+        if not s.yaml:
+            continue
+        value = getattr(cfg, s.key)
+        if value is None and s.default is None:
+            continue  # not set, and off by default: probe_addr, the watch
+        if s.yaml.startswith("watch.") and not cfg.watch_interval:
+            continue
+        shown = s.show(value) if s.show else value
+        if "." in s.yaml:
+            parent, child = s.yaml.split(".", 1)
+            out.setdefault(parent, {})[child] = shown  # type: ignore[index]
+        else:
+            out[s.yaml] = shown
+    out["dependencies"] = [_dep(d) for d in cfg.dependencies]
+    if cfg.health is not None:
+        out["health"] = [_dep(d) for d in cfg.health]
+    return out
+
+
+def run_validate(cfg: Config, offline: bool = False) -> int:
+    """Print the effective config. Unless `offline`, each probe is also built, so that
+    what a driver rejects in a URL or an option fails here, as it would at start."""
+    import yaml
+
+    from waitfor.output import write_stdout
+
+    if not offline:
+        from waitfor.wait.engine import build_probes
+
+        build_probes(cfg.dependencies + (cfg.health or ()))
+    write_stdout(yaml.safe_dump(effective(cfg), sort_keys=False, default_flow_style=False))
+    return 0

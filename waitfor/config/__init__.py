@@ -1,0 +1,107 @@
+"""argv, the environment and the YAML file become one frozen `Config`.
+
+    build(): read the file -> interpolate it -> check its keys -> each SETTINGS row from its
+             sources -> the dependencies (file, then WAITFOR_TARGETS, then the command line)
+             -> names made unique, `after:` checked -> Config
+
+Precedence, for each setting: command line > environment > config file > default
+(waitfor.config.sources). Dependencies add up. Every error names where it is and is a
+UsageError: exit 2, nothing started. No driver is imported here (waitfor.config.targets).
+"""
+
+from __future__ import annotations
+
+from waitfor.config.model import (
+    BY_KEY, DEFAULT_WATCH_INTERVAL, LIST_KEYS, SETTINGS, TOP_KEYS, Config, Dependency,
+)
+from waitfor.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from waitfor.config.sources import Sources
+    from waitfor.config.yamlfile import LDict
+
+__all__ = ["Config", "Dependency", "build"]
+
+
+def build(args: object, env: Mapping[str, str]) -> Config:
+    """`args` is the namespace of waitfor.args.parse; `env` is os.environ."""
+    from waitfor.config.sources import Sources
+
+    cli = dict(vars(args))
+    path = cli.get("config") or env.get("WAITFOR_CONFIG") or None
+    doc = _read_file(str(path), env) if path else None
+    src = Sources(cli, env, path, doc, typed=cli.get("given"))
+    values = {s.key: src.value(s) for s in SETTINGS if s.key != "config"}
+    _cross_checks(values, src)
+    deps, health = _dependencies(src, bool(cli.get("offline")))
+    return Config(
+        mode=cli.get("mode") or "run",
+        command=tuple(cli.get("command") or ()),
+        config_file=path,
+        dependencies=tuple(deps),
+        health=health,
+        **values,
+    )
+
+
+def _read_file(path: str, env: Mapping[str, str]) -> LDict:
+    from waitfor.config import yamlfile
+    from waitfor.config.interpolate import interpolate_doc
+    from waitfor.config.sources import check_mapping
+
+    doc = yamlfile.load(path)
+    if doc is None:
+        doc = yamlfile.LDict()
+        doc.line, doc.lines = 1, {}
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path}: the config must be a mapping (timeout:, dependencies:, ...)")
+    doc = interpolate_doc(doc, env, path)
+    check_mapping(doc, path, TOP_KEYS, path)
+    if "watch" in doc:
+        nested = tuple(s.yaml.split(".", 1)[1] for s in SETTINGS if s.yaml and s.yaml.startswith("watch."))
+        where = f"{path}:{doc.lines['watch']}: watch"
+        check_mapping(doc["watch"], where, nested, path, prefix="watch.")
+    return doc  # type: ignore[return-value]
+
+
+def _cross_checks(values: dict[str, object], src: Sources) -> None:
+    """The rules between settings, which no single row can state."""
+    if values["max_interval"] < values["interval"]:  # type: ignore[operator]
+        values["max_interval"] = values["interval"]
+    # A `watch:` mapping turns the watch on, at its default interval unless it names one.
+    if src.raw(BY_KEY["watch_interval"]) is None and src.in_file("watch")[0]:
+        values["watch_interval"] = DEFAULT_WATCH_INTERVAL
+
+
+def _dependencies(src: Sources, offline: bool) -> tuple[list[Dependency], tuple[Dependency, ...] | None]:
+    from waitfor.config import targets
+    from waitfor.secrets import mask_url
+
+    deps: list[Dependency] = []
+    health = None
+    if src.doc is not None:
+        for section in LIST_KEYS:
+            items = src.doc.get(section)
+            if items is None:
+                continue
+            if not isinstance(items, list):
+                raise UsageError(f"{src.where_in_file(section)}: expected a list")
+            parsed = [targets.from_yaml(item, str(src.path), i, section, line, offline)
+                      for i, (item, line) in enumerate(zip(items, items.lines))]  # type: ignore[attr-defined]
+            if section == "dependencies":
+                deps = parsed
+            else:
+                parsed = targets.uniquify(parsed)
+                targets.check_graph(parsed, "health")
+                health = tuple(parsed)
+    for i, t in enumerate(targets.split_targets(src.env.get("WAITFOR_TARGETS", ""))):
+        deps.append(targets.from_target(t, f"WAITFOR_TARGETS (item {i + 1})", offline))
+    for i, t in enumerate(src.cli.get("targets") or ()):  # type: ignore[attr-defined]
+        where = f"target {mask_url(t)!r} (argument {i + 1})" if "@" not in t else f"target argument {i + 1}"
+        deps.append(targets.from_target(t, where, offline))
+    deps = targets.uniquify(deps)
+    targets.check_graph(deps, "dependencies")
+    return deps, health

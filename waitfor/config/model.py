@@ -1,0 +1,213 @@
+"""What the config is: the frozen records (Config, Dependency) and the one SETTINGS table.
+
+Each row of SETTINGS declares a setting once: its key, flags, environment variable, YAML
+key, validator, default, and whether only `run` takes it or it needs supervision. From the
+table come the `--help` text (waitfor.args), the merge of the sources (waitfor.config),
+the JSON Schema and `validate`'s output (waitfor.commands), and the supervisor's options
+(waitfor.supervise.init.Options.from_config). Adding a flag is one row here and the code
+that uses its value. (As pre-commit's clientlib declares its config once.)
+
+Records are collections.namedtuple, not typing.NamedTuple or dataclasses, whose imports cost
+3 to 5 ms each: `waitfor -- app` is budgeted at 1.5x `python -c pass` (BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from types import MappingProxyType
+from waitfor.config import validators as v
+
+TYPE_CHECKING = False  # typing's own import costs start-up time; mypy: always_true
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+
+# --------------------------------------------------------------------------- records
+
+_DEPENDENCY = namedtuple("_DEPENDENCY", [
+    "name",     # how logs and after: refer to it
+    "kind",     # a key of waitfor.probes.table.KINDS
+    "url",      # the URL as given (interpolated); "" for command dependencies
+    "argv",     # command dependencies only: (program, arg, ...)
+    "options",  # the kind's own options, parsed (a read-only mapping)
+    "timeout",  # this dependency's own deadline in seconds; None: only the overall one
+    "after",    # names that must be ready first
+    "invert",   # ready when the check fails
+    "secrets",  # strings masked in every message about it
+    "where",    # where it was defined, for error messages
+    "named",    # True when the name was given with name:, not made from the target
+], defaults=((), MappingProxyType({}), None, (), False, frozenset(), "", False))
+
+
+class Dependency(_DEPENDENCY):
+    """One thing to wait for."""
+
+    __slots__ = ()
+
+    @property
+    def display(self) -> str:
+        """The target, safe to print."""
+        from waitfor.secrets import mask_url, mask_urls_in
+
+        if self.kind == "command":
+            return "command: " + mask_urls_in(" ".join(self.argv))
+        return mask_url(self.url)
+
+
+# The dependency states, the one vocabulary of the engine, the logs and the state file.
+WAITING, READY, FAILED = "waiting", "ready", "failed"
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class Flag:
+    """One spelling group of a command-line option: `-t, --timeout DURATION`."""
+
+    __slots__ = ("spellings", "metavar", "const", "append", "help")
+
+    def __init__(self, spellings: tuple[str, ...], help: str, metavar: str | None = None,
+                 const: object = None, append: bool = False) -> None:
+        self.spellings, self.help, self.metavar = spellings, help, metavar
+        self.const, self.append = const, append
+
+    @property
+    def takes_value(self) -> bool:
+        return self.const is None
+
+
+class Setting:
+    """One row of SETTINGS."""
+
+    __slots__ = ("key", "group", "flags", "env", "yaml", "parse", "default", "show",
+                 "run_only", "needs_supervision", "schema")
+
+    def __init__(self, key: str, group: str, *, flags: tuple[Flag, ...] = (), env: str | None = None,
+                 yaml: str | None = None, parse: Callable[[object], object] = v.string,
+                 default: object = None, show: Callable[[object], object] | None = None,
+                 run_only: bool = False, needs_supervision: bool = False,
+                 schema: Mapping[str, object] | None = None) -> None:
+        self.key, self.group, self.flags, self.env, self.yaml = key, group, flags, env, yaml
+        self.parse, self.default, self.show = parse, default, show
+        self.run_only, self.needs_supervision = run_only, needs_supervision
+        self.schema = schema if schema is not None else getattr(parse, "schema", {})
+
+    @property
+    def flag(self) -> str:
+        """The long spelling, for errors and messages."""
+        return self.flags[0].spellings[-1] if self.flags else (self.env or self.key)
+
+
+def _show_duration(seconds: object) -> object:
+    from waitfor.config.durations import format_duration
+
+    return format_duration(seconds) if isinstance(seconds, (int, float)) else "none"
+
+
+def _show_signal(n: object) -> object:
+    from waitfor.signals import signal_name
+
+    return signal_name(n) if isinstance(n, int) else n
+
+
+def _show_addr(addr: object) -> object:
+    if not isinstance(addr, tuple):
+        return addr
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+WAITING_GROUP, OUTPUT, SUPERVISION, RUNTIME = (
+    "waiting", "output", "supervision (run)", "runtime watch and probes (run)")
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("config", WAITING_GROUP, env="WAITFOR_CONFIG", flags=(
+        Flag(("-c", "--config"), "YAML config file", "FILE"),)),
+    Setting("timeout", WAITING_GROUP, env="WAITFOR_TIMEOUT", yaml="timeout", parse=v.deadline, default=60.0,
+            show=_show_duration, flags=(
+                Flag(("-t", "--timeout"), "overall deadline, 0 for none (default 60s)", "DURATION"),)),
+    Setting("interval", WAITING_GROUP, yaml="interval", parse=v.positive_duration, default=0.05,
+            show=_show_duration, flags=(
+                Flag(("--interval",), "first retry delay and the polling interval of closed ports (default 50ms)",
+                     "DURATION"),)),
+    Setting("max_interval", WAITING_GROUP, yaml="max_interval", parse=v.positive_duration, default=1.0,
+            show=_show_duration, flags=(
+                Flag(("--max-interval",), "longest retry delay (default 1s)", "DURATION"),)),
+    Setting("attempt_timeout", WAITING_GROUP, yaml="attempt_timeout", parse=v.positive_duration, default=2.0,
+            show=_show_duration, flags=(
+                Flag(("--attempt-timeout",), "bound on one attempt (default 2s)", "DURATION"),)),
+    Setting("verbosity", OUTPUT, parse=int, default=0, flags=(
+        Flag(("-q", "--quiet"), "only warnings and errors", const=-1),
+        Flag(("-v", "--verbose"), "also every change of reason", const=1))),
+    Setting("log_format", OUTPUT, env="WAITFOR_LOG_FORMAT", yaml="log_format", parse=v.log_format, default="text",
+            flags=(Flag(("--log-format",), "log line format (default text)", "text|json"),)),
+    Setting("supervise", SUPERVISION, parse=str, default="auto", run_only=True, flags=(
+        Flag(("--init",), "supervise COMMAND as a child even when not PID 1 (as a child subreaper)", const="init"),
+        Flag(("--exec",), "replace waitfor with COMMAND even as PID 1", const="exec"))),
+    Setting("group", SUPERVISION, parse=bool, default=False, run_only=True, needs_supervision=True, flags=(
+        Flag(("--group",), "forward signals to the app's whole process group", const=True),)),
+    Setting("rewrite", SUPERVISION, parse=v.rewrites, default=MappingProxyType({}), run_only=True,
+            needs_supervision=True, flags=(
+                Flag(("--rewrite",), "forward signal X as Y (X:- drops X); repeatable, e.g. --rewrite TERM:QUIT",
+                     "SIG:SIG", append=True),)),
+    Setting("stop_timeout", SUPERVISION, yaml="stop_timeout", parse=v.duration, default=5.0, run_only=True,
+            show=_show_duration, flags=(
+                Flag(("--stop-timeout",), "grace before SIGKILL for processes left behind (default 5s)",
+                     "DURATION"),)),
+    Setting("stop_signal", SUPERVISION, yaml="stop_signal", parse=v.signal, default=15, run_only=True,
+            show=_show_signal, flags=(
+                Flag(("--stop-signal",), "signal that stops the app when a watched dependency fails (default TERM)",
+                     "SIG"),)),
+    Setting("success_exit", SUPERVISION, parse=v.exit_codes, default=frozenset(), run_only=True,
+            needs_supervision=True, show=sorted, flags=(
+                Flag(("--success-exit",), "treat the app's exit code CODE as 0; repeatable", "CODE",
+                     append=True),)),
+    Setting("watch_interval", RUNTIME, yaml="watch.interval", parse=v.deadline, default=None, run_only=True,
+            needs_supervision=True, show=_show_duration, flags=(
+                Flag(("--watch-interval",), "keep probing every DURATION while the app runs (0: no watch)",
+                     "DURATION"),)),
+    Setting("failure_threshold", RUNTIME, yaml="watch.failure_threshold", parse=v.positive_int, default=3,
+            run_only=True, flags=(
+                Flag(("--failure-threshold",), "failures in a row that stop the app (default 3)", "N"),)),
+    Setting("probe_addr", RUNTIME, yaml="probe_addr", parse=v.listen_addr, default=None, run_only=True,
+            needs_supervision=True, show=_show_addr, flags=(
+                Flag(("--probe-addr",), "serve /livez, /readyz and /startupz on HOST:PORT", "HOST:PORT"),)),
+)
+BY_KEY: Mapping[str, Setting] = MappingProxyType({s.key: s for s in SETTINGS})
+
+# The watch turned on by a `watch:` mapping that names no interval.
+DEFAULT_WATCH_INTERVAL = 5.0
+
+# Top-level YAML keys: the settings', plus the two lists of dependencies.
+LIST_KEYS = ("dependencies", "health")
+TOP_KEYS = tuple(dict.fromkeys([s.yaml.split(".")[0] for s in SETTINGS if s.yaml] + list(LIST_KEYS)))
+# Keys every dependency may have, whatever its kind.
+COMMON_KEYS = ("name", "url", "command", "timeout", "after", "invert")
+
+
+_CONFIG = namedtuple("_CONFIG", [
+    "mode",              # run | wait | check | health | validate
+    "command",           # COMMAND and its arguments (run)
+    "dependencies",      # (Dependency, ...)
+    "health",            # (Dependency, ...); None: health checks the dependencies
+    *(s.key if s.key != "config" else "config_file" for s in SETTINGS),
+], defaults=((), (), None, *(s.default for s in SETTINGS)))
+
+
+class Config(_CONFIG):
+    """Everything waitfor was told, merged from argv, env and YAML."""
+
+    __slots__ = ()
+
+    @property
+    def checks(self) -> tuple[Dependency, ...]:
+        """What `waitfor health` and the runtime watch check."""
+        return self.dependencies if self.health is None else self.health  # type: ignore[no-any-return]
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """Every secret string of every dependency: masked in whatever prints the config."""
+        found: set[str] = set()
+        for d in self.dependencies + (self.health or ()):
+            found |= d.secrets
+        return frozenset(found)

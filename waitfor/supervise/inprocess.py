@@ -1,0 +1,109 @@
+"""`run` with a runtime watch or a probe endpoint: waitfor stays in this interpreter (it
+keeps probing, so the lean re-exec of waitfor.supervise.launch would not help) and runs
+the same supervisor loop (waitfor.supervise.init) in-process, with the watch as its hooks:
+
+    with Watched(cfg, log) as w:     state file + probe endpoint
+        wait(observe=w.observe)      (waitfor.commands.run)
+        w.supervise(inherited)       supervise(app, hooks=watch)  ->  exit code
+
+Signals: every catchable signal is already blocked (cli.main), the probe-endpoint and
+watch threads inherit that, so signals still reach only the main thread's sigwaitinfo().
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from waitfor.config.model import READY
+from waitfor.supervise import state as st
+from waitfor.supervise.init import Hooks, Options, supervise
+from waitfor.supervise.watch import Watch, watched
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from waitfor.config.model import Config
+    from waitfor.output import Log
+    from waitfor.signals import Inherited
+    from waitfor.wait.engine import Outcome
+
+
+class WatchHooks(Hooks):
+    """Bridges the watch thread and the supervisor loop in the main thread."""
+
+    def __init__(self, cfg: Config, status: st.Status, log: Log) -> None:
+        self.main_thread = threading.get_ident()
+        self._lost = threading.Event()
+        self.watch = Watch(cfg, status, log, on_failure=self._on_failure)
+        # The watch's command probes run in this process: waitpid(-1) in the loop may reap
+        # them first, and must hand their status back.
+        self._reaped = None
+        if any(d.kind == "command" for d in watched(cfg)):
+            from waitfor.probes import command
+
+            self._reaped = command.deliver
+
+    def _on_failure(self, outcome: Outcome) -> None:
+        self._lost.set()
+        signal.pthread_kill(self.main_thread, signal.SIGCHLD)  # wake the supervisor loop
+
+    def started(self, pid: int) -> None:
+        self.watch.start()
+
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    def reaped(self, pid: int, status: int) -> None:
+        if self._reaped is not None:
+            self._reaped(pid, status)
+
+    def stop(self) -> None:
+        self.watch.stop()
+
+
+class Watched:
+    """The state file and the probe endpoint, from the start of the wait to the exit."""
+
+    def __init__(self, cfg: Config, log: Log) -> None:
+        self.cfg, self.log = cfg, log
+        self.status = st.Status(st.state_path(), watch_interval=cfg.watch_interval)
+        self.server = None
+        self.hooks: WatchHooks | None = None
+
+    def __enter__(self) -> Watched:
+        if self.cfg.probe_addr:
+            from waitfor.supervise.probe_server import serve
+
+            self.server = serve(self.cfg.probe_addr, self.status, self.log)
+        self.status.save()
+        return self
+
+    def observe(self, o: Outcome) -> None:
+        """Each change of a dependency during the wait, for the state file and /readyz."""
+        self.status.record(o.dep.name, o.state == READY, o.reason)
+
+    def supervise(self, inherited: Inherited) -> int:
+        from waitfor.supervise import launch
+
+        if not launch.is_pid1():
+            launch.become_subreaper()
+        self.hooks = WatchHooks(self.cfg, self.status, self.log)
+        self.status.set_phase(st.RUNNING)
+        # The forked child only makes system calls before exec, so the other threads are
+        # harmless; Python 3.12+ warns about fork() with threads regardless.
+        import warnings
+
+        warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+        return supervise(Options.from_config(self.cfg, inherited), self.hooks)
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.hooks is not None:
+            self.hooks.stop()
+        self.status.set_phase(st.STOPPING)
+        self.status.remove()
+        if self.server is not None:
+            self.server.shutdown()  # else serve_forever() polls the closed socket until exit
+            self.server.server_close()

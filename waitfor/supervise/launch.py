@@ -1,0 +1,96 @@
+"""Hand over to the app once every dependency is ready.
+
+- exec mode (the default outside PID 1, or --exec): waitfor replaces itself with COMMAND,
+  after restoring the signal dispositions and mask it inherited.
+- lean supervision (the default as PID 1, or --init): waitfor replaces itself with a lean
+  interpreter running waitfor.supervise.init, which starts COMMAND as its child. Signals
+  stay blocked across that exec, so one that arrives meanwhile stays pending and is
+  forwarded once the app runs. The exec also drops every module the wait imported (yaml,
+  tenacity, drivers), which keeps the idle init small.
+- in-process supervision (a runtime watch or a probe endpoint): waitfor.supervise.inprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from waitfor import exitcodes, signals
+from waitfor.config.model import SETTINGS
+from waitfor.errors import UsageError, WaitforError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from waitfor.config.model import Config
+    from waitfor.signals import Inherited
+
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+
+
+def is_pid1() -> bool:
+    return os.getpid() == 1
+
+
+def supervises(cfg: Config) -> bool:
+    """--init and --exec decide; otherwise supervise as PID 1, or when a setting needs it
+    (the rows of SETTINGS marked needs_supervision)."""
+    needs = [s.flag for s in SETTINGS if s.needs_supervision and getattr(cfg, s.key)]
+    if cfg.supervise == "exec":
+        if needs:
+            raise UsageError(f"--exec: {needs[0]} needs waitfor to supervise the app (drop --exec)")
+        return False
+    return cfg.supervise == "init" or is_pid1() or bool(needs)
+
+
+def exec_app(command: tuple[str, ...], inherited: Inherited) -> None:
+    """execvp(COMMAND) with the inherited signal state; raise WaitforError (126/127) if it fails."""
+    signals.restore(inherited)
+    try:
+        os.execvp(command[0], list(command))
+    except OSError as e:
+        code, message = exitcodes.exec_failure(command[0], e.errno or 0)
+        raise WaitforError(message, code) from None
+
+
+def become_subreaper() -> None:
+    """PR_SET_CHILD_SUBREAPER, so that orphans come to waitfor outside PID 1 too. The flag
+    survives execve(2), so the lean supervisor keeps it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        why = os.strerror(ctypes.get_errno())
+        raise WaitforError(f"--init: cannot become a child subreaper: {why}", exitcodes.INTERNAL)
+
+
+def reexec_argv(cfg: Config, inherited: Inherited) -> list[str]:
+    """The command line of the lean supervisor, with its options (Options.to_argv)."""
+    from waitfor.supervise.init import Options
+
+    # A blocked signal stays pending across execve(2), so the supervisor takes and forwards
+    # whatever arrived during the wait; except SIGPIPE and SIGXFSZ, which the new
+    # interpreter sets to SIG_IGN before any of our code runs, and setting SIG_IGN discards
+    # a pending signal even while it is blocked (sigaction(2), POSIX). Name those instead.
+    # (One that arrives between this sigpending() and the execve is still lost: the window
+    # is a few system calls long, and no Python flag keeps the interpreter from ignoring
+    # them.) The in-process supervisor does not exec, so it needs none.
+    pending = signals.pending() & signals.PYTHON_IGNORES
+    opts = Options.from_config(cfg, inherited, pending).to_argv()
+    if getattr(sys, "frozen", False):
+        # A frozen bundle (packaging/): sys.executable is waitfor itself and takes no
+        # interpreter flags; its hidden `_supervise` mode is the same lean entry.
+        return [sys.executable, "_supervise", *opts]
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    boot = (
+        f"import sys; sys.path.insert(0, {package_parent!r}); "
+        "from waitfor.supervise.init import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return [sys.executable, "-I", "-S", "-c", boot, *opts]
+
+
+def reexec(cfg: Config, inherited: Inherited) -> None:
+    """Replace this process with the lean supervisor (signals still blocked)."""
+    if not is_pid1():
+        become_subreaper()
+    argv = reexec_argv(cfg, inherited)
+    os.execv(argv[0], argv)

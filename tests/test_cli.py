@@ -234,7 +234,7 @@ def test_validate_output_and_exit_codes(tmp_path):
     out = yaml.safe_load(r.stdout)
     assert out["timeout"] == "none" and out["interval"] == "100ms"
     assert out["dependencies"][0] == {"name": "db:5432", "kind": "tcp", "url": "tcp://db:5432"}
-    assert yaml.safe_load(waitfor("validate").stdout)["timeout"] == "60s"  # the default
+    assert yaml.safe_load(waitfor("validate").stdout)["timeout"] == "1m"  # the default
     y = tmp_path / "bad.yaml"
     y.write_text("timeout: 1s\nnope: 1\n")
     r = waitfor("validate", "-c", y)

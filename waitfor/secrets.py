@@ -43,7 +43,7 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc
     if "@" not in netloc and "@" in url:
         try:
-            parts.port
+            _ = parts.port
         except ValueError:
             # `u:pa/ss@host`: a password with an unencoded / ? or # ends the netloc early,
             # and the rest of it looks like a port. Mask up to the last @.

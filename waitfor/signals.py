@@ -14,10 +14,14 @@ restored to the default, as subprocess does.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 try:
     # The C module: `signal` wraps the same functions to return enums, and importing
     # `enum` costs ~4 ms of the start-up that `waitfor -- app` is budgeted.
-    import _signal as signal
+    import _signal as signal  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # not CPython
     import signal
 
@@ -33,17 +37,17 @@ class Inherited:
     """The inherited mask and the set of ignored signals. (No typing/dataclasses here:
     this module is imported by the lean supervisor, whose memory is budgeted.)"""
 
-    __slots__ = ("mask", "ignored")
+    __slots__ = ("ignored", "mask")
 
-    def __init__(self, mask: frozenset, ignored: frozenset):
+    def __init__(self, mask: frozenset[int], ignored: frozenset[int]) -> None:
         self.mask, self.ignored = mask, ignored
 
 
-def catchable():
+def catchable() -> list[int]:
     return sorted(int(s) for s in signal.valid_signals() if s not in UNCATCHABLE)
 
 
-def pending() -> set:
+def pending() -> set[int]:
     return {int(s) for s in signal.sigpending()}
 
 
@@ -70,11 +74,11 @@ def restore(state: Inherited) -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, state.mask)
 
 
-def encode(sigs) -> str:
+def encode(sigs: Iterable[int]) -> str:
     return ",".join(str(s) for s in sorted(sigs)) or "-"
 
 
-def decode(text: str) -> frozenset:
+def decode(text: str) -> frozenset[int]:
     return frozenset() if text == "-" else frozenset(int(s) for s in text.split(","))
 
 

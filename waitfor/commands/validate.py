@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def _statuses(codes: frozenset[int]) -> object:
     """HTTP statuses as written: a whole class as "3xx", other codes one by one."""
-    out = []
+    out: list[object] = []
     for cls in range(1, 6):
         whole = set(range(cls * 100, cls * 100 + 100))
         if whole <= codes:

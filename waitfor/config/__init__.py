@@ -12,7 +12,13 @@ UsageError: exit 2, nothing started. No driver is imported here (waitfor.config.
 from __future__ import annotations
 
 from waitfor.config.model import (
-    BY_KEY, DEFAULT_WATCH_INTERVAL, LIST_KEYS, SETTINGS, TOP_KEYS, Config, Dependency,
+    BY_KEY,
+    DEFAULT_WATCH_INTERVAL,
+    LIST_KEYS,
+    SETTINGS,
+    TOP_KEYS,
+    Config,
+    Dependency,
 )
 from waitfor.errors import UsageError
 
@@ -32,11 +38,14 @@ def build(args: object, env: Mapping[str, str]) -> Config:
 
     cli = dict(vars(args))
     path = cli.get("config") or env.get("WAITFOR_CONFIG") or None
-    doc = _read_file(str(path), env) if path else None
+    unset: set[str] = set()
+    doc = _read_file(str(path), env, unset) if path else None
     src = Sources(cli, env, path, doc, typed=cli.get("given"))
     values = {s.key: src.value(s) for s in SETTINGS if s.key != "config"}
     _cross_checks(values, src)
     deps, health = _dependencies(src, bool(cli.get("offline")))
+    if unset and values["verbosity"] == 0:
+        _warn_unset(str(path), sorted(unset), str(values["log_format"]))
     return Config(
         mode=cli.get("mode") or "run",
         command=tuple(cli.get("command") or ()),
@@ -47,7 +56,16 @@ def build(args: object, env: Mapping[str, str]) -> Config:
     )
 
 
-def _read_file(path: str, env: Mapping[str, str]) -> LDict:
+def _warn_unset(path: str, names: list[str], log_format: str) -> None:
+    """Once per variable, as Compose does: an unset ${API_TOKEN} silently became "Bearer "."""
+    from waitfor.output import Log
+
+    log = Log(log_format)
+    for name in names:
+        log.warning(f"{path}: the {name} variable is not set; using an empty string", variable=name)
+
+
+def _read_file(path: str, env: Mapping[str, str], unset: set[str]) -> LDict:
     from waitfor.config import yamlfile
     from waitfor.config.interpolate import interpolate_doc
     from waitfor.config.sources import check_mapping
@@ -58,13 +76,13 @@ def _read_file(path: str, env: Mapping[str, str]) -> LDict:
         doc.line, doc.lines = 1, {}
     if not isinstance(doc, dict):
         raise UsageError(f"{path}: the config must be a mapping (timeout:, dependencies:, ...)")
-    doc = interpolate_doc(doc, env, path)
+    doc = interpolate_doc(doc, env, path, unset_names=unset)
     check_mapping(doc, path, TOP_KEYS, path)
     if "watch" in doc:
         nested = tuple(s.yaml.split(".", 1)[1] for s in SETTINGS if s.yaml and s.yaml.startswith("watch."))
         where = f"{path}:{doc.lines['watch']}: watch"
         check_mapping(doc["watch"], where, nested, path, prefix="watch.")
-    return doc  # type: ignore[return-value]
+    return doc
 
 
 def _cross_checks(values: dict[str, object], src: Sources) -> None:
@@ -99,7 +117,8 @@ def _dependencies(src: Sources, offline: bool) -> tuple[list[Dependency], tuple[
                 health = tuple(parsed)
     for i, t in enumerate(targets.split_targets(src.env.get("WAITFOR_TARGETS", ""))):
         deps.append(targets.from_target(t, f"WAITFOR_TARGETS (item {i + 1})", offline))
-    for i, t in enumerate(src.cli.get("targets") or ()):  # type: ignore[attr-defined]
+    cli_targets: list[str] = src.cli.get("targets") or []  # type: ignore[assignment]
+    for i, t in enumerate(cli_targets):
         where = f"target {mask_url(t)!r} (argument {i + 1})" if "@" not in t else f"target argument {i + 1}"
         deps.append(targets.from_target(t, where, offline))
     deps = targets.uniquify(deps)

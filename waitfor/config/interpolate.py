@@ -20,7 +20,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPS = (":-", ":?", ":+", "-", "?", "+")
 
 
-def _closing(text: str, i: int):
+def _closing(text: str, i: int) -> int | None:
     """Index of the `}` that closes a `${` whose body starts at i (nested `${...}` allowed)."""
     depth = 0
     while i < len(text):
@@ -38,16 +38,24 @@ def _closing(text: str, i: int):
     return None
 
 
-def interpolate(text: str, env) -> str:
-    """Expand variables in `text`. Raise ValueError on `${VAR:?msg}` or a malformed `$`."""
+MAX_NESTING = 20  # ${A:-${B:-...}} deep: a config needs two or three
 
-    def bad(at: int):
+
+def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None = None, depth: int = 0) -> str:
+    """Expand variables in `text`. Raise ValueError on `${VAR:?msg}` or a malformed `$`.
+    A plain reference to an unset variable (`$X`, `${X}`) becomes "" as in Compose, and
+    its name is added to `unset_names`, for the caller's warning."""
+    if depth > MAX_NESTING:
+        raise ValueError(f"defaults nested more than {MAX_NESTING} deep")
+
+    def bad(at: int) -> ValueError:
         # Only `$` and what follows it: the rest of the string may be a password.
         m = _NAME.match(text, at + 2) if text.startswith("${", at) else None
         ref = text[at:m.end()] if m else text[at:at + 2]
         return ValueError(f"bad variable reference {ref!r} at character {at + 1} (write $$ for a literal $)")
 
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while i < len(text):
         start = text.find("$", i)
         if start < 0:
@@ -63,12 +71,14 @@ def interpolate(text: str, env) -> str:
             m = _NAME.match(text, start + 1)
             if not m:
                 raise bad(start)
+            if m.group() not in env and unset_names is not None:
+                unset_names.add(m.group())
             out.append(env.get(m.group()) or "")
             i = m.end()
             continue
         m = _NAME.match(text, start + 2)
         end = _closing(text, m.end()) if m else None
-        if end is None:
+        if end is None or m is None:
             raise bad(start)
         name, body = m.group(), text[m.end():end]
         op = next((o for o in _OPS if body.startswith(o)), None)
@@ -78,23 +88,26 @@ def interpolate(text: str, env) -> str:
         value = env.get(name)
         unset = value is None or (op is not None and op.startswith(":") and value == "")
         if op in (":-", "-"):
-            out.append(interpolate(arg, env) if unset else value)
+            out.append(interpolate(arg, env, unset_names, depth + 1) if unset else str(value))
         elif op in (":?", "?"):
             if unset:
                 raise ValueError(f"required variable {name} is not set" + (f": {arg}" if arg else ""))
-            out.append(value)
+            out.append(str(value))
         elif op in (":+", "+"):
-            out.append("" if unset else interpolate(arg, env))
+            out.append("" if unset else interpolate(arg, env, unset_names, depth + 1))
         else:
+            if value is None and unset_names is not None:
+                unset_names.add(name)
             out.append(value or "")
         i = end + 1
     return "".join(out)
 
 
-def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int = 0, key: str = "") -> Any:
+def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int = 0, key: str = "",
+                    unset_names: set[str] | None = None) -> Any:
     """Interpolate every string value in the YAML document, keeping line numbers.
     An error names `file:line: key`, such as `deps.yaml:4: dependencies[0].url`.
-    Iterative over depth would be overkill: yamlfile caps the nesting first."""
+    (Recursive: yamlfile caps the nesting of the document first.)"""
     from waitfor.config.yamlfile import LDict, LList
     from waitfor.errors import UsageError
 
@@ -102,16 +115,17 @@ def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int =
         out = LDict()
         out.line, out.lines = node.line, node.lines
         for k, val in node.items():
-            out[k] = interpolate_doc(val, env, path, node.lines.get(k, node.line), f"{key}.{k}" if key else k)
+            out[k] = interpolate_doc(val, env, path, node.lines.get(k, node.line), f"{key}.{k}" if key else k,
+                                     unset_names)
         return out
     if isinstance(node, LList):
-        items = LList(interpolate_doc(val, env, path, ln, f"{key}[{i}]")
+        items = LList(interpolate_doc(val, env, path, ln, f"{key}[{i}]", unset_names)
                       for i, (val, ln) in enumerate(zip(node, node.lines)))
         items.line, items.lines = node.line, node.lines
         return items
     if isinstance(node, str):
         try:
-            return interpolate(node, env)
+            return interpolate(node, env, unset_names)
         except ValueError as e:
             raise UsageError(f"{path}:{line}: {key}: {e}" if key else f"{path}:{line}: {e}") from None
     return node

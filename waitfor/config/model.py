@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections import namedtuple
 from types import MappingProxyType
+
 from waitfor.config import validators as v
 
 TYPE_CHECKING = False  # typing's own import costs start-up time; mypy: always_true
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import Any
 
 
 # --------------------------------------------------------------------------- records
@@ -43,6 +45,25 @@ class Dependency(_DEPENDENCY):
     """One thing to wait for."""
 
     __slots__ = ()
+    if TYPE_CHECKING:  # the fields' types, for mypy (tests/test_architecture.py keeps them in step)
+        name: str
+        kind: str
+        url: str
+        argv: tuple[str, ...]
+        options: Mapping[str, Any]
+        timeout: float | None
+        after: tuple[str, ...]
+        invert: bool
+        secrets: frozenset[str]
+        where: str
+        named: bool
+
+        def __new__(cls, name: str, kind: str, url: str = "", argv: tuple[str, ...] = (),  # noqa: D102
+                    options: Mapping[str, Any] = ..., timeout: float | None = None, after: tuple[str, ...] = (),
+                    invert: bool = False, secrets: frozenset[str] = frozenset(), where: str = "",
+                    named: bool = False) -> Dependency: ...
+
+        def _replace(self, **kw: Any) -> Dependency: ...
 
     @property
     def display(self) -> str:
@@ -64,7 +85,7 @@ WAITING, READY, FAILED = "waiting", "ready", "failed"
 class Flag:
     """One spelling group of a command-line option: `-t, --timeout DURATION`."""
 
-    __slots__ = ("spellings", "metavar", "const", "append", "help")
+    __slots__ = ("append", "const", "help", "metavar", "spellings")
 
     def __init__(self, spellings: tuple[str, ...], help: str, metavar: str | None = None,
                  const: object = None, append: bool = False) -> None:
@@ -79,8 +100,19 @@ class Flag:
 class Setting:
     """One row of SETTINGS."""
 
-    __slots__ = ("key", "group", "flags", "env", "yaml", "parse", "default", "show",
-                 "run_only", "needs_supervision", "schema")
+    __slots__ = (
+        "default",
+        "env",
+        "flags",
+        "group",
+        "key",
+        "needs_supervision",
+        "parse",
+        "run_only",
+        "schema",
+        "show",
+        "yaml",
+    )
 
     def __init__(self, key: str, group: str, *, flags: tuple[Flag, ...] = (), env: str | None = None,
                  yaml: str | None = None, parse: Callable[[object], object] = v.string,
@@ -136,7 +168,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("attempt_timeout", WAITING_GROUP, yaml="attempt_timeout", parse=v.positive_duration, default=2.0,
             show=_show_duration, flags=(
                 Flag(("--attempt-timeout",), "bound on one attempt (default 2s)", "DURATION"),)),
-    Setting("verbosity", OUTPUT, parse=int, default=0, flags=(
+    Setting("verbosity", OUTPUT, parse=v.whole_number, default=0, flags=(
         Flag(("-q", "--quiet"), "only warnings and errors", const=-1),
         Flag(("-v", "--verbose"), "also every change of reason", const=1))),
     Setting("log_format", OUTPUT, env="WAITFOR_LOG_FORMAT", yaml="log_format", parse=v.log_format, default="text",
@@ -159,7 +191,7 @@ SETTINGS: tuple[Setting, ...] = (
                 Flag(("--stop-signal",), "signal that stops the app when a watched dependency fails (default TERM)",
                      "SIG"),)),
     Setting("success_exit", SUPERVISION, parse=v.exit_codes, default=frozenset(), run_only=True,
-            needs_supervision=True, show=sorted, flags=(
+            needs_supervision=True, show=v.sorted_list, flags=(
                 Flag(("--success-exit",), "treat the app's exit code CODE as 0; repeatable", "CODE",
                      append=True),)),
     Setting("watch_interval", RUNTIME, yaml="watch.interval", parse=v.deadline, default=None, run_only=True,
@@ -185,7 +217,7 @@ TOP_KEYS = tuple(dict.fromkeys([s.yaml.split(".")[0] for s in SETTINGS if s.yaml
 COMMON_KEYS = ("name", "url", "command", "timeout", "after", "invert")
 
 
-_CONFIG = namedtuple("_CONFIG", [
+_CONFIG = namedtuple("_CONFIG", [  # type: ignore[misc]
     "mode",              # run | wait | check | health | validate
     "command",           # COMMAND and its arguments (run)
     "dependencies",      # (Dependency, ...)
@@ -198,11 +230,36 @@ class Config(_CONFIG):
     """Everything waitfor was told, merged from argv, env and YAML."""
 
     __slots__ = ()
+    if TYPE_CHECKING:  # the fields' types, for mypy (tests/test_architecture.py keeps them in step)
+        mode: str
+        command: tuple[str, ...]
+        dependencies: tuple[Dependency, ...]
+        health: tuple[Dependency, ...] | None
+        config_file: str | None
+        timeout: float | None
+        interval: float
+        max_interval: float
+        attempt_timeout: float
+        verbosity: int
+        log_format: str
+        supervise: str
+        group: bool
+        rewrite: Mapping[int, int]
+        stop_timeout: float
+        stop_signal: int
+        success_exit: frozenset[int]
+        watch_interval: float | None
+        failure_threshold: int
+        probe_addr: tuple[str, int] | None
+
+        def __new__(cls, mode: str, **kw: Any) -> Config: ...
+
+        def _replace(self, **kw: Any) -> Config: ...
 
     @property
     def checks(self) -> tuple[Dependency, ...]:
         """What `waitfor health` and the runtime watch check."""
-        return self.dependencies if self.health is None else self.health  # type: ignore[no-any-return]
+        return self.dependencies if self.health is None else self.health
 
     @property
     def secrets(self) -> frozenset[str]:

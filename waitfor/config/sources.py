@@ -76,7 +76,8 @@ def check_mapping(node: object, where: str, known: tuple[str, ...], path: str, p
     """A mapping of the file with only `known` keys, else a located error."""
     if not isinstance(node, dict):
         raise UsageError(f"{where}: expected a mapping ({', '.join(k + ':' for k in known)})")
+    lines, line = getattr(node, "lines", {}), getattr(node, "line", 0)
     for key in node:
         if key not in known:
-            raise UsageError(f"{path}:{node.lines.get(key, node.line)}: {prefix}{key}: unknown key "
+            raise UsageError(f"{path}:{lines.get(key, line)}: {prefix}{key}: unknown key "
                              f"(known: {', '.join(known)})")

@@ -16,7 +16,7 @@ from waitfor.errors import UsageError, at
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable
 
     from waitfor.config.yamlfile import LDict
 

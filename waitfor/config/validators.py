@@ -11,7 +11,6 @@ from waitfor.config.durations import parse_duration
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from re import Pattern
     from typing import Any, TypeVar
 
     F = TypeVar("F", bound=Callable[..., Any])
@@ -66,6 +65,18 @@ def rewrites(values: object) -> Mapping[int, int]:
 
     items = values if isinstance(values, (list, tuple)) else [values]
     return MappingProxyType(dict(parse_rewrite(string(item)) for item in items))
+
+
+def whole_number(value: object) -> int:
+    """An int as given by a flag's constant (-q, -v)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return value
+
+
+def sorted_list(values: object) -> list[object]:
+    """A set, shown as a sorted list (validate's output)."""
+    return sorted(values) if isinstance(values, (set, frozenset)) else [values]  # type: ignore[type-var]
 
 
 def exit_code(value: object) -> int:

@@ -1,9 +1,22 @@
 """Read the YAML config into plain Python values that remember their line numbers,
-so that every config error can name `file:line: key`."""
+so that every config error can name `file:line: key`.
+
+Only what a config needs is loaded: mappings, lists, strings, numbers, booleans and
+null. Any other tag (`!!python/object`, `!!binary`, `!!set`, a custom `!tag`) is an
+error; an implicit timestamp (`timeout: 2001-13-45`) stays the string it was written as;
+a scalar that its explicit tag cannot read (`!!int abc`) is an error at its line.
+Nesting and size are bounded, so no document makes the loader recurse or run away.
+"""
+
+from __future__ import annotations
 
 import yaml
 
 from waitfor.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -12,28 +25,50 @@ class LDict(dict):
     """A mapping from YAML; `.line` is its own line, `.lines[key]` each key's line (1-based)."""
 
     line = 0
-    lines: dict
+    lines: dict[str, int]
 
 
 class LList(list):
     line = 0
-    lines: list
+    lines: list[int]
 
 
 _PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
 
 MAX_NODES = 100_000  # a config has hundreds; aliases of aliases ("billion laughs") have billions
+MAX_DEPTH = 32  # a config nests four or five deep
+MAX_INT = 2**63  # far beyond any count, port or number of seconds a config holds
+_SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
 class _Walk:
     """The nodes being converted (an alias back into one is a cycle) and a node budget."""
 
-    def __init__(self):
-        self.active, self.nodes = set(), 0
+    def __init__(self) -> None:
+        self.active: set[int] = set()
+        self.nodes = 0
 
 
-def _convert(node, constructor, path: str, walk: "_Walk | None" = None):
+def _scalar(node: yaml.Node, constructor: yaml.constructor.SafeConstructor, path: str) -> Any:
+    line = node.start_mark.line + 1
+    if node.tag == _TIMESTAMP:
+        return node.value  # a config has no dates: keep what was written
+    if node.tag not in _SCALAR_TAGS:
+        raise UsageError(f"{path}:{line}: unsupported YAML tag {node.tag!r}")
+    try:
+        value = constructor.construct_object(node)
+    except (ValueError, KeyError, OverflowError, yaml.YAMLError):  # !!int abc, !!bool maybe, 5,000 digits
+        kind = node.tag.rsplit(":", 1)[1]
+        raise UsageError(f"{path}:{line}: not a valid {kind} (explicit tag !!{kind})") from None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        raise UsageError(f"{path}:{line}: number out of range")
+    return value
+
+
+def _convert(node: yaml.Node, constructor: yaml.constructor.SafeConstructor, path: str,
+             walk: _Walk | None = None) -> Any:
     walk = walk or _Walk()
     line = node.start_mark.line + 1
     if id(node) in walk.active:
@@ -42,7 +77,9 @@ def _convert(node, constructor, path: str, walk: "_Walk | None" = None):
     if walk.nodes > MAX_NODES:
         raise UsageError(f"{path}:{line}: too many YAML nodes (more than {MAX_NODES}; aliases of aliases?)")
     if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-        return constructor.construct_object(node)
+        return _scalar(node, constructor, path)
+    if len(walk.active) >= MAX_DEPTH:
+        raise UsageError(f"{path}:{line}: nested more than {MAX_DEPTH} deep")
     walk.active.add(id(node))
     try:
         return _convert_collection(node, constructor, path, walk)
@@ -50,8 +87,9 @@ def _convert(node, constructor, path: str, walk: "_Walk | None" = None):
         walk.active.discard(id(node))
 
 
-def _convert_collection(node, constructor, path: str, walk: _Walk):
-    plain = _PLAIN_TAGS.get(type(node))
+def _convert_collection(node: yaml.Node, constructor: yaml.constructor.SafeConstructor, path: str,
+                        walk: _Walk) -> Any:
+    plain = _PLAIN_TAGS.get(type(node))  # type: ignore[arg-type]
     if plain is not None and node.tag != plain:  # such as !!python/object, !!set, !!omap
         raise UsageError(f"{path}:{node.start_mark.line + 1}: unsupported YAML tag {node.tag!r}")
     if isinstance(node, yaml.MappingNode):
@@ -65,7 +103,7 @@ def _convert_collection(node, constructor, path: str, walk: _Walk):
         for knode, vnode in node.value:
             if not isinstance(knode, yaml.ScalarNode):
                 raise UsageError(f"{path}:{knode.start_mark.line + 1}: mapping keys must be plain strings")
-            key = constructor.construct_object(knode)
+            key = _scalar(knode, constructor, path)
             if not isinstance(key, str):
                 key = str(key)
             if id(knode) not in own:
@@ -78,19 +116,22 @@ def _convert_collection(node, constructor, path: str, walk: _Walk):
             out[key] = _convert(vnode, constructor, path, walk)
             out.lines[key] = knode.start_mark.line + 1
         return out
-    if isinstance(node, yaml.SequenceNode):
-        out = LList(_convert(v, constructor, path, walk) for v in node.value)
-        out.line, out.lines = node.start_mark.line + 1, [v.start_mark.line + 1 for v in node.value]
-        return out
+    items = LList(_convert(v, constructor, path, walk) for v in node.value)
+    items.line, items.lines = node.start_mark.line + 1, [v.start_mark.line + 1 for v in node.value]
+    return items
 
 
-def load(path: str):
+MAX_FILE_BYTES = 1 << 20  # a config is a few KiB
+
+
+def load(path: str) -> Any:
     """Return the document as LDict/LList/scalars, or raise UsageError naming file and line."""
     try:
-        with open(path, "rb") as f:
-            text = f.read()
+        text = read_small_file(path, MAX_FILE_BYTES)
     except OSError as e:
         raise UsageError(f"{path}: cannot read config: {e.strerror}") from None
+    except ValueError as e:
+        raise UsageError(f"{path}: cannot read config: {e}") from None
     try:
         loader = _Loader(text)
         try:
@@ -101,11 +142,32 @@ def load(path: str):
             loader.dispose()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise UsageError(f"{path}{line}: invalid YAML: {e.problem or e.context}") from None
+        where = f":{mark.line + 1}" if mark else ""
+        raise UsageError(f"{path}{where}: invalid YAML: {e.problem or e.context}") from None
     except yaml.reader.ReaderError as e:  # not UTF-8, or a control character
-        line = text[:e.position].count(b"\n") + 1 if isinstance(text, bytes) else "?"
+        at_line = text[:e.position].count(b"\n") + 1
         ch = e.character if isinstance(e.character, int) else ord(e.character)
-        raise UsageError(f"{path}:{line}: invalid YAML: {e.reason} (#x{ch:02x})") from None
+        raise UsageError(f"{path}:{at_line}: invalid YAML: {e.reason} (#x{ch:02x})") from None
     except yaml.YAMLError as e:
         raise UsageError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
+
+
+def read_small_file(path: str, limit: int) -> bytes:
+    """A regular file's bytes, at most `limit` of them: a FIFO would block, and /dev/zero
+    or a huge file would be read without end. ValueError when it is not such a file."""
+    import os
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > limit:
+            raise ValueError(f"larger than {limit // 1024} KiB")
+        data = os.read(fd, limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"larger than {limit // 1024} KiB")
+        return data
+    finally:
+        os.close(fd)

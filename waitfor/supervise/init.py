@@ -46,8 +46,20 @@ class Options:
     (from_config), and written to argv only across the lean re-exec (to_argv/from_argv).
     (A plain class: typing and dataclasses cost the idle init memory.)"""
 
-    __slots__ = ("mask", "ignored", "group", "rewrite", "stop_timeout", "stop_signal", "success_exit",
-                 "pending", "pid1", "verbosity", "log_format", "command")
+    __slots__ = (
+        "command",
+        "group",
+        "ignored",
+        "log_format",
+        "mask",
+        "pending",
+        "pid1",
+        "rewrite",
+        "stop_signal",
+        "stop_timeout",
+        "success_exit",
+        "verbosity",
+    )
 
     def __init__(self) -> None:
         self.mask: frozenset[int] = frozenset()
@@ -172,7 +184,7 @@ def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
             os.execvp(o.command[0], o.command)
         except OSError as e:
             os.write(w, str(e.errno).encode())
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the child must reach os._exit, whatever happened
             os.write(w, b"0")
         os._exit(exitcodes.NOT_FOUND)
     os.close(w)
@@ -399,7 +411,7 @@ def supervise(o: Options, hooks: Hooks | None = None) -> int:
     hooks.stop()  # no more probing (nor probe programs) once the app is gone
     if tty:
         _take_terminal_back(pid)
-    code = status_to_code(status)  # type: ignore[arg-type]
+    code = status_to_code(status)
     stop_the_rest(o, pid, log, hooks)
     return 0 if code in o.success_exit else code
 

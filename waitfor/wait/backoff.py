@@ -10,6 +10,8 @@
   `Event.wait`, so SIGTERM during the wait stops every dependency at once.
 """
 
+from __future__ import annotations
+
 import time
 
 from tenacity import wait_exponential, wait_fixed, wait_random
@@ -18,24 +20,30 @@ from tenacity.wait import wait_base
 
 from waitfor.probes.base import Refused
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tenacity import RetryCallState
+
 
 class stop_at_deadline(stop_base):
     """Stop when an absolute `clock()` deadline has passed (None: never)."""
 
-    def __init__(self, deadline, clock=time.monotonic):
+    def __init__(self, deadline: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.deadline, self.clock = deadline, clock
 
-    def __call__(self, retry_state) -> bool:
+    def __call__(self, retry_state: RetryCallState | None) -> bool:
         return self.deadline is not None and self.clock() >= self.deadline
 
 
 class wait_by_reason(wait_base):
     """Pick the wait strategy by why the last attempt failed."""
 
-    def __init__(self, refused: wait_base, other: wait_base):
+    def __init__(self, refused: wait_base, other: wait_base) -> None:
         self.refused, self.other = refused, other
 
-    def __call__(self, retry_state) -> float:
+    def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         return (self.refused if isinstance(exc, Refused) else self.other)(retry_state)
 
@@ -43,10 +51,11 @@ class wait_by_reason(wait_base):
 class wait_until_deadline(wait_base):
     """Never sleep past the deadline: the last attempt happens right at it."""
 
-    def __init__(self, inner: wait_base, deadline, clock=time.monotonic):
+    def __init__(self, inner: wait_base, deadline: float | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.inner, self.deadline, self.clock = inner, deadline, clock
 
-    def __call__(self, retry_state) -> float:
+    def __call__(self, retry_state: RetryCallState) -> float:
         delay = self.inner(retry_state)
         if self.deadline is None:
             return delay

@@ -34,7 +34,7 @@ __all__ = ["FAILED", "READY", "WAITING", "Engine", "Outcome", "build_probes", "m
 class Outcome:
     """Where one dependency stands. (A plain class: dataclasses would import inspect.)"""
 
-    __slots__ = ("dep", "state", "attempts", "elapsed", "reason", "broken")
+    __slots__ = ("attempts", "broken", "dep", "elapsed", "reason", "state")
 
     def __init__(self, dep: Dependency, state: str = WAITING, attempts: int = 0, elapsed: float = 0.0,
                  reason: str = "first attempt still running", broken: bool = False) -> None:
@@ -222,11 +222,15 @@ class Engine:
             wait=backoff.wait_until_deadline(
                 backoff.strategy(self.cfg.interval, self.cfg.max_interval), deadline, self.clock
             ),
-            sleep=self.cancelled.wait,
+            sleep=self._sleep,
             retry=retry_if_exception_type(NotReady),
             reraise=True,
         )
-        return retrying(attempt_or_replay)  # type: ignore[no-any-return]
+        return retrying(attempt_or_replay)
+
+    def _sleep(self, seconds: float) -> None:
+        """tenacity's sleep: an Event wait, so that cancel() ends every sleep at once."""
+        self.cancelled.wait(seconds)
 
     def _note(self, dep: Dependency, reason: str, attempts: int) -> None:
         with self._lock:

@@ -115,7 +115,7 @@ def _progress(engine: Engine, log: Log) -> None:
 def summarize_failure(cfg: Config, results: list[Outcome], log: Log) -> int:
     """Say what was not ready and why; return the exit code for it."""
     bad = [o for o in results if o.state != READY]
-    timeout = format_duration(cfg.timeout) if cfg.timeout else "no limit"
+    timeout = format_duration(cfg.timeout) if cfg.timeout is not None else "no limit"
     for o in bad:
         what = "cannot become ready" if o.broken else "not ready"
         log.error(f"{what}: {label(o.dep)}: {o.reason}", dep=o.dep.name,
@@ -124,7 +124,7 @@ def summarize_failure(cfg: Config, results: list[Outcome], log: Log) -> int:
     if any(o.broken for o in bad):
         why = "one cannot become ready"
     elif own:
-        why = f"{own[0].dep.name}: its own timeout {format_duration(own[0].dep.timeout)}"
+        why = f"{own[0].dep.name}: its own timeout {format_duration(own[0].dep.timeout or 0)}"
     else:
         why = f"timeout {timeout}"
     log.error(f"gave up: {len(bad)} of {len(results)} dependencies not ready ({why})",

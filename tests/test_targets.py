@@ -14,6 +14,7 @@ import time
 import pytest
 
 from corehelpers import HttpServer, TcpServer, UnixServer, free_port, has_ipv6, waitfor
+from waitfor import config
 from waitfor.config import targets
 from waitfor.wait.engine import attempt, make_probe
 from waitfor.probes import tcp

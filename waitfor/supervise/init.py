@@ -24,14 +24,13 @@ import time
 
 from waitfor import exitcodes
 from waitfor.output import Log
-from waitfor.signals import catchable, decode, encode, signal_name
+from waitfor.signals import Inherited, catchable, decode, encode, restore, signal_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from waitfor.config.model import Config
-    from waitfor.signals import Inherited
 
 # Every catchable signal but SIGCHLD is forwarded, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP
 # and SIGSYS included: when one of those arrives here it was sent with kill(2) (by a user or
@@ -175,12 +174,7 @@ def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
                     os.tcsetpgrp(0, os.getpgrp())
                 except OSError:
                     pass
-            for s in catchable():
-                try:
-                    signal.signal(s, signal.SIG_IGN if s in o.ignored else signal.SIG_DFL)
-                except (OSError, ValueError):
-                    pass
-            signal.pthread_sigmask(signal.SIG_SETMASK, o.mask)
+            restore(Inherited(o.mask, o.ignored))
             os.execvp(o.command[0], o.command)
         except OSError as e:
             os.write(w, str(e.errno).encode())

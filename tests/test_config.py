@@ -301,7 +301,7 @@ def test_ca_file_must_be_pem(tmp_path):
     (b"timeout: 1s\nlog_format: \"\x01\"\n", "deps.yaml:2: invalid YAML"),
     (b"!!python/object:os.system {}\n", "deps.yaml:1: unsupported YAML tag"),
     (b"dependencies: !!set {a: null}\n", "deps.yaml:1: unsupported YAML tag"),
-    (b"timeout: !!python/name:os.system 5\n", "deps.yaml:1: invalid YAML"),
+    (b"timeout: !!python/name:os.system 5\n", "deps.yaml:1: unsupported YAML tag"),
 ])
 def test_yaml_bytes_and_tags(tmp_path, data, expected):
     (tmp_path / "deps.yaml").write_bytes(data)

@@ -38,8 +38,19 @@ def mask_url(url: str) -> str:
     """Replace the password in `scheme://user:pass@host` and secret-looking query values."""
     try:
         parts = urlsplit(url)
+        _ = parts.port
     except ValueError:
-        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1" + MASK + "@", url)
+        # Unparseable (`[` in a password, a bad port): mask all the userinfo but a user
+        # name, up to the last @ of the authority, without trusting the parser.
+        scheme, sep, rest = url.partition("://")
+        if sep and "@" in rest:
+            userinfo, _, after = rest.rpartition("@")
+            user, colon, _password = userinfo.partition(":")
+            rest = f"{user}:{MASK}@{after}" if colon else f"{MASK}@{after}"
+        head, qmark, query = rest.partition("?")
+        masked_query = _QUERY_PAIR.sub(
+            lambda m: f"{m.group(1)}={MASK}" if secret_query_key(m.group(1)) else m.group(0), query)
+        return f"{scheme}{sep}{head}{qmark}{masked_query}"
     netloc = parts.netloc
     if "@" not in netloc and "@" in url:
         try:

@@ -153,7 +153,10 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
         if key not in allowed:
             hint = f" (options of a {kind} dependency: {', '.join(sorted(allowed))})" if allowed else ""
             raise at(where_of(key), f"unknown key, or an option that does not belong to a {kind} dependency{hint}")
-        options[key] = get(key, allowed[key])
+        parse = allowed[key]
+        if offline and getattr(parse, "reads_file", False):
+            parse = v.string  # validate --offline: the file need not exist on this machine
+        options[key] = get(key, parse)
     return _dependency(
         kind, url=url, argv=argv, options=options,
         name=get("name", v.string), timeout=get("timeout", v.deadline),  # type: ignore[arg-type]

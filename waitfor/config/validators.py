@@ -231,6 +231,9 @@ def readable_file(value) -> str:
     return path
 
 
+readable_file.reads_file = True  # type: ignore[attr-defined]  # skipped by validate --offline
+
+
 def read_secret_file(path: str) -> str:
     """Docker and Kubernetes secret files often end with a newline that is not part of it."""
     with open(path, encoding="utf-8") as f:

@@ -52,7 +52,7 @@ def make_probe(dep: Dependency) -> Probe:
     from waitfor.probes import table
 
     probe = table.build_probe(dep)
-    return _inverted(probe) if dep.invert else probe
+    return _inverted(probe, dep.kind) if dep.invert else probe
 
 
 def build_probes(deps: Iterable[Dependency]) -> dict[str, Probe]:
@@ -60,14 +60,16 @@ def build_probes(deps: Iterable[Dependency]) -> dict[str, Probe]:
     return {dep.name: make_probe(dep) for dep in deps}
 
 
-def _inverted(probe: Probe) -> Probe:
+def _inverted(probe: Probe, kind: str) -> Probe:
+    still = "still exists" if kind == "file" else "still reachable"
+
     def inverted(timeout: float) -> str:
         try:
             probe(timeout)
         except NotReady as e:
             return f"gone ({describe(e)})"
         # Still there; asking again is as cheap as the probe itself, so retry fast.
-        raise Refused("still reachable (invert: true)")
+        raise Refused(f"{still} (invert: true)")
 
     return inverted
 

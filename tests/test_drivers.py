@@ -747,7 +747,7 @@ def test_missing_driver_is_a_config_error(kind, without_drivers):
     r = _run_isolated(without_drivers, url_at(kind, 1))
     assert r.returncode == 2, r.stderr
     assert f"the {kind} driver ({driver}) is not installed" in r.stderr, r.stderr
-    assert f"pip install 'waitfor[{extra}]'" in r.stderr, r.stderr
+    assert f"pip install '.[{extra}]'" in r.stderr and "pip install 'waitfor" not in r.stderr, r.stderr
 
 
 def test_drivers_are_not_imported_at_module_import():

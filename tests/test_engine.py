@@ -272,6 +272,8 @@ def test_a_command_probe_still_running_is_killed_when_the_wait_stops(tmp_path):
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert marker.exists(), "the probe's program never started"
+    while not _leftovers() and time.monotonic() < deadline:  # `touch` ran; `exec sleep` is next
+        time.sleep(0.02)
     assert _leftovers(), "test set-up: the program is not running"
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=10)

@@ -47,11 +47,13 @@ def test_waitfor_is_pid1_and_the_app_its_child(podman, image, mounts, containers
     name = containers("pid1")
     start_app(podman, image, mounts, name)
 
-    cmdline = podman("exec", name, "cat", "/proc/1/cmdline").stdout.split("\0")
-    # After the wait, PID 1 re-execs into the lean supervisor: python -I -S -c '...waitfor.supervisor...'
-    assert "waitfor" in " ".join(cmdline), cmdline
-    assert "waitfor.supervisor" in " ".join(cmdline), cmdline
-    assert cmdline[1:3] == ["-I", "-S"], cmdline
+    # After the wait, PID 1 re-execs into the lean supervisor (python3 -I -S -c ...), which
+    # retitles itself: ps and podman top show `waitfor -- COMMAND`, not the one-liner. The
+    # rest of the old argument area is NUL padding, as with setproctitle.
+    cmdline = podman("exec", name, "cat", "/proc/1/cmdline").stdout.rstrip("\0").split("\0")
+    assert cmdline[:4] == ["waitfor", "--", "python3", "/app/app.py"], cmdline
+    top = podman("top", name, "pid", "args").stdout
+    assert "waitfor -- python3 /app/app.py" in top, top
 
     info = json.loads(podman("exec", name, "python3", "-c",
                              "import urllib.request as u; print(u.urlopen('http://localhost:8000/info').read().decode())").stdout)
@@ -189,8 +191,11 @@ def test_the_image_healthcheck_runs_waitfor_health(podman, image, mounts, contai
     last = _last_health_log(podman, name)
     assert last["ExitCode"] == 1 and "FAIL app" in last["Output"] and "503" in last["Output"], last
 
-    # Without a health: list, `waitfor health` checks the dependencies (none: healthy).
-    assert podman("exec", name, "waitfor", "health", "-c", "/dev/null", check=False).returncode == 0
+    # With neither a health: list nor dependencies there is nothing to check: unhealthy,
+    # with the reason (a HEALTHCHECK that lost its config must not pass forever).
+    podman("exec", name, "sh", "-c", "echo '{}' > /tmp/empty.yaml")
+    r = podman("exec", name, "waitfor", "health", "-c", "/tmp/empty.yaml", check=False)
+    assert r.returncode == 1 and "nothing to check" in r.stdout, r
 
 
 def test_health_status_flips_with_the_apps_health(podman, image, mounts, containers):

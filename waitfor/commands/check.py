@@ -4,6 +4,7 @@ bounded by the attempt timeout, no retries. Exit 0 when all are ready, 1 otherwi
 that Docker keeps of a health check's output."""
 
 from waitfor import exitcodes
+from waitfor.output import clean, write_stdout
 
 MAX_OUTPUT = 3000  # bytes; Docker keeps 4096 (daemon/health.go maxOutputLen)
 
@@ -44,7 +45,11 @@ def run_health(cfg, log, checks, use_supervisor=False) -> int:
         _print(cfg, ok, lines)
         return exitcodes.OK if ok else exitcodes.NOT_READY
     if not checks:
-        return exitcodes.OK
+        # Nothing to check is not "healthy": a HEALTHCHECK that forgot its config would
+        # otherwise pass forever (issue 10 A1).
+        what = "health checks or dependencies" if use_supervisor else "dependencies"
+        _print(cfg, False, [f"FAIL nothing to check: no {what} (give targets, -c FILE or WAITFOR_CONFIG)"])
+        return exitcodes.NOT_READY
     from waitfor.wait import loop as waiting
 
     try:
@@ -64,10 +69,11 @@ def _print(cfg, ok, lines) -> None:
         text = json.dumps({"healthy": ok, "checks": lines})
     else:
         text = "\n".join(lines)
+    text = "\n".join(clean(line) for line in text.split("\n"))
     if len(text.encode()) > MAX_OUTPUT:
         text = text.encode()[:MAX_OUTPUT].decode(errors="ignore") + "\n..."
     if cfg.verbosity >= 0 or cfg.log_format == "json":
-        print(text)
+        write_stdout(text + "\n")
 
 
 class _Silent:

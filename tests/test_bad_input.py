@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corehelpers import REPO, TcpServer, clean_env, waitfor
+from helpers.core import REPO, TcpServer, clean_env, waitfor
 
 
 def one_error_line(r, *needles):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from corehelpers import HttpServer, TcpServer, clean_env, free_port, waitfor
+from helpers.core import HttpServer, TcpServer, clean_env, free_port, waitfor
 
 SUBCOMMANDS = ("run", "wait", "check", "validate", "schema")
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from corehelpers import REPO, clean_env, waitfor
+from helpers.core import REPO, clean_env, waitfor
 from waitfor import config
 from waitfor.config.durations import parse_duration
 from waitfor.errors import UsageError

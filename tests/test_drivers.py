@@ -2,7 +2,7 @@
 
 Everything here talks to real servers: the machine's shared PostgreSQL, MariaDB, Redis,
 RabbitMQ, Mosquitto and NATS (started by .ci/services.sh), and servers the tests start
-themselves on free ports (tests/servers.py) when a test needs one that starts late or
+themselves on free ports (tests/helpers/servers.py) when a test needs one that starts late or
 demands a password. "Open port that does not speak the protocol" is a real TCP listener
 that accepts and stays silent, or sends garbage. No network mocks.
 
@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import servers  # noqa: E402
-from servers import Mute, later, run_waitfor, start_waitfor, finish  # noqa: E402
+from helpers import servers
+from helpers.servers import Mute, finish, later, run_waitfor, start_waitfor
 
 pytestmark = pytest.mark.drivers
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from tenacity import RetryCallState, Retrying
 
-from corehelpers import HttpServer, TcpServer, free_port, waitfor
+from helpers.core import HttpServer, TcpServer, free_port, waitfor
 from waitfor import config
 from waitfor.wait import backoff
 from waitfor.wait.engine import FAILED, READY, Engine

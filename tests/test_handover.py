@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from corehelpers import TcpServer, clean_env
+from helpers.core import TcpServer, clean_env
 
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from corehelpers import HttpServer, clean_env, free_port, waitfor
+from helpers.core import HttpServer, clean_env, free_port, waitfor
 from waitfor import config
 from waitfor.secrets import MASK, mask_url, mask_urls_in, redact
 
@@ -102,7 +102,7 @@ def test_validate_masks_everything(tmp_path):
 def test_timeout_report_masks_and_names_each_dep(tmp_path):
     """The server echoes the Authorization and Cookie headers it got in its reason phrase."""
     srv = HttpServer({})
-    from corehelpers import Handler
+    from helpers.core import Handler
 
     class Echo(Handler):
         def do_GET(self):

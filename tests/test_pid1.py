@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from pid1_helpers import (NS, PROLOGUE, PY, REPO, SIGWAIT_APP, STATUS_APP, WAITFOR, Lines, Waitfor, alive, app, catchable,
+from helpers.pid1 import (NS, PROLOGUE, PY, REPO, SIGWAIT_APP, STATUS_APP, WAITFOR, Lines, Waitfor, alive, app, catchable,
                           child_pids, pid_namespace_unavailable, sig_name, sigmask_of)
 
 pytestmark = pytest.mark.pid1

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from corehelpers import HttpServer, TcpServer, UnixServer, free_port, has_ipv6, waitfor
+from helpers.core import HttpServer, TcpServer, UnixServer, free_port, has_ipv6, waitfor
 from waitfor import config
 from waitfor.config import targets
 from waitfor.wait.engine import attempt, make_probe

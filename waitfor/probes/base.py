@@ -20,7 +20,11 @@ Each kind's module defines:
   probe_for(dep) -> Probe
 """
 
-from typing import Optional, Protocol
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
 
 
 class NotReady(Exception):
@@ -35,8 +39,10 @@ class Broken(Exception):
     """Retrying cannot help; the dependency fails at once."""
 
 
-class Probe(Protocol):
-    def __call__(self, timeout: float) -> Optional[str]: ...
+if TYPE_CHECKING:
+
+    class Probe(Protocol):
+        def __call__(self, timeout: float) -> str | None: ...
 
 
 def describe(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql")
 
 

@@ -20,7 +20,7 @@ WAITFOR = [PY, "-m", "waitfor"]
 # --kill-child: if the test (or unshare) dies, the namespace's init is SIGKILLed, and with
 # it every process of the namespace: nothing outlives a failed test.
 NS = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _ns_reason = None
 

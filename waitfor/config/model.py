@@ -58,7 +58,7 @@ class Dependency(_DEPENDENCY):
         where: str
         named: bool
 
-        def __new__(cls, name: str, kind: str, url: str = "", argv: tuple[str, ...] = (),  # noqa: D102
+        def __new__(cls, name: str, kind: str, url: str = "", argv: tuple[str, ...] = (),
                     options: Mapping[str, Any] = ..., timeout: float | None = None, after: tuple[str, ...] = (),
                     invert: bool = False, secrets: frozenset[str] = frozenset(), where: str = "",
                     named: bool = False) -> Dependency: ...

@@ -10,6 +10,7 @@ from waitfor.config.durations import parse_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import re
     from collections.abc import Callable, Mapping
     from typing import Any, TypeVar
 
@@ -76,7 +77,7 @@ def whole_number(value: object) -> int:
 
 def sorted_list(values: object) -> list[object]:
     """A set, shown as a sorted list (validate's output)."""
-    return sorted(values) if isinstance(values, (set, frozenset)) else [values]  # type: ignore[type-var]
+    return sorted(values) if isinstance(values, (set, frozenset)) else [values]
 
 
 def exit_code(value: object) -> int:
@@ -112,7 +113,7 @@ def listen_addr(value: object) -> tuple[str, int]:
 
 
 @_with_schema({"type": "boolean"})
-def boolean(value) -> bool:
+def boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
@@ -120,7 +121,7 @@ def boolean(value) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-def type_name(value) -> str:
+def type_name(value: object) -> str:
     """What YAML gave, in YAML's words (not LList/LDict/NoneType)."""
     if value is None:
         return "nothing"
@@ -136,7 +137,7 @@ def type_name(value) -> str:
 
 
 @_with_schema({"type": "string"})
-def string(value) -> str:
+def string(value: object) -> str:
     # YAML reads true/yes/on as a boolean: str() would make it "True", so ask for quotes.
     if isinstance(value, (dict, list, bool)) or value is None:
         hint = " (quote it)" if isinstance(value, bool) else ""
@@ -145,7 +146,7 @@ def string(value) -> str:
 
 
 @_with_schema({"type": "integer", "minimum": 1})
-def positive_int(value) -> int:
+def positive_int(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got {value!r}")
     try:
@@ -158,7 +159,7 @@ def positive_int(value) -> int:
 
 
 @_with_schema({"type": "array", "items": {"type": "string"}})
-def string_list(value) -> tuple:
+def string_list(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list):
@@ -167,21 +168,21 @@ def string_list(value) -> tuple:
 
 
 @_with_schema({"type": "array", "items": {"type": "string"}, "minItems": 1})
-def argv(value) -> tuple:
+def argv(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise ValueError("expected a non-empty list: [program, arg, ...] (no shell is used)")
     return tuple(string(v) for v in value)
 
 
 @_with_schema({"type": "object", "additionalProperties": {"type": "string"}})
-def string_map(value) -> dict:
+def string_map(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping of names to strings, got {type_name(value)}")
     return {str(k): string(v) for k, v in value.items()}
 
 
 @_with_schema({"type": "string", "format": "regex"})
-def regex(value):
+def regex(value: object) -> re.Pattern[str]:
     import re  # here, not at start-up: `waitfor -- app` never needs it
 
     try:
@@ -200,12 +201,12 @@ def regex(value):
         "description": "an HTTP status, a class such as 2xx, or a list of those",
     }
 )
-def http_status(value) -> frozenset:
+def http_status(value: object) -> frozenset[int]:
     """An int, "2xx", or a list of either -> the set of accepted status codes."""
     items = value if isinstance(value, list) else [value]
     if not items:
         raise ValueError("an empty list accepts no status: give at least one, such as [200, 204]")
-    codes = set()
+    codes: set[int] = set()
     for item in items:
         s = str(item).strip().lower()
         import re
@@ -221,7 +222,7 @@ def http_status(value) -> frozenset:
 
 
 @_with_schema({"type": "string", "description": "the path of a readable file"})
-def readable_file(value) -> str:
+def readable_file(value: object) -> str:
     path = string(value)
     try:
         with open(path, "rb"):

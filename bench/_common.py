@@ -42,7 +42,10 @@ def _ephemeral_range():
         return 32768, 60999
 
 
-def free_port(_taken=set()) -> int:
+_TAKEN: set[int] = set()
+
+
+def free_port() -> int:
     """A port that is free now and outside the kernel's ephemeral range: a waiter's own
     connect() attempts take their source ports from that range, and could otherwise take
     the very port a test opens later (EADDRINUSE, or a TCP self-connect on loopback)."""
@@ -50,7 +53,7 @@ def free_port(_taken=set()) -> int:
     candidates = (10000, lo - 1) if lo > 12000 else (hi + 1, 65535)
     while True:
         port = random.randint(*candidates)
-        if port in _taken:
+        if port in _TAKEN:
             continue
         s = socket.socket()
         try:
@@ -59,7 +62,7 @@ def free_port(_taken=set()) -> int:
             continue
         finally:
             s.close()
-        _taken.add(port)
+        _TAKEN.add(port)
         return port
 
 
@@ -74,7 +77,9 @@ def listener(port: int, backlog: int = 4096) -> socket.socket:
 def table(headers, rows) -> str:
     cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    def line(r: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
     out = [line(cells[0]), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells[1:]]
     return "\n".join(out)

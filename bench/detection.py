@@ -31,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PY, WAITFOR, free_port, listener, median, pct, save, table, verdict  # noqa: E402
+from _common import PY, WAITFOR, free_port, listener, median, pct, save, table, verdict
 
 DATE = shutil.which("date") or "/bin/date"
 

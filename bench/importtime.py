@@ -20,7 +20,7 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PY, WAITFOR, free_port, listener, median, table  # noqa: E402
+from _common import PY, WAITFOR, free_port, listener, median, table
 
 
 def parse(text):

@@ -36,7 +36,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import HERE, PY, WAITFOR, median, pct, save, table, verdict  # noqa: E402
+from _common import HERE, PY, WAITFOR, median, pct, save, table, verdict
 
 APP = os.path.join(HERE, "app.py")
 INITS = {
@@ -173,7 +173,7 @@ def signals(name, n, rnd):
             time.sleep(rnd.uniform(0.001, 0.003))
             t = time.monotonic_ns()
             os.kill(init.pid, signal.SIGUSR1)
-            kind, ns = init.readline().split()
+            _kind, ns = init.readline().split()
             out.append((int(ns) - t) / 1e6)
         return out
     finally:

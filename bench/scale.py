@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import WAITFOR, free_port, listener, median, pct, save, table, verdict  # noqa: E402
+from _common import WAITFOR, free_port, listener, median, pct, save, table, verdict
 
 DATE = shutil.which("date") or "/bin/date"
 
@@ -68,7 +68,8 @@ def main():
     a = ap.parse_args()
     rnd = random.Random(a.seed)
 
-    waitfor_argv = lambda ps: [WAITFOR, "run", "-q", "-t", "30s"] + [f"127.0.0.1:{p}" for p in ps] + ["--", DATE, "+%s.%N"]
+    def waitfor_argv(ps):
+        return [WAITFOR, "run", "-q", "-t", "30s"] + [f"127.0.0.1:{p}" for p in ps] + ["--", DATE, "+%s.%N"]
 
     def chain_argv(ps):
         argv = []
@@ -84,7 +85,7 @@ def main():
         res["waitfor"][1].append(cpu)
     if not a.no_peer and shutil.which("wait-for-it"):
         lat, cpu = trial(chain_argv, a.n, a.spread, rnd)
-        res["wait-for-it x%d chain" % a.n] = ([lat], [cpu])
+        res[f"wait-for-it x{a.n} chain"] = ([lat], [cpu])
     rows, result = [], {}
     for name, (lat, cpu) in res.items():
         rows.append([name, len(lat), median(lat), pct(lat, 90), max(lat), median(cpu)])

@@ -27,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PY, WAITFOR, free_port, listener, median, pct, save, table, verdict  # noqa: E402
+from _common import PY, WAITFOR, free_port, listener, median, pct, save, table, verdict
 
 
 def drain(sock):

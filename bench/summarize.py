@@ -11,7 +11,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import table  # noqa: E402
+from _common import table
 
 FIGURES = [
     # (file, path, label, target description, check)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+
 from helpers.core import HttpServer, TcpServer
 
 try:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from helpers.core import REPO
-
 from waitfor.config import model
 
 PACKAGE = Path(REPO) / "waitfor"

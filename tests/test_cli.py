@@ -246,8 +246,9 @@ def test_validate_output_and_exit_codes(tmp_path):
 
 
 def test_schema_json():
-    from waitfor.probes import table
     import importlib.util
+
+    from waitfor.probes import table
 
     missing = [k for k, m in table.KINDS.items() if importlib.util.find_spec(m) is None]
     if missing:
@@ -272,7 +273,7 @@ def test_signal_while_waiting_stops_at_once(sig, tmp_path):
         assert "waiting" in line or time.monotonic() < deadline
         t0 = time.monotonic()
         p.send_signal(sig)
-        out, err = p.communicate(timeout=5)
+        out, _ = p.communicate(timeout=5)
     finally:
         p.kill()
     assert p.returncode == 128 + sig

@@ -10,8 +10,8 @@ import pytest
 from helpers.core import REPO, clean_env, waitfor
 from waitfor import config
 from waitfor.config.durations import parse_duration
-from waitfor.errors import UsageError
 from waitfor.config.interpolate import interpolate
+from waitfor.errors import UsageError
 
 
 def args(**kw):
@@ -66,7 +66,7 @@ def test_interpolation_forms():
     assert interpolate("${A:?needed}", env) == "a"
     assert interpolate("$${A} costs $$5", env) == "${A} costs $5"
     assert interpolate("${NOPE}", env) == ""
-    with pytest.raises(ValueError, match="NOPE.*tell me"):
+    with pytest.raises(ValueError, match=r"NOPE.*tell me"):
         interpolate("${NOPE:?tell me}", env)
     with pytest.raises(ValueError, match="EMPTY"):
         interpolate("${EMPTY:?}", env)
@@ -235,7 +235,7 @@ def test_empty_file_and_empty_dependencies(tmp_path):
 
 def test_yaml_merge_keys(tmp_path):
     text = "dependencies:\n  - &a {name: a, url: 'tcp://a:1', timeout: 2s}\n  - {<<: *a, name: b}\n"
-    a, b = build(tmp_path, text).dependencies
+    _, b = build(tmp_path, text).dependencies
     assert (b.name, b.url, b.timeout) == ("b", "tcp://a:1", 2)
 
 
@@ -375,8 +375,9 @@ def test_deps_example_validates_with_empty_environment():
 
 
 def test_schema_is_json_and_covers_every_kind():
-    from waitfor.probes import table
     import importlib.util
+
+    from waitfor.probes import table
 
     missing = [k for k, m in table.KINDS.items() if importlib.util.find_spec(m) is None]
     if missing:

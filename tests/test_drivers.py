@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-
 from helpers import servers
 from helpers.servers import Mute, finish, later, run_waitfor, start_waitfor
 
@@ -74,8 +73,8 @@ def assert_no_leak(result, *words):
 def dep_for(kind: str, url: str, **options):
     """A Dependency as config.py builds it, options validated by the kind's own OPTIONS."""
     from waitfor.config import Dependency
-    from waitfor.secrets import url_secrets as _url_secrets
     from waitfor.probes import table
+    from waitfor.secrets import url_secrets as _url_secrets
 
     mod = table.module(kind)
     opts = {k: mod.OPTIONS[k](val) for k, val in options.items()}

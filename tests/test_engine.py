@@ -12,9 +12,9 @@ from tenacity import RetryCallState, Retrying
 
 from helpers.core import HttpServer, TcpServer, free_port, waitfor
 from waitfor import config
+from waitfor.probes.base import NotReady, Refused
 from waitfor.wait import backoff
 from waitfor.wait.engine import FAILED, READY, Engine
-from waitfor.probes.base import NotReady, Refused
 
 
 def cfg_for(tmp_path=None, yaml_text=None, targets=(), **cli):

@@ -13,7 +13,6 @@ import pytest
 from helpers.core import TcpServer, clean_env
 
 
-
 def bits(sigs) -> int:
     return sum(1 << (int(s) - 1) for s in sigs)
 

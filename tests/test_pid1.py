@@ -15,8 +15,24 @@ import time
 
 import pytest
 
-from helpers.pid1 import (NS, PROLOGUE, PY, REPO, SIGWAIT_APP, STATUS_APP, WAITFOR, Lines, Waitfor, alive, app, catchable,
-                          child_pids, pid_namespace_unavailable, sig_name, sigmask_of)
+from helpers.pid1 import (
+    NS,
+    PROLOGUE,
+    PY,
+    REPO,
+    SIGWAIT_APP,
+    STATUS_APP,
+    WAITFOR,
+    Lines,
+    Waitfor,
+    alive,
+    app,
+    catchable,
+    child_pids,
+    pid_namespace_unavailable,
+    sig_name,
+    sigmask_of,
+)
 
 pytestmark = pytest.mark.pid1
 
@@ -294,7 +310,7 @@ def test_app_has_its_own_group_and_the_same_cwd_env_and_stdio(tmp_path, pid1):
         w = run([] if pid1 else ["--init"], app(ENV_APP), pid1=pid1, stdin=f, cwd=tmp_path,
                 env={"PID1_TEST_VAR": "v=1 2"})
     assert w.returncode == 0, w.err
-    _, pgid, _, pid, _, sid = w.report_lines[0].split()
+    _, pgid, _, pid, _, _sid = w.report_lines[0].split()
     assert pgid == pid, "the app must lead its own process group (as a shell starts a job)"
     assert w.report_lines[1] == f"cwd {tmp_path}"
     assert w.report_lines[2] == "env " + repr(sorted(w.env.items())), "the environment, unchanged"
@@ -666,7 +682,7 @@ class Terminal:
             try:
                 self.screen += os.read(self.master, 65536).decode(errors="replace")
             except OSError:  # EIO: bash is gone
-                raise AssertionError(f"{text!r} not on the terminal; bash exited: {self.screen[-600:]!r}")
+                raise AssertionError(f"{text!r} not on the terminal; bash exited: {self.screen[-600:]!r}") from None
         self.pos = self.screen.index(text, self.pos) + len(text)
 
     def close(self):

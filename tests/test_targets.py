@@ -16,9 +16,9 @@ import pytest
 from helpers.core import HttpServer, TcpServer, UnixServer, free_port, has_ipv6, waitfor
 from waitfor import config
 from waitfor.config import targets
-from waitfor.wait.engine import attempt, make_probe
 from waitfor.probes import tcp
 from waitfor.probes.base import Broken, NotReady, Refused
+from waitfor.wait.engine import attempt, make_probe
 
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
 
@@ -235,7 +235,7 @@ def test_https_ca_file_and_insecure(tmp_path):
         ctx.load_cert_chain(crt, key)
         srv.httpd.socket = ctx.wrap_socket(srv.httpd.socket, server_side=True)
         url = f"https://127.0.0.1:{srv.port}/"
-        with pytest.raises(NotReady, match="TLS|certificate"):
+        with pytest.raises(NotReady, match=r"TLS|certificate"):
             probe(dep(url))
         assert probe(ydep(tmp_path, f"url: {url}\nca_file: {crt}")) == "HTTP 200"
         assert probe(ydep(tmp_path, f"url: {url}\ninsecure: true")) == "HTTP 200"

@@ -406,7 +406,7 @@ def test_waitfor_wait_as_an_init_container(podman, image, mounts, containers):
         assert "db: ready after" in podman.logs(init)
         assert podman.inspect(app, "{{.State.Status}}") == "running"
         def ns(name, field):
-            return int(podman.inspect(name, "{{.State.%s.UnixNano}}" % field))
+            return int(podman.inspect(name, "{{.State." + field + ".UnixNano}}"))
 
         # the database listens 3 s after its start; the init container waited for that,
         # and the app started after the init container ended

@@ -192,7 +192,7 @@ class Waitfor:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.close()
-            raise AssertionError(f"waitfor did not exit within {timeout}s; stderr so far: {self.err!r}")
+            raise AssertionError(f"waitfor did not exit within {timeout}s; stderr so far: {self.err!r}") from None
         self.elapsed = time.monotonic() - self.started
         self.stdout.rest(2)
         self.stderr.rest(2)

@@ -233,8 +233,9 @@ class GrpcHealth:
         self.health.set(service, self.pb.HealthCheckResponse.ServingStatus.Value(status))
 
     def start(self):
-        import grpc
         from concurrent import futures
+
+        import grpc
         from grpc_health.v1 import health_pb2_grpc
 
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))

@@ -26,10 +26,11 @@ EXTRA = "amqp"
 
 
 def probe_for(dep):
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
     import pika
     import pika.exceptions
     from pika.adapters.utils import connection_workflow as workflow
-    from urllib.parse import unquote, urlsplit, urlunsplit
 
     parts = urlsplit(dep.url)
     host = parts.hostname

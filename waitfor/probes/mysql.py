@@ -39,8 +39,9 @@ def check_url(parts) -> None:
 
 
 def probe_for(dep):
-    import pymysql
     from urllib.parse import unquote, urlsplit
+
+    import pymysql
 
     parts = urlsplit(dep.url)
     host, port = parts.hostname, parts.port or PORT

@@ -27,10 +27,11 @@ EXTRA = "redis"
 
 
 def probe_for(dep):
+    from urllib.parse import urlsplit
+
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
-    from urllib.parse import urlsplit
 
     parts = urlsplit(dep.url)
     host, port = parts.hostname, parts.port or PORT

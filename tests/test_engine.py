@@ -3,6 +3,7 @@ real closed port, parallelism, a ready dependency is not probed again, after: or
 per-dependency timeout, fail fast on a Broken probe, cancel."""
 
 import os
+import socket
 import threading
 import time
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ from helpers.core import HttpServer, TcpServer, free_port, waitfor
 from waitfor import config
 from waitfor.probes.base import NotReady, Refused
 from waitfor.wait import backoff
-from waitfor.wait.engine import FAILED, READY, Engine
+from waitfor.wait.engine import FAILED, POOL_SIZE, READY, WAITING, Engine
 
 
 def cfg_for(tmp_path=None, yaml_text=None, targets=(), **cli):
@@ -221,21 +222,104 @@ def test_broken_command_fails_fast_through_the_cli(tmp_path):
     assert "gone" in r.stderr and "not found" in r.stderr
 
 
+def _scheduler_threads():
+    return [t for t in threading.enumerate() if t.name == "waitfor scheduler" or t.name.startswith("probe pool")]
+
+
 def test_cancel_stops_every_waiter_at_once():
     cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}" for _ in range(3)], timeout="0")
     eng = Engine(cfg, cfg.dependencies).start()
     time.sleep(0.2)
-
-    def probing():
-        return [t for t in threading.enumerate() if t.name.startswith("probe ")]
-
-    assert len(probing()) == 3
+    assert [t.name for t in _scheduler_threads()] == ["waitfor scheduler"]  # tcp needs no pool
     t0 = time.monotonic()
     eng.cancel()
-    while probing() and time.monotonic() - t0 < 2:
+    while _scheduler_threads() and time.monotonic() - t0 < 2:
         time.sleep(0.01)
-    assert not probing()
+    assert not _scheduler_threads()
     assert time.monotonic() - t0 < 1
+    assert all(o.state == WAITING for o in eng.results())
+
+
+def test_threads_do_not_grow_with_the_number_of_dependencies(tmp_path):
+    """Issue 12: one scheduler thread for every tcp dependency, and a pool of at most
+    POOL_SIZE threads for the kinds that block, whatever their number."""
+    closed = [f"127.0.0.1:{free_port()}" for _ in range(150)]
+    files = [f"file://{tmp_path}/missing-{i}" for i in range(20)]
+    cfg = cfg_for(targets=closed + files, timeout="1.5s")
+    before = threading.active_count()
+    eng = Engine(cfg, cfg.dependencies).start()
+    peak = 0
+    while not eng.done.wait(0.05):
+        peak = max(peak, threading.active_count() - before)
+    eng.cancel()
+    assert 1 <= peak <= 1 + POOL_SIZE, peak
+    res = eng.results()
+    assert all(o.state == FAILED for o in res)
+    tcp = [o for o in res if o.dep.kind == "tcp"]
+    assert all("connection refused" in o.reason for o in tcp)
+    assert min(o.attempts for o in tcp) >= 5  # every one of them kept being polled
+
+
+def test_a_slow_probe_does_not_delay_a_tcp_dependency():
+    """Probes that hang (HTTP servers that accept and never answer) fill the pool; a tcp
+    dependency, probed in the scheduler itself, is still noticed at once."""
+    hung = []
+    for _ in range(POOL_SIZE + 2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)  # accepted by the kernel, never answered
+        hung.append(s)
+    late = TcpServer(delay=0.5)
+    try:
+        with late:
+            cfg = cfg_for(targets=[f"http://127.0.0.1:{s.getsockname()[1]}/" for s in hung]
+                          + [f"127.0.0.1:{late.port}"], timeout="4s", attempt_timeout="3s")
+            ready_at = {}
+            t0 = time.monotonic()
+
+            def seen(o):
+                if o.state == READY:
+                    ready_at[o.dep.name] = time.monotonic() - t0
+
+            eng = Engine(cfg, cfg.dependencies, on_change=seen).start()
+            deadline = time.monotonic() + 3
+            while not ready_at and time.monotonic() < deadline:
+                time.sleep(0.01)
+            eng.cancel()
+    finally:
+        for s in hung:
+            s.close()
+    assert list(ready_at) == [f"127.0.0.1:{late.port}"], ready_at
+    assert ready_at[f"127.0.0.1:{late.port}"] < 1.5, ready_at
+
+
+def test_the_attempt_timeout_bounds_a_connect_that_hangs():
+    """A listener whose backlog is full drops new SYNs (Linux, tcp_abort_on_overflow=0), so
+    a connect hangs: the scheduler ends each attempt at --attempt-timeout and tries again."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue (backlog 0 still admits one or two)
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        time.sleep(0.1)
+        cfg = cfg_for(targets=[f"127.0.0.1:{port}"], timeout="1.6s", attempt_timeout="300ms")
+        t0 = time.monotonic()
+        res, _ = run_engine(cfg)
+        took = time.monotonic() - t0
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+    (o,) = res.values()
+    assert o.state == FAILED and "connect timed out" in o.reason, o.reason
+    assert o.attempts >= 3, o.attempts
+    assert took < 3, took
 
 
 def test_invert_waits_for_a_port_to_close():

@@ -1,11 +1,19 @@
-"""The waiting engine: every dependency waits in its own thread, in parallel, under the
-overall deadline and its own; `after:` holds a dependency back until those it names are
-ready. Each dependency's retries are a tenacity `Retrying` built from waitfor.backoff.
+"""The waiting engine: every dependency waits in parallel, under the overall deadline and
+its own; `after:` holds a dependency back until those it names are ready.
 
-The first attempt is made before tenacity is imported: a dependency that is ready at
-once (the common case when a container restarts) needs no retry strategy, and importing
-tenacity costs about 3x Python's own start-up (BENCHMARKS.md). A failed first attempt is
-handed to the tenacity `Retrying` as its attempt 1, so the strategy sees every attempt.
+One scheduler thread runs every dependency (issue 12: a thread per dependency cost ~110 us
+of CPU per probe and a thread each). It keeps a heap of timers and a `selectors` loop:
+a tcp dependency is probed there with a non-blocking connect, so waiting for 300 closed
+ports costs one thread. Attempts that block (name lookups, the other kinds' probes and
+their drivers) run in a small pool (`POOL_SIZE` threads, started only when needed) that
+never grows with the number of dependencies.
+
+Each dependency's next delay is still its tenacity strategy (waitfor.wait.backoff: the
+fast fixed interval for `Refused`, backoff for `NotReady`, `Broken` fails at once),
+asked through a `RetryCallState` per dependency. The first attempt is made before
+tenacity is imported: a dependency that is ready at once (the common case when a
+container restarts) needs no retry strategy, and importing tenacity costs about 3x
+Python's own start-up (BENCHMARKS.md).
 
 The probes are built before the wait (build_probes): a URL or option that the driver
 rejects is a config error then, exit 2, not a failed attempt every interval.
@@ -14,8 +22,12 @@ The engine only produces outcomes; what to do with them is the caller's business
 
 from __future__ import annotations
 
+import errno
+import heapq
+import socket
 import threading
 import time
+from collections import deque
 
 from waitfor.config.model import FAILED, READY, WAITING
 from waitfor.probes.base import Broken, NotReady, Refused, describe
@@ -25,10 +37,17 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from tenacity import RetryCallState
+    from tenacity.wait import wait_base
+
     from waitfor.config.model import Config, Dependency
     from waitfor.probes.base import Probe
 
-__all__ = ["FAILED", "READY", "WAITING", "Engine", "Outcome", "build_probes", "make_probe"]
+__all__ = ["FAILED", "POOL_SIZE", "READY", "WAITING", "Engine", "Outcome", "build_probes", "make_probe"]
+
+# Threads for attempts that block (lookups, drivers, commands, files). A slow driver holds
+# one of them for at most its attempt timeout; tcp dependencies never need one.
+POOL_SIZE = 4
 
 
 class Outcome:
@@ -86,6 +105,98 @@ def attempt(dep: Dependency, probe: Probe, timeout: float) -> str:
         raise NotReady(redact(describe(e), dep.secrets)) from None
 
 
+
+class _Pool:
+    """A few threads for attempts that block. Started one at a time, only while work waits
+    for a free thread, up to `size`; each posts `(job, token, result)` back to the loop.
+    (Hand-rolled rather than concurrent.futures, whose import pulls in logging.)"""
+
+    def __init__(self, size: int, post: Callable[[tuple[_Job, int, object]], None]) -> None:
+        self.size, self.post = size, post
+        self.work: deque[tuple[_Job, int, Callable[[], object]] | None] = deque()
+        self.ready = threading.Condition(threading.Lock())
+        self.threads: list[threading.Thread] = []
+        self.idle = 0
+
+    def submit(self, job: _Job, token: int, fn: Callable[[], object]) -> None:
+        with self.ready:
+            self.work.append((job, token, fn))
+            if self.idle == 0 and len(self.threads) < self.size:
+                t = threading.Thread(target=self._worker, name=f"probe pool {len(self.threads) + 1}",
+                                     daemon=True)
+                self.threads.append(t)
+                t.start()
+            else:
+                self.ready.notify()
+
+    def close(self) -> None:
+        with self.ready:
+            self.work.clear()
+            self.work.extend([None] * len(self.threads))
+            self.ready.notify_all()
+
+    def _worker(self) -> None:
+        while True:
+            with self.ready:
+                while not self.work:
+                    self.idle += 1
+                    self.ready.wait()
+                    self.idle -= 1
+                item = self.work.popleft()
+            if item is None:
+                return
+            job, token, fn = item
+            try:
+                result: object = fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the loop, which settles it
+                result = e
+            self.post((job, token, result))
+
+
+class _Job:
+    """One dependency's place in the scheduler."""
+
+    __slots__ = ("addrs", "after_left", "attempts", "budget", "conn", "deadline", "dep", "fast",
+                 "host", "last", "port", "probe", "retry_state", "started", "token", "wait")
+
+    def __init__(self, dep: Dependency, probe: Probe | None, deadline: float | None) -> None:
+        self.dep, self.probe, self.deadline = dep, probe, deadline
+        self.attempts = self.token = 0
+        self.after_left = len(dep.after)
+        self.budget = self.started = 0.0
+        self.retry_state: RetryCallState | None = None
+        self.wait: wait_base | None = None
+        # tcp only: probed in the loop itself (host, port; the addresses once known)
+        self.fast = dep.kind == "tcp" and not dep.invert
+        self.host, self.port = _host_port(dep.url) if self.fast else ("", 0)
+        self.addrs: list[tuple] | None = _numeric(self.host, self.port) if self.fast else None
+        # the connect in flight: (socket, address, the addresses still to try)
+        self.conn: tuple[socket.socket, tuple, list[tuple]] | None = None
+        self.last: NotReady | None = None
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or 0
+
+
+def _numeric(host: str, port: int) -> list[tuple] | None:
+    """An IP address needs no lookup; a name is looked up in the pool at each attempt (it
+    may appear later, as a compose service does)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        return None
+    return [(family, addr) for family, _, _, _, addr in infos]
+
+
+def _fmt(addr: tuple) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class Engine:
     def __init__(
         self,
@@ -108,11 +219,21 @@ class Engine:
         self.cancelled = threading.Event()
         self.done = threading.Event()
         self.outcomes = {d.name: Outcome(d) for d in self.deps}
-        self._settled = {d.name: threading.Event() for d in self.deps}
         self._lock = threading.Lock()
         self._left = len(self.deps)
         self.started = 0.0
         self.deadline: float | None = None  # monotonic time, or None: no overall deadline
+        # the scheduler's state, touched only by its thread (results arrive through _post)
+        self._timers: list[tuple[float, int, str, _Job, int]] = []
+        self._seq = 0
+        self._jobs: dict[str, _Job] = {}
+        self._results: deque[tuple[_Job, int, object]] = deque()
+        # loop-side steps in flight (connects, lookups) -> the attempt's deadline; kept out of
+        # the heap, where a timer for every attempt would mostly go stale
+        self._inflight: dict[_Job, float] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        self._pool = _Pool(POOL_SIZE, self._post)
 
     # -- public -------------------------------------------------------------------
     def start(self) -> Engine:
@@ -121,14 +242,13 @@ class Engine:
         if not self.deps:
             self.done.set()
             self.on_settled()
-        for dep in self.deps:
-            threading.Thread(target=self._run, args=(dep,), name=f"probe {dep.name}", daemon=True).start()
+            return self
+        threading.Thread(target=self._loop, name="waitfor scheduler", daemon=True).start()
         return self
 
     def cancel(self) -> None:
         self.cancelled.set()
-        for ev in self._settled.values():
-            ev.set()
+        self._wake()
         if self._cancel_hook is not None:
             self._cancel_hook()
             return
@@ -141,6 +261,222 @@ class Engine:
         with self._lock:
             return [o.copy() for o in self.outcomes.values()]
 
+    # -- the scheduler loop -----------------------------------------------------------
+    def _loop(self) -> None:
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._sel = sel
+        try:
+            for dep in self.deps:
+                job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
+                if self.single_attempt or not job.after_left:
+                    self._at(self.started, "attempt", job)
+                elif job.deadline is not None:
+                    self._at(job.deadline, "held", job)
+            while not self.cancelled.is_set() and self._left:
+                next_at = min(self._inflight.values(), default=None)
+                if self._timers and (next_at is None or self._timers[0][0] < next_at):
+                    next_at = self._timers[0][0]
+                timeout = None if next_at is None else max(0.0, next_at - self.clock())
+                for key, _ in sel.select(timeout):
+                    if key.data is None:
+                        self._drain_wake()
+                    else:
+                        self._guarded(key.data, self._connected, key.data)
+                while self._results:
+                    job, token, result = self._results.popleft()
+                    if token == job.token and not self.cancelled.is_set():
+                        self._guarded(job, self._pool_result, job, result)
+                now = self.clock()
+                for job in [j for j, t in self._inflight.items() if t <= now]:
+                    self._guarded(job, self._timer, job, "timeout")
+                while self._timers and self._timers[0][0] <= now and not self.cancelled.is_set():
+                    _, _, what, job, token = heapq.heappop(self._timers)
+                    if token == job.token:
+                        self._guarded(job, self._timer, job, what)
+        finally:
+            self._pool.close()
+            for job in self._jobs.values():
+                self._drop_conn(job)
+            sel.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _guarded(self, job: _Job, fn: Callable[..., None], *args: object) -> None:
+        try:
+            fn(*args)
+        except BaseException as e:  # noqa: BLE001 - a dependency must settle, whatever happens
+            self._drop_conn(job)
+            job.token += 1
+            self._settle(job.dep, FAILED, redact(f"internal error: {describe(e)}", job.dep.secrets),
+                         job.attempts, broken=True)
+
+    def _at(self, when: float, what: str, job: _Job) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, what, job, job.token))
+
+    def _post(self, item: tuple[_Job, int, object]) -> None:
+        """From a pool thread: hand a result to the loop and wake it."""
+        self._results.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full (the loop is awake anyway) or closed (the loop has ended)
+            pass
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096, socket.MSG_DONTWAIT):
+                pass
+        except OSError:
+            pass
+
+    def _timer(self, job: _Job, what: str) -> None:
+        if what == "attempt":
+            self._begin(job)
+        elif what == "timeout":  # the attempt's deadline, for a connect or lookup in flight
+            if job.conn is not None:
+                _, addr, _ = job.conn
+                self._drop_conn(job)
+                self._finish(job, NotReady(f"connect timed out ({_fmt(addr)})"))
+            else:
+                job.token += 1  # a late lookup result is dropped
+                self._finish(job, NotReady(f"resolving {job.host} timed out after {job.budget:.3g}s"))
+        elif what == "held":  # the deadline passed while `after:` held it back
+            name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
+            self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
+
+    # -- one attempt ----------------------------------------------------------------
+    def _begin(self, job: _Job) -> None:
+        now = self.clock()
+        if job.attempts == 0:
+            job.started = now
+            if not job.fast:
+                job.probe = self.probes.get(job.dep.name) or make_probe(job.dep)
+        job.attempts += 1
+        job.token += 1
+        remaining = self.cfg.attempt_timeout if job.deadline is None else job.deadline - now
+        job.budget = min(self.cfg.attempt_timeout, remaining)
+        if not job.fast:
+            dep, probe, budget = job.dep, job.probe, job.budget
+            assert probe is not None
+            self._pool.submit(job, job.token, lambda: attempt(dep, probe, budget))
+            return
+        self._inflight[job] = now + max(job.budget, 0.001)
+        job.last = None
+        if job.addrs is None:
+            host, port = job.host, job.port
+            self._pool.submit(job, job.token, lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        else:
+            self._connect(job, list(job.addrs))
+
+    def _pool_result(self, job: _Job, result: object) -> None:
+        if not job.fast:
+            if isinstance(result, BaseException):
+                self._finish(job, result)
+            else:
+                self._finish(job, None, str(result))
+        elif isinstance(result, socket.gaierror):
+            self._finish(job, Refused(f"cannot resolve {job.host}: {result.strerror}"))
+        elif isinstance(result, BaseException):
+            self._finish(job, NotReady(f"cannot resolve {job.host}: {describe(result)}"))
+        else:
+            assert isinstance(result, list)
+            self._connect(job, [(family, addr) for family, _, _, _, addr in result])
+
+    def _connect(self, job: _Job, addrs: list[tuple]) -> None:
+        """Try the addresses in turn, as tcp.open_connection does, without blocking."""
+        import selectors
+
+        while addrs:
+            family, addr = addrs.pop(0)
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            err = sock.connect_ex(addr)
+            if err == errno.EINPROGRESS:
+                job.conn = (sock, addr, addrs)
+                self._sel.register(sock, selectors.EVENT_WRITE, job)
+                return
+            sock.close()
+            if err == 0:
+                return self._finish(job, None, f"connected to {addr[0]}")
+            job.last = self._connect_error(err, addr)
+        self._finish(job, job.last or NotReady(f"connect timed out ({job.host}:{job.port})"))
+
+    def _connected(self, job: _Job) -> None:
+        assert job.conn is not None
+        sock, addr, rest = job.conn
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self._drop_conn(job)
+        if err == 0:
+            return self._finish(job, None, f"connected to {addr[0]}")
+        job.last = self._connect_error(err, addr)
+        self._connect(job, rest)
+
+    @staticmethod
+    def _connect_error(err: int, addr: tuple) -> NotReady:
+        if err == errno.ECONNREFUSED:
+            return Refused(f"connection refused ({_fmt(addr)})")
+        if err in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            return NotReady(f"local resource limit: {__import__('os').strerror(err)} ({_fmt(addr)})")
+        return NotReady(f"{__import__('os').strerror(err)} ({_fmt(addr)})")
+
+    def _drop_conn(self, job: _Job) -> None:
+        if job.conn is not None:
+            sock = job.conn[0]
+            job.conn = None
+            try:
+                self._sel.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+            sock.close()
+
+    # -- after an attempt ---------------------------------------------------------------
+    def _finish(self, job: _Job, exc: BaseException | None, detail: str = "") -> None:
+        """The attempt is over: settle, or ask the strategy when to try again."""
+        job.token += 1  # its timers and late results no longer count
+        self._inflight.pop(job, None)
+        dep = job.dep
+        elapsed = self.clock() - job.started
+        if exc is None:
+            return self._settle(dep, READY, detail or READY, job.attempts, elapsed=elapsed)
+        if isinstance(exc, Broken):
+            return self._settle(dep, FAILED, redact(describe(exc), dep.secrets), job.attempts, broken=True,
+                                elapsed=elapsed)
+        if not isinstance(exc, NotReady):  # a pool attempt's unexpected error: not ready
+            exc = NotReady(redact(describe(exc), dep.secrets))
+        reason = str(exc)
+        if job.budget < 0.1 and job.attempts > 1 and "timed out" in reason:
+            # The last attempt, squeezed against the deadline, timed out: the reason
+            # before it ("HTTP 503", "starting up") says more.
+            reason = self.outcomes[dep.name].reason
+        else:
+            self._note(dep, reason, job.attempts)
+        now = self.clock()
+        if self.single_attempt or (job.deadline is not None and now >= job.deadline):
+            return self._settle(dep, FAILED, reason, job.attempts, elapsed=elapsed)
+        self._at(now + self._delay(job, exc), "attempt", job)
+
+    def _delay(self, job: _Job, exc: NotReady) -> float:
+        """The dependency's tenacity strategy, asked with its own RetryCallState."""
+        if job.retry_state is None:
+            from tenacity import RetryCallState, Retrying
+
+            from waitfor.wait import backoff
+
+            job.retry_state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
+            job.wait = backoff.wait_until_deadline(
+                backoff.strategy(self.cfg.interval, self.cfg.max_interval), job.deadline, self.clock)
+        else:
+            job.retry_state.prepare_for_next_attempt()
+        assert job.wait is not None
+        job.retry_state.set_exception((type(exc), exc, None))
+        return job.wait(job.retry_state)
+
     # -- per dependency -------------------------------------------------------------
     def _deadline_for(self, dep: Dependency) -> float | None:
         """The earlier of the overall deadline and the dependency's own, both counted from
@@ -148,91 +484,6 @@ class Engine:
         own = None if dep.timeout is None else self.started + dep.timeout
         candidates = [d for d in (self.deadline, own) if d is not None]
         return min(candidates) if candidates else None
-
-    def _run(self, dep: Dependency) -> None:
-        try:
-            if not self.single_attempt:
-                deadline = self._deadline_for(dep)
-                for name in dep.after:
-                    remaining = None if deadline is None else max(0.0, deadline - self.clock())
-                    if not self._settled[name].wait(remaining):
-                        self._settle(dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
-                        return
-                    if self.cancelled.is_set():
-                        return
-                    blocker = self.outcomes[name]
-                    if blocker.state != READY:
-                        self._settle(dep, FAILED, f"not probed: {name} (after:) is not ready", 0)
-                        return
-            self._wait_for(dep)
-        except BaseException as e:  # noqa: BLE001 - a thread must settle, whatever happens
-            self._settle(dep, FAILED, redact(f"internal error: {describe(e)}", dep.secrets), 0, broken=True)
-
-    def _wait_for(self, dep: Dependency) -> None:
-        probe = self.probes.get(dep.name) or make_probe(dep)
-        deadline = self._deadline_for(dep)
-        start = self.clock()
-        attempts = 0
-
-        def one_attempt() -> str:
-            nonlocal attempts
-            attempts += 1
-            remaining = self.cfg.attempt_timeout if deadline is None else deadline - self.clock()
-            budget = min(self.cfg.attempt_timeout, remaining)
-            try:
-                return attempt(dep, probe, budget)
-            except NotReady as e:
-                previous = self.outcomes[dep.name].reason
-                if budget < 0.1 and attempts > 1 and "timed out" in str(e):
-                    # The last attempt, squeezed against the deadline, timed out: the reason
-                    # before it ("HTTP 503", "starting up") says more.
-                    raise NotReady(previous) from None
-                self._note(dep, str(e), attempts)
-                raise
-
-        try:
-            try:
-                detail = one_attempt()
-            except NotReady as first:
-                if self.single_attempt:
-                    raise
-                detail = self._retry(one_attempt, first, deadline)
-        except NotReady as e:
-            if not self.cancelled.is_set():
-                self._settle(dep, FAILED, str(e), attempts, elapsed=self.clock() - start)
-            return
-        except Broken as e:
-            self._settle(dep, FAILED, str(e), attempts, broken=True, elapsed=self.clock() - start)
-            return
-        self._settle(dep, READY, detail, attempts, elapsed=self.clock() - start)
-
-    def _retry(self, one_attempt: Callable[[], str], first: NotReady, deadline: float | None) -> str:
-        """Attempts 2, 3, ... under tenacity; attempt 1's failure is replayed as its first."""
-        from tenacity import Retrying, retry_if_exception_type, stop_when_event_set
-
-        from waitfor.wait import backoff
-
-        replay = [first]
-
-        def attempt_or_replay() -> str:
-            if replay:
-                raise replay.pop()
-            return one_attempt()
-
-        retrying = Retrying(
-            stop=backoff.stop_at_deadline(deadline, self.clock) | stop_when_event_set(self.cancelled),
-            wait=backoff.wait_until_deadline(
-                backoff.strategy(self.cfg.interval, self.cfg.max_interval), deadline, self.clock
-            ),
-            sleep=self._sleep,
-            retry=retry_if_exception_type(NotReady),
-            reraise=True,
-        )
-        return retrying(attempt_or_replay)
-
-    def _sleep(self, seconds: float) -> None:
-        """tenacity's sleep: an Event wait, so that cancel() ends every sleep at once."""
-        self.cancelled.wait(seconds)
 
     def _note(self, dep: Dependency, reason: str, attempts: int) -> None:
         with self._lock:
@@ -247,13 +498,33 @@ class Engine:
                 elapsed: float = 0.0) -> None:
         with self._lock:
             o = self.outcomes[dep.name]
+            if o.state != WAITING:
+                return
             o.state, o.reason, o.broken = state, reason, broken
             o.attempts, o.elapsed = max(o.attempts, attempts), elapsed
             snapshot = o.copy()
             self._left -= 1
             last = self._left == 0
-        self._settled[dep.name].set()
+        job = self._jobs[dep.name]
+        job.token += 1
+        self._inflight.pop(job, None)
+        self._drop_conn(job)
         self.on_change(snapshot)
+        if not self.single_attempt:
+            self._release(dep.name, state)
         if last:
             self.done.set()
             self.on_settled()
+
+    def _release(self, name: str, state: str) -> None:
+        """`after:`: a settled dependency lets those that wait for it go, or fails them."""
+        for job in self._jobs.values():
+            if name not in job.dep.after or self.outcomes[job.dep.name].state != WAITING:
+                continue
+            if state != READY:
+                self._settle(job.dep, FAILED, f"not probed: {name} (after:) is not ready", 0)
+                continue
+            job.after_left -= 1
+            if job.after_left == 0:
+                job.token += 1  # its "held" timer
+                self._at(self.clock(), "attempt", job)

@@ -49,6 +49,10 @@ __all__ = ["FAILED", "POOL_SIZE", "READY", "WAITING", "Engine", "Outcome", "buil
 # one of them for at most its attempt timeout; tcp dependencies never need one.
 POOL_SIZE = 4
 
+# Timers due within this much of the first one run in the same wake-up: with every
+# dependency's jitter, 300 of them would otherwise wake the loop ~5,000 times a second.
+SLACK = 0.005
+
 
 class Outcome:
     """Where one dependency stands. (A plain class: dataclasses would import inspect.)"""
@@ -292,7 +296,7 @@ class Engine:
                 now = self.clock()
                 for job in [j for j, t in self._inflight.items() if t <= now]:
                     self._guarded(job, self._timer, job, "timeout")
-                while self._timers and self._timers[0][0] <= now and not self.cancelled.is_set():
+                while self._timers and self._timers[0][0] <= now + SLACK and not self.cancelled.is_set():
                     _, _, what, job, token = heapq.heappop(self._timers)
                     if token == job.token:
                         self._guarded(job, self._timer, job, what)
@@ -324,7 +328,9 @@ class Engine:
 
     def _wake(self) -> None:
         try:
-            self._wake_w.send(b"\0")
+            # MSG_NOSIGNAL: the loop may have closed the other end, and the supervisor runs
+            # with SIGPIPE at its default (it would kill waitfor, exit 141)
+            self._wake_w.send(b"\0", socket.MSG_NOSIGNAL)
         except OSError:  # full (the loop is awake anyway) or closed (the loop has ended)
             pass
 
@@ -397,6 +403,10 @@ class Engine:
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setblocking(False)
             err = sock.connect_ex(addr)
+            if err == errno.EINPROGRESS:
+                # Over loopback the kernel has the answer before connect() returns: a closed
+                # port's refusal is known now, without a round through epoll (issue 12's cost).
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.EINPROGRESS
             if err == errno.EINPROGRESS:
                 job.conn = (sock, addr, addrs)
                 self._sel.register(sock, selectors.EVENT_WRITE, job)
@@ -471,10 +481,18 @@ class Engine:
             job.retry_state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
             job.wait = backoff.wait_until_deadline(
                 backoff.strategy(self.cfg.interval, self.cfg.max_interval), job.deadline, self.clock)
+            job.retry_state.set_exception((type(exc), exc, None))
         else:
-            job.retry_state.prepare_for_next_attempt()
+            rs = job.retry_state
+            if rs.outcome is not None and type(rs.outcome.exception()) is type(exc):
+                # Same failure as last time (a closed port, again): the strategy reads only
+                # the attempt number and the exception's type, so keep the outcome instead of
+                # a new Future (and its Condition) for every attempt.
+                rs.attempt_number += 1
+            else:
+                rs.prepare_for_next_attempt()
+                rs.set_exception((type(exc), exc, None))
         assert job.wait is not None
-        job.retry_state.set_exception((type(exc), exc, None))
         return job.wait(job.retry_state)
 
     # -- per dependency -------------------------------------------------------------

@@ -386,3 +386,13 @@ def _cmdline(pid: str) -> str:
             return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
+
+
+def test_no_burst_of_attempts_below_the_interval():
+    """The scheduler runs timers up to SLACK (5 ms) early; a delay shorter than that (a
+    1 ms interval, or the last one squeezed by the deadline) must still wait for the next
+    turn of the loop, not run again at once in a burst."""
+    cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}"], timeout="300ms", interval="1ms")
+    res, _ = run_engine(cfg)
+    (o,) = res.values()
+    assert o.state == FAILED and 20 <= o.attempts <= 400, o.attempts  # ~1 per ms at most

@@ -296,7 +296,9 @@ class Engine:
                 now = self.clock()
                 for job in [j for j, t in self._inflight.items() if t <= now]:
                     self._guarded(job, self._timer, job, "timeout")
-                while self._timers and self._timers[0][0] <= now + SLACK and not self.cancelled.is_set():
+                pushed = self._seq  # a timer set in this pass waits for the next select()
+                while (self._timers and self._timers[0][0] <= now + SLACK and self._timers[0][1] <= pushed
+                       and not self.cancelled.is_set()):
                     _, _, what, job, token = heapq.heappop(self._timers)
                     if token == job.token:
                         self._guarded(job, self._timer, job, what)
@@ -467,7 +469,9 @@ class Engine:
         else:
             self._note(dep, reason, job.attempts)
         now = self.clock()
-        if self.single_attempt or (job.deadline is not None and now >= job.deadline):
+        # (within SLACK of the deadline counts as there: the last attempt may have run up to
+        # SLACK early, and asking again a few ms before the deadline would only burst)
+        if self.single_attempt or (job.deadline is not None and now >= job.deadline - SLACK):
             return self._settle(dep, FAILED, reason, job.attempts, elapsed=elapsed)
         self._at(now + self._delay(job, exc), "attempt", job)
 

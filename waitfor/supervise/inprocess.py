@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from waitfor.config.model import Config
     from waitfor.output import Log
     from waitfor.signals import Inherited
+    from waitfor.supervise.probe_server import ProbeServer
     from waitfor.wait.engine import Outcome
 
 
@@ -69,7 +70,7 @@ class Watched:
     def __init__(self, cfg: Config, log: Log) -> None:
         self.cfg, self.log = cfg, log
         self.status = st.Status.for_config(cfg, st.state_path())
-        self.server = None
+        self.server: ProbeServer | None = None
         self.hooks: WatchHooks | None = None
 
     def __enter__(self) -> Watched:

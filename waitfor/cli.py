@@ -88,7 +88,9 @@ def dispatch(cfg: Config, args: SimpleNamespace, inherited: Inherited) -> int:
 
         if cfg.mode == "check":
             return run_health(cfg, log, checks=cfg.dependencies)
-        return run_health(cfg, log, checks=cfg.checks, use_supervisor=True)
+        # Targets on the command line are always probed: the supervisor's view answers only
+        # for its own checks (issue 10 A2), and `health db:5432` asks about db:5432.
+        return run_health(cfg, log, checks=cfg.checks, use_supervisor=not getattr(args, "targets", None))
     from waitfor.commands import run
 
     if cfg.mode == "wait":

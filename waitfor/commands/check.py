@@ -3,19 +3,32 @@ bounded by the attempt timeout, no retries. Exit 0 when all are ready, 1 otherwi
 (never 2: Docker's HEALTHCHECK reserves it). The output stays far below the 4096 bytes
 that Docker keeps of a health check's output."""
 
+from __future__ import annotations
+
 from waitfor import exitcodes
-from waitfor.output import clean, write_stdout
+from waitfor.config.model import READY, WAITING
+from waitfor.output import Log, clean, write_stdout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from waitfor.config.model import Config, Dependency
 
 MAX_OUTPUT = 3000  # bytes; Docker keeps 4096 (daemon/health.go maxOutputLen)
 
 
-def supervisor_view(cfg):
+def supervisor_view(cfg: Config) -> tuple[bool, list[str]] | None:
     """The (ok, lines) a supervisor in this container reports, or None to probe instead.
 
-    A supervisor that is still waiting is unhealthy, whatever the checks say. A running one
-    is trusted only while its runtime watch keeps the state fresh (its own watch interval,
-    written in the state: the watch may have been turned on by a flag of `run` only).
+    Only a supervisor of the same checks answers (issue 10 A2): the state file records a
+    keyed hash of its dependencies and health checks (state.identity), and a `health` with
+    another config, or another WAITFOR_TARGETS, probes by itself. A supervisor that is
+    still waiting is unhealthy, whatever the checks say. A running one is trusted only
+    while its runtime watch keeps the state fresh (its own watch interval, written in the
+    state: the watch may have been turned on by a flag of `run` only).
     """
+    import hmac
     import time
 
     from waitfor.supervise import state as st
@@ -24,21 +37,26 @@ def supervisor_view(cfg):
     if state is None:
         return None
     try:
-        if state["phase"] == st.WAITING:
-            failing = ", ".join(state["failing"]) or "dependencies"
-            return False, [f"FAIL waiting for {failing} (supervisor pid {state['pid']})"]
-        interval = state.get("watch_interval")
-        if state["phase"] != st.RUNNING or not interval:
-            return None  # nothing keeps its view fresh
-        if time.time() - state["updated"] > 2 * interval + cfg.attempt_timeout + 1:
-            return None
-        lines = [f"{'ok' if c['ok'] else 'FAIL'} {c['name']}: {c['reason']}" for c in state["checks"]]
-        return bool(state["ready"]), lines or ["ok"]
-    except (KeyError, TypeError):
-        return None  # not a state file this version wrote
+        mine = st.identity(cfg, state["salt"])
+    except ValueError:  # a salt that is not hex: not a file this version wrote
+        return None
+    if not hmac.compare_digest(mine, state["identity"]):
+        return None  # another config's supervisor: its view says nothing about these checks
+    if state["phase"] == WAITING:
+        failing = ", ".join(state["failing"]) or "dependencies"
+        return False, [f"FAIL waiting for {failing} (supervisor pid {state['pid']})"]
+    interval = state["watch_interval"]
+    if state["phase"] != st.RUNNING or not interval:
+        return None  # nothing keeps its view fresh
+    if time.time() - state["updated"] > 2 * interval + cfg.attempt_timeout + 1:
+        return None
+    lines = [f"{'ok' if c['ok'] else 'FAIL'} {c['name']}: {c['reason']}" for c in state["checks"]]
+    return bool(state["ready"]), lines or ["ok"]
 
 
-def run_health(cfg, log, checks, use_supervisor=False) -> int:
+def run_health(cfg: Config, log: Log, checks: Sequence[Dependency], use_supervisor: bool = False) -> int:
+    """`check` (use_supervisor False) and `health`. `health` with explicit targets passes
+    use_supervisor False too: what the user names on the command line is always probed."""
     view = supervisor_view(cfg) if use_supervisor else None
     if view is not None:
         ok, lines = view
@@ -56,13 +74,13 @@ def run_health(cfg, log, checks, use_supervisor=False) -> int:
         results = waiting.wait_for(cfg, checks, _Silent(), single_attempt=True, fail_fast=False)
     except waiting.Stopped as s:
         return exitcodes.from_signal(s.signum)
-    ok = all(o.state == "ready" for o in results)
+    ok = all(o.state == READY for o in results)
     lines = [f"{'ok' if o.state == 'ready' else 'FAIL'} {o.dep.name}: {o.reason[:200]}" for o in results]
     _print(cfg, ok, lines)
     return exitcodes.OK if ok else exitcodes.NOT_READY
 
 
-def _print(cfg, ok, lines) -> None:
+def _print(cfg: Config, ok: bool, lines: list[str]) -> None:
     if cfg.log_format == "json":
         import json
 
@@ -76,10 +94,8 @@ def _print(cfg, ok, lines) -> None:
         write_stdout(text + "\n")
 
 
-class _Silent:
+class _Silent(Log):
     """Health output is the summary above, not the wait's progress lines."""
 
-    def _ignore(self, *a, **k):
+    def emit(self, level: str, msg: str, **fields: object) -> None:
         pass
-
-    debug = info = warning = error = _ignore

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from waitfor.config.model import Config
     from waitfor.output import Log
     from waitfor.signals import Inherited
+    from waitfor.supervise.probe_server import ProbeServer
     from waitfor.wait.engine import Outcome
 
 
@@ -68,8 +69,8 @@ class Watched:
 
     def __init__(self, cfg: Config, log: Log) -> None:
         self.cfg, self.log = cfg, log
-        self.status = st.Status(st.state_path(), watch_interval=cfg.watch_interval)
-        self.server = None
+        self.status = st.Status.for_config(cfg, st.state_path())
+        self.server: ProbeServer | None = None
         self.hooks: WatchHooks | None = None
 
     def __enter__(self) -> Watched:
@@ -78,11 +79,13 @@ class Watched:
 
             self.server = serve(self.cfg.probe_addr, self.status, self.log)
         self.status.save()
+        self.status.start_heartbeat()
         return self
 
     def observe(self, o: Outcome) -> None:
         """Each change of a dependency during the wait, for the state file and /readyz."""
         self.status.record(o.dep.name, o.state == READY, o.reason)
+        self.status.save()  # `health` shows what the wait still waits for
 
     def supervise(self, inherited: Inherited) -> int:
         from waitfor.supervise import launch

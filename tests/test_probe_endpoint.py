@@ -1,0 +1,220 @@
+"""Issue 10 C8, C9: the probe endpoint under hostile clients.
+
+Black-box: the real CLI supervising a real app, real TCP clients on 127.0.0.1. Threads and
+fds are read from /proc/PID of the waitfor process. Bounds are generous ("bounded", not
+"fast"): the figures are in bench/probe_flood.py.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from test_watch import APP_TRAPS_TERM, Listener, free_port, get, wait_until, write_config
+
+WAITFOR = [sys.executable, "-m", "waitfor"]
+
+
+@pytest.fixture
+def listener():
+    lst = Listener().open()
+    yield lst
+    lst.close()
+
+
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("Threads:")).split()[1])
+
+
+def fds_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _start(tmp_path, listener, *extra, nofile=None, watch="200ms"):
+    probe_port = free_port()
+    cfg = write_config(tmp_path, f"""
+        watch: {{interval: {watch}, failure_threshold: 2}}
+        dependencies: [{{name: db, url: "tcp://127.0.0.1:{listener.port}"}}]
+    """)
+
+    def limit():
+        if nofile:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    env = {**os.environ, "WAITFOR_STATE_FILE": str(tmp_path / "state.json")}
+    proc = subprocess.Popen(WAITFOR + ["run", "-c", cfg, "--probe-addr", f"127.0.0.1:{probe_port}", *extra, "--"]
+                            + APP_TRAPS_TERM, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=limit)
+    base = f"http://127.0.0.1:{probe_port}"
+    wait_until(lambda: _status(base + "/readyz") == 200, timeout=15)
+    return proc, probe_port, base
+
+
+def _status(url):
+    try:
+        return get(url)[0]
+    except OSError:
+        return None
+
+
+def _stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=15)
+
+
+def _connect_many(port: int, n: int) -> list[socket.socket]:
+    out = []
+    for _ in range(n):
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.connect(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            break
+        out.append(s)
+    return out
+
+
+@pytest.fixture
+def enough_fds():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 4096)
+    if want < 1000:
+        pytest.skip(f"this test opens ~800 sockets; RLIMIT_NOFILE hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_idle_connections_hold_no_threads_and_readyz_still_answers(tmp_path, listener, enough_fds):
+    proc, port, base = _start(tmp_path, listener)
+    try:
+        before = threads_of(proc.pid)
+        idle = _connect_many(port, 300)
+        assert len(idle) == 300
+        time.sleep(0.5)
+        threads, fds = threads_of(proc.pid), fds_of(proc.pid)
+        start = time.monotonic()
+        assert _status(base + "/readyz") == 200
+        took = time.monotonic() - start
+        for s in idle:
+            s.close()
+        # One thread serves every client (before: one per connection, 300+); fds are capped.
+        assert threads <= before + 2, (before, threads)
+        assert fds < 64 + 40, fds
+        assert took < 2.0  # bounded, not a timing claim: before, up to 11 s for a 1,000 burst
+        assert proc.poll() is None
+    finally:
+        _stop(proc)
+
+
+def test_a_slow_client_is_dropped_quickly(tmp_path, listener):
+    proc, port, _ = _start(tmp_path, listener)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"GET /readyz HTTP/1.1\r\n")  # and never the rest
+            start = time.monotonic()
+            assert s.recv(100) == b""  # closed by the server, before our own 10 s timeout
+            assert time.monotonic() - start < 5
+    finally:
+        _stop(proc)
+
+
+def test_a_client_flood_under_a_low_fd_limit_does_not_stop_a_healthy_app(tmp_path, listener, enough_fds):
+    proc, port, base = _start(tmp_path, listener, nofile=256)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def flood():
+        while not stop.is_set():  # keep ~400 connections open, reopening what the server drops
+            held.extend(_connect_many(port, 400 - len(held)))
+            for s in list(held):
+                s.setblocking(False)
+                try:
+                    if s.recv(1) == b"":
+                        held.remove(s)
+                        s.close()
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    held.remove(s)
+                    s.close()
+            time.sleep(0.1)
+
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    try:
+        time.sleep(4.0)  # 20 watch rounds at 200 ms, failure threshold 2
+        assert proc.poll() is None, "the watch must not fail (and stop the app) for want of fds"
+        wait_until(lambda: _status(base + "/readyz") == 200, timeout=10)
+    finally:
+        stop.set()
+        t.join(5)
+        for s in held:
+            s.close()
+        out, err = _stop(proc)
+    assert proc.returncode == 0, err
+    assert "Too many open files" not in err and "failed" not in err, err
+
+
+def _rst(port: int, payload: bytes) -> None:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close() sends RST
+    if payload:
+        s.sendall(payload)
+    s.close()
+
+
+def test_client_resets_are_at_most_a_line_at_verbose_level(tmp_path, listener):
+    for verbose in ((), ("-v",)):
+        proc, port, base = _start(tmp_path, listener, *verbose, watch="30s")
+        try:
+            for i in range(20):
+                _rst(port, b"" if i % 3 == 0 else b"GET /readyz HTTP/1.1\r\n" if i % 3 == 1
+                     else b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+            for _ in range(10):  # a big response the client never reads, then a reset
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+                s.sendall(b"GET /livez HTTP/1.1\r\n\r\n")
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+            time.sleep(0.5)
+            assert _status(base + "/readyz") == 200
+        finally:
+            _out, err = _stop(proc)
+        assert "Traceback" not in err and "Error" not in err, err
+        lines = [line for line in err.splitlines() if "probe endpoint" in line]
+        if verbose:
+            assert len(lines) <= 30, lines
+        else:
+            assert lines == [], lines
+        assert proc.returncode == 0
+
+
+def test_the_endpoint_still_speaks_http(tmp_path, listener):
+    proc, port, base = _start(tmp_path, listener, watch="30s")
+    try:
+        for path, code in (("/livez", 200), ("/readyz", 200), ("/startupz", 200), ("/nope", 404),
+                           ("/readyz?verbose=1", 200)):
+            assert _status(base + path) == code
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"HEAD /livez HTTP/1.0\r\n\r\n")
+            reply = s.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"\r\n\r\n")
+        for request, code in ((b"POST /livez HTTP/1.1\r\n\r\n", b"405"), (b"garbage\r\n\r\n", b"400"),
+                              (b"GET /" + b"a" * 9000, b"431")):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(request)
+                assert s.recv(4096).split()[1] == code
+    finally:
+        _stop(proc)

@@ -71,17 +71,33 @@ def _stop(proc):
     return proc.communicate(timeout=15)
 
 
-def _connect_many(port: int, n: int) -> list[socket.socket]:
-    out = []
-    for _ in range(n):
-        s = socket.socket()
-        s.settimeout(5)
-        try:
-            s.connect(("127.0.0.1", port))
-        except OSError:
-            s.close()
-            break
-        out.append(s)
+def _connect_many(port: int, n: int, workers: int = 16) -> list[socket.socket]:
+    """n connections, made by `workers` threads at once (blocking connects, as a client
+    flood would: a small listen backlog delays them, SYN retries and all)."""
+    out: list[socket.socket] = []
+    lock = threading.Lock()
+    left = iter(range(n))
+
+    def work():
+        while True:
+            with lock:
+                if next(left, None) is None:
+                    return
+            s = socket.socket()
+            s.settimeout(10)
+            try:
+                s.connect(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            with lock:
+                out.append(s)
+
+    ts = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
     return out
 
 
@@ -89,8 +105,8 @@ def _connect_many(port: int, n: int) -> list[socket.socket]:
 def enough_fds():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, 4096)
-    if want < 1000:
-        pytest.skip(f"this test opens ~800 sockets; RLIMIT_NOFILE hard limit is {hard}")
+    if want < 2000:
+        pytest.skip(f"this test opens ~1,300 sockets; RLIMIT_NOFILE hard limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -136,8 +152,8 @@ def test_a_client_flood_under_a_low_fd_limit_does_not_stop_a_healthy_app(tmp_pat
     held: list[socket.socket] = []
 
     def flood():
-        while not stop.is_set():  # keep ~400 connections open, reopening what the server drops
-            held.extend(_connect_many(port, 400 - len(held)))
+        while not stop.is_set():  # keep ~1000 connections open, reopening what the server drops
+            held.extend(_connect_many(port, 1000 - len(held), workers=300))
             for s in list(held):
                 s.setblocking(False)
                 try:
@@ -149,12 +165,12 @@ def test_a_client_flood_under_a_low_fd_limit_does_not_stop_a_healthy_app(tmp_pat
                 except OSError:
                     held.remove(s)
                     s.close()
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     t = threading.Thread(target=flood, daemon=True)
     t.start()
     try:
-        time.sleep(4.0)  # 20 watch rounds at 200 ms, failure threshold 2
+        time.sleep(8.0)  # 40 watch rounds at 200 ms, failure threshold 2 (before: exit 69 in ~5 s)
         assert proc.poll() is None, "the watch must not fail (and stop the app) for want of fds"
         wait_until(lambda: _status(base + "/readyz") == 200, timeout=10)
     finally:
@@ -162,7 +178,7 @@ def test_a_client_flood_under_a_low_fd_limit_does_not_stop_a_healthy_app(tmp_pat
         t.join(5)
         for s in held:
             s.close()
-        out, err = _stop(proc)
+        _out, err = _stop(proc)
     assert proc.returncode == 0, err
     assert "Too many open files" not in err and "failed" not in err, err
 
@@ -210,7 +226,7 @@ def test_the_endpoint_still_speaks_http(tmp_path, listener):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"HEAD /livez HTTP/1.0\r\n\r\n")
             reply = s.recv(4096)
-        assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.") and b" 200 " in reply and reply.endswith(b"\r\n\r\n")
         for request, code in ((b"POST /livez HTTP/1.1\r\n\r\n", b"405"), (b"garbage\r\n\r\n", b"400"),
                               (b"GET /" + b"a" * 9000, b"431")):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:

@@ -100,7 +100,7 @@ def _inverted(probe: Probe, kind: str) -> Probe:
 def attempt(dep: Dependency, probe: Probe, timeout: float) -> str:
     """One bounded attempt. Any unexpected driver error counts as not ready, redacted."""
     try:
-        return probe(max(timeout, 0.001)) or "ready"
+        return probe(max(timeout, 0.001)) or READY  # a probe with nothing to add: its state is its reason
     except Broken as e:
         raise Broken(redact(describe(e), dep.secrets)) from None
     except Refused as e:

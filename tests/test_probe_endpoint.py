@@ -234,3 +234,50 @@ def test_the_endpoint_still_speaks_http(tmp_path, listener):
                 assert s.recv(4096).split()[1] == code
     finally:
         _stop(proc)
+
+
+# ------------------------------------------------------------- random requests, in-process
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+from waitfor.output import Log  # noqa: E402
+from waitfor.supervise.probe_server import ProbeServer  # noqa: E402
+from waitfor.supervise.state import Status  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = ProbeServer(("127.0.0.1", 0), Status(None), Log(verbosity=-2)).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+REQUESTS = hs.one_of(
+    hs.binary(max_size=300),
+    hs.builds(lambda m, p, v, h: m + b" " + p + b" " + v + b"\r\n" + h + b"\r\n\r\n",
+              hs.sampled_from([b"GET", b"HEAD", b"POST", b"", b"G\x00T"]),
+              hs.sampled_from([b"/readyz", b"/livez", b"/startupz", b"/", b"/readyz?x", b"*"]) | hs.binary(max_size=40),
+              hs.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/9", b""]),
+              hs.binary(max_size=100)),
+)
+
+
+@given(request=REQUESTS, reset=hs.booleans())
+def test_any_request_gets_an_answer_or_a_close_and_the_server_lives_on(server, request, reset):
+    port = server.server_address[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        if reset:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        if request:
+            s.sendall(request)
+        if not reset:
+            s.shutdown(socket.SHUT_WR)  # an incomplete request then ends: the server closes
+            reply = s.recv(4096)
+            assert reply == b"" or reply.startswith(b"HTTP/1.1 ")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /livez HTTP/1.1\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 ")
+    assert server.thread.is_alive() and len(server.clients) <= server.max_clients

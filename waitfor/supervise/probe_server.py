@@ -124,20 +124,28 @@ class ProbeServer:
                 events = []
                 time.sleep(0.05)
             for key, mask in events:
-                if key.fileobj is self.sock:
-                    self._accept()
-                elif key.fileobj is self._wake_r:
-                    try:
-                        self._wake_r.recv(64)
-                    except OSError:
-                        pass
-                elif key.data is not None:
-                    client: _Client = key.data
-                    if mask & selectors.EVENT_READ:
-                        self._read(client)
-                    elif mask & selectors.EVENT_WRITE:
-                        self._write(client)
+                try:
+                    self._event(key, mask)
+                except Exception as e:  # noqa: BLE001 - a bug with one client must not end the endpoint
+                    self._note(f"probe endpoint: internal error with a client: {type(e).__name__}")
+                    if key.data is not None:
+                        self._close(key.data)
             self._expire(time.monotonic())
+
+    def _event(self, key: selectors.SelectorKey, mask: int) -> None:
+        if key.fileobj is self.sock:
+            self._accept()
+        elif key.fileobj is self._wake_r:
+            try:
+                self._wake_r.recv(64)
+            except OSError:
+                pass
+        elif key.data is not None:
+            client: _Client = key.data
+            if mask & selectors.EVENT_READ:
+                self._read(client)
+            elif mask & selectors.EVENT_WRITE:
+                self._write(client)
 
     # ------------------------------------------------------------------ clients
 
@@ -219,7 +227,7 @@ class ProbeServer:
 
     def _write(self, c: _Client) -> None:
         try:
-            sent = c.sock.send(c.out)
+            sent = c.sock.send(c.out, socket.MSG_NOSIGNAL)  # EPIPE, not SIGPIPE, if it went away
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as e:

@@ -197,8 +197,9 @@ class Status:
 
     def _beat(self) -> None:
         while not self._stopped.wait(HEARTBEAT):
-            if self.phase == WAITING:  # a running view is kept fresh by the watch alone
-                self._save(beat=True)
+            if self.phase != WAITING:
+                return  # a running view is kept fresh by the watch alone: no idle wake-ups
+            self._save(beat=True)
 
     def _save(self, beat: bool = False) -> None:
         with self._save_lock:

@@ -3,12 +3,23 @@
 (the supervisor then stops the app and exits with exitcodes.DEPENDENCY_LOST, so that the
 orchestrator restarts the container, as a failing Kubernetes liveness probe would)."""
 
+from __future__ import annotations
+
 import threading
 
 from waitfor.wait.engine import READY, Engine
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def watched(cfg):
+    from waitfor.config.model import Config, Dependency
+    from waitfor.output import Log
+    from waitfor.supervise.state import Status
+    from waitfor.wait.engine import Outcome
+
+
+def watched(cfg: Config) -> list[Dependency]:
     """The dependencies and the health checks, each once (by name)."""
     seen, out = set(), []
     for dep in tuple(cfg.dependencies) + tuple(cfg.health or ()):
@@ -19,13 +30,13 @@ def watched(cfg):
 
 
 class Watch:
-    def __init__(self, cfg, status, log, on_failure):
+    def __init__(self, cfg: Config, status: Status, log: Log, on_failure: Callable[[Outcome], None]) -> None:
         self.cfg, self.status, self.log, self.on_failure = cfg, status, log, on_failure
         self.checks = watched(cfg)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="watch", daemon=True)
 
-    def start(self) -> "Watch":
+    def start(self) -> Watch:
         if self.checks and self.cfg.watch_interval:
             self.thread.start()
         return self
@@ -36,7 +47,7 @@ class Watch:
         if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(self.cfg.attempt_timeout + 2)
 
-    def round(self):
+    def round(self) -> Outcome | None:
         """Probe every check once, in parallel; return the first that reached the threshold."""
         engine = Engine(self.cfg, self.checks, single_attempt=True).start()
         engine.done.wait(self.cfg.attempt_timeout + 1)  # a stuck driver must not stall the watch

@@ -195,6 +195,7 @@ def test_the_forged_file_is_trusted_when_small_and_valid(tmp_path, listener):
     '"updated": NaN', '"updated": Infinity', '"updated": 1e400', '"updated": "now"',
     '"phase": "dancing"', '"phase": null', '"watch_interval": NaN', '"checks": {}',
     '"checks": [{"name": 1}]', '"failing": [null]', '"ready": "yes"', '"identity": 5',
+    '"identity": "\\u00e9\\ud800"', '"salt": "xyz"', '"salt": ""',
 ])
 def test_a_bad_field_means_probe_directly(tmp_path, listener, raw):
     path = write_config(tmp_path, f"dependencies: [tcp://127.0.0.1:{listener.port}]\n")
@@ -285,11 +286,16 @@ def test_random_json_never_raises(tmp_path, doc):
 
 
 @given(key=hs.sampled_from(KEYS), value=JSON)
-def test_a_random_value_in_a_valid_file_never_raises(tmp_path, key, value):
+def test_a_random_value_in_a_valid_file_never_raises(tmp_path, monkeypatch, key, value):
+    from waitfor.commands.check import supervisor_view
+
     cfg = config.build(arguments.parse(["health", "127.0.0.1:1"]), {})
     snap = forged_state(cfg, tmp_path / "state.json")
     snap[key] = value
     _check_read(tmp_path / "state.json", json.dumps(snap))
+    monkeypatch.setenv("WAITFOR_STATE_FILE", str(tmp_path / "state.json"))
+    view = supervisor_view(cfg)  # what health makes of it: a view or None, never an exception
+    assert view is None or (isinstance(view[0], bool) and all(isinstance(x, str) for x in view[1]))
 
 
 @given(data=hs.binary(max_size=200))

@@ -36,11 +36,8 @@ def supervisor_view(cfg: Config) -> tuple[bool, list[str]] | None:
     state = st.read_live_state(st.state_path(), max_age=float("inf"))
     if state is None:
         return None
-    try:
-        mine = st.identity(cfg, state["salt"])
-    except ValueError:  # a salt that is not hex: not a file this version wrote
-        return None
-    if not hmac.compare_digest(mine, state["identity"]):
+    mine = st.identity(cfg, state["salt"])  # salt and identity: checked hex strings (st.validate)
+    if not hmac.compare_digest(mine.encode(), state["identity"].encode()):
         return None  # another config's supervisor: its view says nothing about these checks
     if state["phase"] == WAITING:
         failing = ", ".join(state["failing"]) or "dependencies"

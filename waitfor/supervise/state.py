@@ -275,6 +275,10 @@ def _str(v: object, limit: int = 1000) -> bool:
     return isinstance(v, str) and len(v) <= limit
 
 
+def _hex(v: object) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= 128 and len(v) % 2 == 0 and all(c in "0123456789abcdef" for c in v)
+
+
 def validate(state: object, now: float) -> dict[str, Any] | None:
     """The state if every field has the type and range this version writes, else None."""
     if not isinstance(state, dict):
@@ -292,7 +296,7 @@ def validate(state: object, now: float) -> dict[str, Any] | None:
     for key in ("live", "started", "ready"):
         if not isinstance(state.get(key), bool):
             return None
-    if not (_str(state.get("identity"), 128) and _str(state.get("salt"), 128)):
+    if not (_hex(state.get("identity")) and _hex(state.get("salt"))):
         return None
     checks, failing = state.get("checks"), state.get("failing")
     if not isinstance(checks, list) or len(checks) > MAX_CHECKS:

@@ -195,7 +195,8 @@ def test_the_forged_file_is_trusted_when_small_and_valid(tmp_path, listener):
     '"updated": NaN', '"updated": Infinity', '"updated": 1e400', '"updated": "now"',
     '"phase": "dancing"', '"phase": null', '"watch_interval": NaN', '"checks": {}',
     '"checks": [{"name": 1}]', '"failing": [null]', '"ready": "yes"', '"identity": 5',
-    '"identity": "\\u00e9\\ud800"', '"salt": "xyz"', '"salt": ""',
+    '"identity": "\\u00e9\\ud800"', '"salt": "xyz"', '"salt": ""', '"updated": 1' + "0" * 400,
+    '"watch_interval": 1' + "0" * 400, '"pid": 1' + "0" * 400,
 ])
 def test_a_bad_field_means_probe_directly(tmp_path, listener, raw):
     path = write_config(tmp_path, f"dependencies: [tcp://127.0.0.1:{listener.port}]\n")
@@ -264,7 +265,8 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as hs  # noqa: E402
 
 JSON = hs.recursive(
-    hs.none() | hs.booleans() | hs.integers() | hs.floats() | hs.text(max_size=20),
+    hs.none() | hs.booleans() | hs.integers() | hs.integers(min_value=10**300, max_value=10**400) | hs.floats()
+    | hs.text(max_size=20),
     lambda inner: hs.lists(inner, max_size=5) | hs.dictionaries(hs.text(max_size=10), inner, max_size=5),
     max_leaves=20,
 )

@@ -268,7 +268,12 @@ def _reject_constant(name: str) -> object:
 
 
 def _number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite JSON number of sane size (10**400 is an int, and no float: OverflowError)."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return -(1 << 53) <= v <= 1 << 53
+    return isinstance(v, float) and math.isfinite(v)
 
 
 def _str(v: object, limit: int = 1000) -> bool:

@@ -58,7 +58,7 @@ def children(pid):
 
 
 def idle_rss_kib(tree, env, port):
-    p = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", PY, f"{tree}/bin/waitfor",
+    p = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", PY, f"{tree}/bin/waitfor",
                           f"127.0.0.1:{port}", "--", "sleep", "1000"], env=env,
                          stderr=subprocess.DEVNULL)
     try:

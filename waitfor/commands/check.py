@@ -72,7 +72,7 @@ def run_health(cfg: Config, log: Log, checks: Sequence[Dependency], use_supervis
     except waiting.Stopped as s:
         return exitcodes.from_signal(s.signum)
     ok = all(o.state == READY for o in results)
-    lines = [f"{'ok' if o.state == 'ready' else 'FAIL'} {o.dep.name}: {o.reason[:200]}" for o in results]
+    lines = [f"{'ok' if o.state == READY else 'FAIL'} {o.dep.name}: {o.reason[:200]}" for o in results]
     _print(cfg, ok, lines)
     return exitcodes.OK if ok else exitcodes.NOT_READY
 

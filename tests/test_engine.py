@@ -396,3 +396,36 @@ def test_no_burst_of_attempts_below_the_interval():
     res, _ = run_engine(cfg)
     (o,) = res.values()
     assert o.state == FAILED and 20 <= o.attempts <= 400, o.attempts  # ~1 per ms at most
+
+
+def test_unix_sockets_are_probed_in_the_scheduler(tmp_path):
+    """unix:// as tcp: in the loop, no pool thread; missing path and a stale socket file
+    (nothing listening) are Refused, a socket that appears later is noticed."""
+    stale = tmp_path / "stale.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(stale))
+    s.close()  # the file stays, nobody listens: ECONNREFUSED
+    late = tmp_path / "late.sock"
+    srv = socket.socket(socket.AF_UNIX)
+
+    def listen():
+        srv.bind(str(late))
+        srv.listen(4)
+
+    threading.Timer(0.4, listen).start()
+    cfg = cfg_for(targets=[f"unix://{tmp_path}/missing.sock", f"unix://{stale}", f"unix://{late}"],
+                  timeout="1.2s")
+    before = threading.active_count()
+    eng = Engine(cfg, cfg.dependencies).start()
+    peak = 0
+    while not eng.done.wait(0.05):
+        peak = max(peak, threading.active_count() - before)
+    eng.cancel()
+    srv.close()
+    res = {o.dep.url: o for o in eng.results()}
+    assert peak == 1, peak  # the scheduler alone
+    assert res[f"unix://{late}"].state == READY and res[f"unix://{late}"].reason == "accepted"
+    missing = res[f"unix://{tmp_path}/missing.sock"]
+    assert missing.state == FAILED and "No such file or directory" in missing.reason
+    assert missing.attempts >= 5  # refused: the fast interval
+    assert "Connection refused" in res[f"unix://{stale}"].reason

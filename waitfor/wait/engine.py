@@ -170,10 +170,19 @@ class _Job:
         self.budget = self.started = 0.0
         self.retry_state: RetryCallState | None = None
         self.wait: wait_base | None = None
-        # tcp only: probed in the loop itself (host, port; the addresses once known)
-        self.fast = dep.kind == "tcp" and not dep.invert
-        self.host, self.port = _host_port(dep.url) if self.fast else ("", 0)
-        self.addrs: list[tuple] | None = _numeric(self.host, self.port) if self.fast else None
+        # tcp and unix: probed in the loop itself (host and port, or the socket's path; the
+        # addresses to try, once known)
+        self.fast = dep.kind in ("tcp", "unix") and not dep.invert
+        self.host, self.port = "", 0
+        self.addrs: list[tuple] | None = None
+        if self.fast and dep.kind == "unix":
+            from urllib.parse import unquote, urlsplit
+
+            self.host = unquote(urlsplit(dep.url).path)
+            self.addrs = [(socket.AF_UNIX, self.host)]
+        elif self.fast:
+            self.host, self.port = _host_port(dep.url)
+            self.addrs = _numeric(self.host, self.port)
         # the connect in flight: (socket, address, the addresses still to try)
         self.conn: tuple[socket.socket, tuple, list[tuple]] | None = None
         self.last: NotReady | None = None
@@ -196,9 +205,15 @@ def _numeric(host: str, port: int) -> list[tuple] | None:
     return [(family, addr) for family, _, _, _, addr in infos]
 
 
-def _fmt(addr: tuple) -> str:
+def _fmt(addr: tuple | str) -> str:
+    if isinstance(addr, str):  # a unix socket's path
+        return addr
     host, port = addr[0], addr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _connected_detail(addr: tuple | str) -> str:
+    return "accepted" if isinstance(addr, str) else f"connected to {addr[0]}"
 
 
 class Engine:
@@ -402,7 +417,11 @@ class Engine:
 
         while addrs:
             family, addr = addrs.pop(0)
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError as e:  # EMFILE and the like: ours, not the dependency's (issue 10 B7)
+                job.last = NotReady(f"local resource limit: {e.strerror} (cannot open a socket)")
+                continue
             sock.setblocking(False)
             err = sock.connect_ex(addr)
             if err == errno.EINPROGRESS:
@@ -415,7 +434,7 @@ class Engine:
                 return
             sock.close()
             if err == 0:
-                return self._finish(job, None, f"connected to {addr[0]}")
+                return self._finish(job, None, _connected_detail(addr))
             job.last = self._connect_error(err, addr)
         self._finish(job, job.last or NotReady(f"connect timed out ({job.host}:{job.port})"))
 
@@ -425,17 +444,26 @@ class Engine:
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         self._drop_conn(job)
         if err == 0:
-            return self._finish(job, None, f"connected to {addr[0]}")
+            return self._finish(job, None, _connected_detail(addr))
         job.last = self._connect_error(err, addr)
         self._connect(job, rest)
 
     @staticmethod
-    def _connect_error(err: int, addr: tuple) -> NotReady:
+    def _connect_error(err: int, addr: tuple | str) -> NotReady:
+        """The same reasons as probes/tcp.py and probes/unix.py give."""
+        from os import strerror
+
+        if isinstance(addr, str):  # unix
+            if err in (errno.ENOENT, errno.ECONNREFUSED):
+                return Refused(f"{addr}: {strerror(err)}")
+            if err == errno.EAGAIN:  # listen backlog full: it is there, but busy
+                return NotReady(f"{addr}: backlog full")
+            return NotReady(f"{addr}: {strerror(err)}")
         if err == errno.ECONNREFUSED:
             return Refused(f"connection refused ({_fmt(addr)})")
         if err in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-            return NotReady(f"local resource limit: {__import__('os').strerror(err)} ({_fmt(addr)})")
-        return NotReady(f"{__import__('os').strerror(err)} ({_fmt(addr)})")
+            return NotReady(f"local resource limit: {strerror(err)} ({_fmt(addr)})")
+        return NotReady(f"{strerror(err)} ({_fmt(addr)})")
 
     def _drop_conn(self, job: _Job) -> None:
         if job.conn is not None:

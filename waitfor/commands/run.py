@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from waitfor import exitcodes
 from waitfor.errors import UsageError
-from waitfor.wait.engine import build_probes
-from waitfor.wait.loop import wait
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,6 +22,9 @@ def run_wait(cfg: Config, log: Log) -> int:
     if not cfg.dependencies:
         log.info("nothing to wait for: no dependencies (give targets, -c FILE or WAITFOR_TARGETS)")
         return exitcodes.OK
+    from waitfor.wait.engine import build_probes
+    from waitfor.wait.loop import wait
+
     return wait(cfg, log, build_probes(cfg.dependencies))
 
 
@@ -35,19 +36,25 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     # Every signal is blocked since cli.main(): those that arrive during the wait (other
     # than the ones that stop it) stay pending and are forwarded once the app runs.
     supervise = launch.supervises(cfg)
-    probes = build_probes(cfg.dependencies)
     if supervise and (cfg.watch_interval or cfg.probe_addr):
         from waitfor.supervise.inprocess import Watched
+        from waitfor.wait.engine import build_probes
+        from waitfor.wait.loop import wait
 
+        probes = build_probes(cfg.dependencies)
         build_probes(cfg.checks)  # the watch's own checks: a driver's rejection is exit 2 now
         with Watched(cfg, log) as watched:
             code = wait(cfg, log, probes, observe=watched.observe)
             if code != exitcodes.OK:
                 return code
             return watched.supervise(inherited)
-    code = wait(cfg, log, probes)
-    if code != exitcodes.OK:
-        return code
+    if cfg.dependencies:  # the engine is imported only when there is something to wait for
+        from waitfor.wait.engine import build_probes
+        from waitfor.wait.loop import wait
+
+        code = wait(cfg, log, build_probes(cfg.dependencies))
+        if code != exitcodes.OK:
+            return code
     if supervise:
         launch.reexec(cfg, inherited)
     launch.exec_app(cfg.command, inherited)

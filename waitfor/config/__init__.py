@@ -96,7 +96,6 @@ def _cross_checks(values: dict[str, object], src: Sources) -> None:
 
 def _dependencies(src: Sources, offline: bool) -> tuple[list[Dependency], tuple[Dependency, ...] | None]:
     from waitfor.config import targets
-    from waitfor.secrets import mask_url
 
     deps: list[Dependency] = []
     health = None
@@ -119,6 +118,8 @@ def _dependencies(src: Sources, offline: bool) -> tuple[list[Dependency], tuple[
         deps.append(targets.from_target(t, f"WAITFOR_TARGETS (item {i + 1})", offline))
     cli_targets: list[str] = src.cli.get("targets") or []  # type: ignore[assignment]
     for i, t in enumerate(cli_targets):
+        from waitfor.secrets import mask_url  # only here: re and urllib cost ~7 ms of start-up
+
         where = f"target {mask_url(t)!r} (argument {i + 1})" if "@" not in t else f"target argument {i + 1}"
         deps.append(targets.from_target(t, where, offline))
     deps = targets.uniquify(deps)

@@ -2,7 +2,7 @@
 its own; `after:` holds a dependency back until those it names are ready.
 
 One scheduler thread runs every dependency (issue 12: a thread per dependency cost ~110 us
-of CPU per probe and a thread each). It keeps a heap of timers and a `selectors` loop:
+of CPU per probe and a thread each). It keeps a heap of timers and a `poll()` loop:
 a tcp dependency is probed there with a non-blocking connect, so waiting for 300 closed
 ports costs one thread. Attempts that block (name lookups, the other kinds' probes and
 their drivers) run in a small pool (`POOL_SIZE` threads, started only when needed) that
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import heapq
+import select
 import socket
 import threading
 import time
@@ -198,7 +199,13 @@ def _host_port(url: str) -> tuple[str, int]:
 def _numeric(host: str, port: int) -> list[tuple] | None:
     """An IP address needs no lookup; a name is looked up in the pool at each attempt (it
     may appear later, as a compose service does)."""
-    try:
+    for family, addr in ((socket.AF_INET, (host, port)), (socket.AF_INET6, (host, port, 0, 0))):
+        try:  # inet_pton first: getaddrinfo on a str imports the idna codec (2 ms of start-up)
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return [(family, addr)]
+    try:  # e.g. a scoped IPv6 address (fe80::1%eth0)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except (OSError, UnicodeError):
         return None
@@ -250,6 +257,7 @@ class Engine:
         # loop-side steps in flight (connects, lookups) -> the attempt's deadline; kept out of
         # the heap, where a timer for every attempt would mostly go stale
         self._inflight: dict[_Job, float] = {}
+        self._polled: dict[int, _Job] = {}  # fd of a connect in flight -> its job
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
         self._pool = _Pool(POOL_SIZE, self._post)
@@ -282,11 +290,11 @@ class Engine:
 
     # -- the scheduler loop -----------------------------------------------------------
     def _loop(self) -> None:
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self._wake_r, selectors.EVENT_READ, None)
-        self._sel = sel
+        # select.poll rather than the selectors module (1 ms of start-up): few sockets are in
+        # flight at once, and poll() is POSIX
+        self._poll = poll = select.poll()
+        poll.register(self._wake_r, select.POLLIN)
+        wake_fd = self._wake_r.fileno()
         try:
             for dep in self.deps:
                 job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
@@ -299,11 +307,13 @@ class Engine:
                 if self._timers and (next_at is None or self._timers[0][0] < next_at):
                     next_at = self._timers[0][0]
                 timeout = None if next_at is None else max(0.0, next_at - self.clock())
-                for key, _ in sel.select(timeout):
-                    if key.data is None:
+                # poll() takes milliseconds: round up, so that a timer is never woken for early
+                for fd, _ in poll.poll(None if timeout is None else -(-timeout * 1000 // 1)):
+                    if fd == wake_fd:
                         self._drain_wake()
-                    else:
-                        self._guarded(key.data, self._connected, key.data)
+                    elif fd in self._polled:
+                        job = self._polled[fd]
+                        self._guarded(job, self._connected, job)
                 while self._results:
                     job, token, result = self._results.popleft()
                     if token == job.token and not self.cancelled.is_set():
@@ -321,7 +331,6 @@ class Engine:
             self._pool.close()
             for job in self._jobs.values():
                 self._drop_conn(job)
-            sel.close()
             self._wake_r.close()
             self._wake_w.close()
 
@@ -413,8 +422,6 @@ class Engine:
 
     def _connect(self, job: _Job, addrs: list[tuple]) -> None:
         """Try the addresses in turn, as tcp.open_connection does, without blocking."""
-        import selectors
-
         while addrs:
             family, addr = addrs.pop(0)
             try:
@@ -430,7 +437,8 @@ class Engine:
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.EINPROGRESS
             if err == errno.EINPROGRESS:
                 job.conn = (sock, addr, addrs)
-                self._sel.register(sock, selectors.EVENT_WRITE, job)
+                self._poll.register(sock, select.POLLOUT)
+                self._polled[sock.fileno()] = job
                 return
             sock.close()
             if err == 0:
@@ -469,10 +477,8 @@ class Engine:
         if job.conn is not None:
             sock = job.conn[0]
             job.conn = None
-            try:
-                self._sel.unregister(sock)
-            except (KeyError, ValueError):
-                pass
+            if self._polled.pop(sock.fileno(), None) is not None:
+                self._poll.unregister(sock)
             sock.close()
 
     # -- after an attempt ---------------------------------------------------------------

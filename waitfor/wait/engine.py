@@ -258,8 +258,8 @@ class Engine:
         # the heap, where a timer for every attempt would mostly go stale
         self._inflight: dict[_Job, float] = {}
         self._polled: dict[int, _Job] = {}  # fd of a connect in flight -> its job
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_w.setblocking(False)
+        self._wake_r: socket.socket | None = None  # the loop's wake-up pair, made by start()
+        self._wake_w: socket.socket | None = None
         self._pool = _Pool(POOL_SIZE, self._post)
 
     # -- public -------------------------------------------------------------------
@@ -270,6 +270,8 @@ class Engine:
             self.done.set()
             self.on_settled()
             return self
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
         threading.Thread(target=self._loop, name="waitfor scheduler", daemon=True).start()
         return self
 
@@ -293,6 +295,7 @@ class Engine:
         # select.poll rather than the selectors module (1 ms of start-up): few sockets are in
         # flight at once, and poll() is POSIX
         self._poll = poll = select.poll()
+        assert self._wake_r is not None and self._wake_w is not None
         poll.register(self._wake_r, select.POLLIN)
         wake_fd = self._wake_r.fileno()
         try:
@@ -353,6 +356,8 @@ class Engine:
         self._wake()
 
     def _wake(self) -> None:
+        if self._wake_w is None:
+            return  # never started: nothing to wake
         try:
             # MSG_NOSIGNAL: the loop may have closed the other end, and the supervisor runs
             # with SIGPIPE at its default (it would kill waitfor, exit 141)
@@ -361,6 +366,7 @@ class Engine:
             pass
 
     def _drain_wake(self) -> None:
+        assert self._wake_r is not None
         try:
             while self._wake_r.recv(4096, socket.MSG_DONTWAIT):
                 pass

@@ -24,7 +24,11 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Protocol
+    from collections.abc import Callable, Mapping
+    from typing import Any, Protocol
+    from urllib.parse import SplitResult
+
+    from waitfor.config.model import Dependency
 
 
 class NotReady(Exception):
@@ -43,6 +47,34 @@ if TYPE_CHECKING:
 
     class Probe(Protocol):
         def __call__(self, timeout: float) -> str | None: ...
+
+    class Kind(Protocol):
+        """What a probe module provides (waitfor.probes.table checks every module against it).
+
+        Members are read-only properties so that a module's plain globals satisfy them."""
+
+        @property
+        def OPTIONS(self) -> Mapping[str, Callable[[Any], Any]]: ...
+        @property
+        def SECRET_OPTIONS(self) -> tuple[str, ...]: ...
+        @property
+        def PORT(self) -> int | str | None: ...
+        @property
+        def EXTRA(self) -> str | None: ...
+        @property
+        def DRIVER(self) -> str | None: ...
+
+        def check_url(self, parts: SplitResult) -> None: ...
+        def probe_for(self, dep: Dependency) -> Probe: ...
+        def cancel(self) -> None: ...
+
+
+def accept_url(parts: SplitResult) -> None:
+    """check_url for kinds whose URL needs no check beyond host and port."""
+
+
+def no_cancel() -> None:
+    """cancel for kinds that leave nothing running when an attempt is abandoned."""
 
 
 def describe(exc: BaseException) -> str:

@@ -9,9 +9,13 @@ import socket
 import ssl
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import NotReady, accept_url, no_cancel
 
 PORT = 80  # or 443 for https
+check_url = accept_url
+cancel = no_cancel
+EXTRA = None  # no driver: nothing to install
+DRIVER = None
 
 
 def ca_bundle(value) -> str:

@@ -20,10 +20,11 @@ import socket
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import NotReady, no_cancel
 from waitfor.probes.tcp import open_connection
 
 PORT = 3306
+cancel = no_cancel
 OPTIONS = {
     "query": v.string,
     "password_file": v.readable_file,

@@ -12,10 +12,12 @@ not listening yet is polled cheaply.
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import NotReady, accept_url, no_cancel
 from waitfor.probes.tcp import connect
 
 PORT = 6379
+check_url = accept_url
+cancel = no_cancel
 OPTIONS = {
     "key": v.string,
     "password_file": v.readable_file,

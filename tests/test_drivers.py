@@ -76,7 +76,7 @@ def dep_for(kind: str, url: str, **options):
     from waitfor.probes import table
     from waitfor.secrets import url_secrets as _url_secrets
 
-    mod = table.module(kind)
+    mod = table.load(kind)
     opts = {k: mod.OPTIONS[k](val) for k, val in options.items()}
     return Dependency(name=kind, kind=kind, url=url, options=opts, secrets=frozenset(_url_secrets(url)))
 
@@ -753,7 +753,7 @@ def test_drivers_are_not_imported_at_module_import():
     code = (
         "import sys\n"
         "from waitfor.probes import table\n"
-        "for k in sys.argv[1:]: table.module(k)\n"
+        "for k in sys.argv[1:]: table.load(k)\n"
         "heavy = ('psycopg', 'pymysql', 'redis', 'pika', 'paho', 'nats', 'grpc', 'grpc_health')\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )

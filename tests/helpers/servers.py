@@ -338,3 +338,46 @@ def finish(proc, limit=60) -> Result:
     proc.stdout_text = out
     return Result(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
                   time.monotonic() - proc.t0)
+
+
+class Drip:
+    """A TCP listener that answers every connection with `payload` one byte per `every`
+    seconds, after reading what the client sent first (`client_first`): the slow drip that
+    keeps any per-read socket timeout happy for ever. Counts the connections it saw."""
+
+    def __init__(self, payload=b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 200, every=0.5, client_first=True):
+        self.payload, self.every, self.client_first = payload, every, client_first
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.seen = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.seen += 1
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn):
+        with conn:
+            try:
+                if self.client_first:
+                    conn.settimeout(5)
+                    conn.recv(65536)
+                for i in range(len(self.payload)):
+                    if self._stop.wait(self.every):
+                        return
+                    conn.sendall(self.payload[i:i + 1])
+            except OSError:
+                pass
+
+    def stop(self):
+        self._stop.set()
+        self.sock.close()

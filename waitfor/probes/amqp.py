@@ -13,10 +13,12 @@ The port is probed with a plain TCP connect first (waitfor.probes.tcp).
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import NotReady, accept_url, no_cancel
 from waitfor.probes.tcp import connect
 
 PORT = 5672  # or 5671 for amqps
+check_url = accept_url
+cancel = no_cancel
 OPTIONS = {
     "password_file": v.readable_file,
 }

@@ -15,9 +15,13 @@ import signal
 import tempfile
 import threading
 
-from waitfor.probes.base import Broken, NotReady
+from waitfor.probes.base import Broken, NotReady, accept_url
 
 PORT = None
+check_url = accept_url
+SECRET_OPTIONS: tuple[str, ...] = ()
+EXTRA = None  # no driver: nothing to install
+DRIVER = None
 OPTIONS = {}
 TAIL = 4096  # bytes of output kept to say why it is not ready
 _DEFAULTS = (signal.SIGPIPE, signal.SIGXFSZ)

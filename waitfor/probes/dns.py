@@ -1,8 +1,14 @@
 """dns://name: ready when the name resolves (to any address)."""
 
+from waitfor.probes.base import accept_url, no_cancel
 from waitfor.probes.tcp import resolve
 
 PORT = 0  # no port is needed; one given is ignored
+check_url = accept_url
+cancel = no_cancel
+SECRET_OPTIONS: tuple[str, ...] = ()
+EXTRA = None  # no driver: nothing to install
+DRIVER = None
 OPTIONS = {}
 
 

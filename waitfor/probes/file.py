@@ -2,9 +2,13 @@
 
 import os
 
-from waitfor.probes.base import Refused
+from waitfor.probes.base import Refused, no_cancel
 
 PORT = None
+cancel = no_cancel
+SECRET_OPTIONS: tuple[str, ...] = ()
+EXTRA = None  # no driver: nothing to install
+DRIVER = None
 OPTIONS = {}
 
 

@@ -11,10 +11,11 @@ not listening yet costs no HTTP/2 handshake.
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import NotReady, no_cancel
 from waitfor.probes.tcp import connect
 
 PORT = "required"  # gRPC has no standard port
+cancel = no_cancel
 OPTIONS = {
     "service": v.string,
     "tls": v.boolean,

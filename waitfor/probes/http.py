@@ -9,9 +9,13 @@ import socket
 import ssl
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import Deadline, NotReady, accept_url, no_cancel
 
 PORT = 80  # or 443 for https
+check_url = accept_url
+cancel = no_cancel
+EXTRA = None  # no driver: nothing to install
+DRIVER = None
 
 
 def ca_bundle(value) -> str:
@@ -65,16 +69,6 @@ MAX_BODY = 1 << 20
 _OK = frozenset(range(200, 300))
 
 
-def _create_connection(address, timeout=None, *args, **kwargs):
-    """For http.client: socket.create_connection, but with the name lookup bounded by the
-    timeout too (getaddrinfo has none of its own), and a closed port raising Refused."""
-    from waitfor.probes.tcp import open_connection
-
-    if not isinstance(timeout, (int, float)):
-        timeout = 2.0
-    return open_connection(address[0], address[1], timeout)[0]
-
-
 def probe_for(dep):
     import http.client
     from urllib.parse import urlsplit
@@ -100,24 +94,35 @@ def probe_for(dep):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
 
-    def probe(timeout: float):
-        if context is not None:
-            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        conn._create_connection = _create_connection  # the name lookup bounded by the timeout
-        try:
-            conn.request(method, path, headers=headers)
-            resp = conn.getresponse()
-            body = resp.read(MAX_BODY) if body_re is not None else b""
-        except socket.timeout:
-            raise NotReady("timed out") from None
-        except ssl.SSLError as e:
-            raise NotReady(f"TLS: {e.reason or e}") from None
-        except (OSError, http.client.HTTPException) as e:
-            raise NotReady(f"{type(e).__name__}: {e}") from None
-        finally:
-            conn.close()
+    def probe(timeout: float) -> str:
+        from waitfor.probes.tcp import open_connection
+
+        with Deadline(timeout) as d:
+
+            def create(address: tuple[str, int], *_: object, **__: object) -> socket.socket:
+                # For http.client: the name lookup bounded too (getaddrinfo has no timeout
+                # of its own), a closed port raising Refused, and the socket guarded by the
+                # attempt's deadline from the TLS handshake to the last byte of the body.
+                return d.guard(open_connection(address[0], address[1], d.left())[0])
+
+            if context is not None:
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    host, port, timeout=timeout, context=context)
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn._create_connection = create  # type: ignore[attr-defined]
+            try:
+                conn.request(method, path, headers=headers)
+                resp = conn.getresponse()
+                body = resp.read(MAX_BODY) if body_re is not None else b""
+            except (OSError, http.client.HTTPException) as e:
+                if isinstance(e, socket.timeout):
+                    raise NotReady("timed out") from None
+                if isinstance(e, ssl.SSLError):
+                    raise NotReady(d.reason(f"TLS: {e.reason or e}")) from None
+                raise NotReady(d.reason(f"{type(e).__name__}: {e}")) from None
+            finally:
+                conn.close()
         if resp.status not in accepted:
             raise NotReady(f"HTTP {resp.status} {resp.reason}")
         if body_re is not None and not body_re.search(body.decode("utf-8", errors="replace")):

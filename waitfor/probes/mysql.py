@@ -20,10 +20,11 @@ import socket
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import DRIVER_MARGIN, Deadline, NotReady, describe, no_cancel
 from waitfor.probes.tcp import open_connection
 
 PORT = 3306
+cancel = no_cancel
 OPTIONS = {
     "query": v.string,
     "password_file": v.readable_file,
@@ -53,11 +54,22 @@ def probe_for(dep):
     database = unquote(parts.path.lstrip("/")) or None
     query = dep.options.get("query")
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
+        # Every read and write of the attempt (greeting, TLS, login, the query) under one
+        # deadline: PyMySQL's read_timeout is per read, and a server dripping its greeting
+        # one byte at a time would hold the attempt (and a pool thread) for minutes.
+        with Deadline(timeout) as d:
+            try:
+                return attempt(timeout, d)
+            except NotReady as e:
+                raise NotReady(d.reason(describe(e))) from None
+
+    def attempt(timeout: float, d: Deadline) -> str:
         deadline = time.monotonic() + timeout
         sock, addr = open_connection(host, port, timeout)
+        d.guard(sock)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        left = max(deadline - time.monotonic(), 0.05)
+        left = max(deadline - time.monotonic() - DRIVER_MARGIN, 0.05)
         try:
             # read_timeout bounds the handshake too: PyMySQL reads the server greeting
             # with it, so a port that accepts but never greets fails within the attempt.

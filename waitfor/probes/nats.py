@@ -11,10 +11,12 @@ The port is probed with a plain TCP connect first (waitfor.probes.tcp).
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import NotReady, accept_url, no_cancel
 from waitfor.probes.tcp import connect
 
 PORT = 4222
+check_url = accept_url
+cancel = no_cancel
 OPTIONS = {
     "password_file": v.readable_file,
 }

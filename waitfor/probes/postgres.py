@@ -17,10 +17,12 @@ import re
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import NotReady, accept_url, no_cancel
 from waitfor.probes.tcp import connect
 
 PORT = 5432
+check_url = accept_url
+cancel = no_cancel
 OPTIONS = {
     "query": v.string,
     "password_file": v.readable_file,

@@ -9,13 +9,17 @@ The port is probed with a plain TCP connect first (waitfor.probes.tcp), so a ser
 not listening yet is polled cheaply.
 """
 
+import socket
+import threading
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady
+from waitfor.probes.base import DRIVER_MARGIN, Deadline, NotReady, accept_url, describe, no_cancel
 from waitfor.probes.tcp import connect
 
 PORT = 6379
+check_url = accept_url
+cancel = no_cancel
 OPTIONS = {
     "key": v.string,
     "password_file": v.readable_file,
@@ -40,10 +44,36 @@ def probe_for(dep):
     if "password_file" in dep.options:
         extra["password"] = v.read_secret_file(dep.options["password_file"])
 
-    def probe(timeout: float):
+    # The attempt's deadline guards redis-py's socket from the TLS handshake on (its
+    # socket_timeout is per read: a server dripping its replies would hold the attempt).
+    local = threading.local()
+    if parts.scheme == "rediss":
+
+        class Guarded(redis.SSLConnection):
+            def _wrap_socket_with_ssl(self, sock: socket.socket) -> socket.socket:
+                return super()._wrap_socket_with_ssl(local.deadline.guard(sock))
+
+        guarded: type[redis.Connection] = Guarded
+    else:
+
+        class GuardedPlain(redis.Connection):
+            def _connect(self) -> socket.socket:
+                return local.deadline.guard(super()._connect())
+
+        guarded = GuardedPlain
+
+    def probe(timeout: float) -> str:
+        with Deadline(timeout) as d:
+            local.deadline = d
+            try:
+                return attempt(timeout, d)
+            except NotReady as e:
+                raise NotReady(d.reason(describe(e))) from None
+
+    def attempt(timeout: float, d: Deadline) -> str:
         deadline = time.monotonic() + timeout
         addr = connect(host, port, timeout)
-        left = max(deadline - time.monotonic(), 0.05)
+        left = max(deadline - time.monotonic() - DRIVER_MARGIN, 0.05)
         client = None
         try:
             # redis-py retries a failed command three times by default (redis-py >= 6);
@@ -51,7 +81,8 @@ def probe_for(dep):
             # RESP2 unless the URL asks for ?protocol=3: Redis before 6 has no HELLO.
             client = redis.Redis.from_url(
                 dep.url, socket_connect_timeout=left, socket_timeout=left, protocol=2,
-                retry=Retry(NoBackoff(), 0), single_connection_client=True, **extra,
+                retry=Retry(NoBackoff(), 0), single_connection_client=True,
+                connection_class=guarded, **extra,
             )
             client.ping()
             if key is not None:

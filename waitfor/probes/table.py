@@ -1,10 +1,41 @@
 """The explicit table of kinds: URL scheme -> kind -> module. Modules are imported only
-when a dependency of that kind is configured, so an unused driver costs nothing."""
+when a dependency of that kind is configured, so an unused driver costs nothing.
+
+Every module satisfies `waitfor.probes.base.Kind` (mypy checks it below, under
+TYPE_CHECKING, so start-up imports no probe module it does not need)."""
+
+from __future__ import annotations
 
 import importlib
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from waitfor.config.model import Dependency
+    from waitfor.probes import (
+        amqp,
+        command,
+        dns,
+        file,
+        grpc,
+        http,
+        mqtt,
+        mysql,
+        nats,
+        postgres,
+        redis,
+        tcp,
+        unix,
+    )
+    from waitfor.probes.base import Kind, Probe
+
+    # The static proof that each module is a Kind (a missing or mistyped member is a
+    # mypy error here, not an AttributeError at run time).
+    _CHECKED: tuple[Kind, ...] = (
+        tcp, http, unix, file, dns, command, postgres, mysql, redis, amqp, mqtt, nats, grpc,
+    )
+
 # kind -> module implementing it (see waitfor.probes.base for what a module provides)
-KINDS = {
+KINDS: dict[str, str] = {
     "tcp": "waitfor.probes.tcp",
     "http": "waitfor.probes.http",
     "unix": "waitfor.probes.unix",
@@ -21,7 +52,7 @@ KINDS = {
 }
 
 # URL scheme -> kind
-SCHEMES = {
+SCHEMES: dict[str, str] = {
     "tcp": "tcp",
     "http": "http",
     "https": "http",
@@ -43,33 +74,13 @@ SCHEMES = {
 }
 
 
-def module(kind: str):
-    return importlib.import_module(KINDS[kind])
+def load(kind: str) -> Kind:
+    """The module of `kind`; every module defines every member of `Kind`."""
+    mod: Kind = importlib.import_module(KINDS[kind])
+    return mod
 
 
-# Transitional (replaced by the probe-contract branch): the checked Kind table.
-class _Defaults:
-    _DEFAULTS = {"OPTIONS": {}, "SECRET_OPTIONS": (), "EXTRA": None, "DRIVER": None}
-
-    def __init__(self, mod):
-        self._mod = mod
-
-    def __getattr__(self, name):
-        try:
-            return getattr(self._mod, name)
-        except AttributeError:
-            if name == "check_url":
-                return lambda parts: None
-            if name == "cancel":
-                return lambda: None
-            return _Defaults._DEFAULTS[name]
-
-
-def load(kind: str):
-    return _Defaults(module(kind))
-
-
-def build_probe(dep):
+def build_probe(dep: Dependency) -> Probe:
     from waitfor.config.targets import driver_hint
     from waitfor.errors import at
     from waitfor.probes.base import describe

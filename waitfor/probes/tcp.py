@@ -8,9 +8,14 @@ import socket
 import threading
 import time
 
-from waitfor.probes.base import NotReady, Refused
+from waitfor.probes.base import NotReady, Refused, accept_url, no_cancel
 
 PORT = "required"
+check_url = accept_url
+cancel = no_cancel
+SECRET_OPTIONS: tuple[str, ...] = ()
+EXTRA = None  # no driver: nothing to install
+DRIVER = None
 OPTIONS = {}
 
 

@@ -3,9 +3,13 @@
 import errno
 import socket
 
-from waitfor.probes.base import NotReady, Refused
+from waitfor.probes.base import NotReady, Refused, no_cancel
 
 PORT = None
+cancel = no_cancel
+SECRET_OPTIONS: tuple[str, ...] = ()
+EXTRA = None  # no driver: nothing to install
+DRIVER = None
 OPTIONS = {}
 
 

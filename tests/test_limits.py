@@ -1,0 +1,81 @@
+"""Issue 10 B4-B7, E14: an attempt is bounded, whatever the other side does.
+
+Real hostile servers on 127.0.0.1 (tests/helpers/servers.py `Drip`: an answer one byte per
+interval, which keeps every per-read socket timeout happy), real processes. The bounds
+asserted are generous ("a few seconds instead of 30"); the figures are in bench/.
+"""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers.servers import REPO, Drip, waitfor_env
+
+
+def run(*args, limit=60):
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "waitfor", *map(str, args)], capture_output=True,
+                          text=True, timeout=limit, cwd=REPO, env=waitfor_env())
+    return proc, time.monotonic() - t0
+
+
+@pytest.fixture
+def drip():
+    servers = []
+
+    def make(**kw):
+        servers.append(Drip(**kw))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+# ------------------------------------------------------------------ B4: one deadline per attempt
+
+
+def test_http_status_line_dripped_is_cut_at_the_attempt_timeout(drip):
+    d = drip(payload=b"HTTP/1.0 200 OK\r\n\r\n", every=0.5)  # 19 bytes: 9.5 s per attempt before
+    proc, took = run("check", "--attempt-timeout", "1s", "-t", "30s", f"http://127.0.0.1:{d.port}/")
+    assert proc.returncode == 1, proc
+    assert "within 1s" in proc.stdout + proc.stderr
+    assert took < 5, took
+
+
+def test_http_body_dripped_is_cut_at_the_attempt_timeout(drip, tmp_path):
+    body = b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n"
+    d = drip(payload=body + b"x" * 99 + b"y", every=0.05)  # 7 s per attempt before
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"dependencies:\n  - url: http://127.0.0.1:{d.port}/\n    body: 'xy'\n")
+    proc, took = run("check", "-c", cfg, "--attempt-timeout", "1s", "-t", "30s")
+    assert proc.returncode == 1, proc
+    assert took < 5, took
+
+
+def test_health_with_no_deadline_still_ends_with_the_attempt(drip):
+    d = drip(payload=b"HTTP/1.0 200 OK\r\n\r\n", every=0.5)
+    proc, took = run("health", "-t", "0", "--attempt-timeout", "1s", f"http://127.0.0.1:{d.port}/")
+    assert proc.returncode == 1, proc
+    assert took < 5, took
+
+
+def test_redis_replies_dripped_are_cut_at_the_attempt_timeout(drip):
+    pytest.importorskip("redis")
+    d = drip(payload=b"+OK\r\n" * 20 + b"+PONG\r\n", every=0.2)
+    proc, took = run("check", "--attempt-timeout", "1s", "-t", "30s", f"redis://127.0.0.1:{d.port}/0")
+    assert proc.returncode == 1, proc
+    assert "within 1s" in proc.stdout + proc.stderr
+    assert took < 5, took
+
+
+def test_mysql_greeting_dripped_is_cut_at_the_attempt_timeout(drip):
+    pytest.importorskip("pymysql")
+    # A packet header announcing 200 bytes, then the bytes one by one: 60 s before.
+    d = drip(payload=b"\xc8\x00\x00\x00" + b"\x0a" + b"5" * 199, every=0.2, client_first=False)
+    proc, took = run("check", "--attempt-timeout", "1s", "-t", "30s", f"mysql://root@127.0.0.1:{d.port}/")
+    assert proc.returncode == 1, proc
+    assert "within 1s" in proc.stdout + proc.stderr
+    assert took < 5, took

@@ -36,6 +36,7 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     # Every signal is blocked since cli.main(): those that arrive during the wait (other
     # than the ones that stop it) stay pending and are forwarded once the app runs.
     supervise = launch.supervises(cfg)
+    cfg = launch.check_user(cfg)  # exit 2 before any waiting
     if supervise and (cfg.watch_interval or cfg.probe_addr):
         from waitfor.supervise.inprocess import Watched
         from waitfor.wait.engine import build_probes
@@ -47,6 +48,7 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
             code = wait(cfg, log, probes, observe=watched.observe)
             if code != exitcodes.OK:
                 return code
+            launch.set_home(cfg)
             return watched.supervise(inherited)
     if cfg.dependencies:  # the engine is imported only when there is something to wait for
         from waitfor.wait.engine import build_probes
@@ -55,7 +57,8 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
         code = wait(cfg, log, build_probes(cfg.dependencies))
         if code != exitcodes.OK:
             return code
+    launch.set_home(cfg)
     if supervise:
         launch.reexec(cfg, inherited)
-    launch.exec_app(cfg.command, inherited)
+    launch.exec_app(cfg.command, inherited, cfg.user and (cfg.user[1], cfg.user[2], tuple(cfg.user[3])))
     raise UsageError("unreachable")  # exec_app either replaces this process or raises

@@ -194,6 +194,10 @@ SETTINGS: tuple[Setting, ...] = (
             needs_supervision=True, show=v.sorted_list, flags=(
                 Flag(("--success-exit",), "treat the app's exit code CODE as 0; repeatable", "CODE",
                      append=True),)),
+    Setting("user", SUPERVISION, env="WAITFOR_USER", yaml="user", parse=v.user, default=None, run_only=True,
+            show=v.show_user, flags=(
+                Flag(("--user",), "run the app as USER (name or uid), with GROUP if given (like gosu)",
+                     "USER[:GROUP]"),)),
     Setting("watch_interval", RUNTIME, yaml="watch.interval", parse=v.deadline, default=None, run_only=True,
             needs_supervision=True, show=_show_duration, flags=(
                 Flag(("--watch-interval",), "keep probing every DURATION while the app runs (0: no watch)",
@@ -248,6 +252,7 @@ class Config(_CONFIG):
         stop_timeout: float
         stop_signal: int
         success_exit: frozenset[int]
+        user: tuple[str, int, int, tuple[int, ...], str] | None
         watch_interval: float | None
         failure_threshold: int
         probe_addr: tuple[str, int] | None

@@ -4,6 +4,7 @@ fragment that `waitfor schema` prints for it."""
 
 from __future__ import annotations
 
+import os
 from types import MappingProxyType
 
 from waitfor.config.durations import parse_duration
@@ -239,3 +240,54 @@ def read_secret_file(path: str) -> str:
     """Docker and Kubernetes secret files often end with a newline that is not part of it."""
     with open(path, encoding="utf-8") as f:
         return f.read().rstrip("\r\n")
+
+
+@_with_schema({"type": ["string", "integer"],
+               "description": "USER[:GROUP], a name or a number for each (as gosu and su-exec take it)"})
+def user(value: object) -> tuple[str, int, int, tuple[int, ...], str]:
+    """USER[:GROUP] -> (spec, uid, gid, supplementary gids, home), resolved now with pwd/grp,
+    so that the lean supervisor gets numbers (and imports neither).
+
+    As gosu and su-exec: the user's primary group and its groups from the group database
+    (initgroups(3)) unless GROUP is given, then no supplementary group at all. A number
+    that is not in the password database is taken as is, with gid 0 and HOME / unless
+    GROUP is given, as `docker run --user 1234` does."""
+    import grp
+    import pwd
+
+    spec = str(value) if isinstance(value, int) and not isinstance(value, bool) else string(value)
+    name, sep, group = spec.partition(":")
+    if not name or (sep and not group):
+        raise ValueError(f"expected USER or USER:GROUP, got {spec!r}")
+    try:
+        pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        if not name.isdigit():
+            raise ValueError(f"unknown user {name!r} (not in the password database)") from None
+        pw = None
+    except OverflowError:
+        raise ValueError(f"user id out of range: {name}") from None
+    uid = pw.pw_uid if pw else int(name)
+    home = pw.pw_dir if pw else "/"
+    if group:
+        try:
+            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            if not group.isdigit():
+                raise ValueError(f"unknown group {group!r} (not in the group database)") from None
+            gid = int(group)
+        except OverflowError:
+            raise ValueError(f"group id out of range: {group}") from None
+        groups: tuple[int, ...] = ()
+    elif pw:
+        gid = pw.pw_gid
+        groups = tuple(dict.fromkeys(os.getgrouplist(pw.pw_name, gid)))
+    else:
+        gid, groups = 0, (0,)
+    if uid > 0xFFFFFFFE or gid > 0xFFFFFFFE:
+        raise ValueError(f"id out of range in {spec!r}")
+    return spec, uid, gid, groups, home
+
+
+def show_user(value: object) -> object:
+    return value[0] if isinstance(value, tuple) else value

@@ -28,6 +28,20 @@ def run_wait(cfg: Config, log: Log) -> int:
     return wait(cfg, log, build_probes(cfg.dependencies))
 
 
+def load_secrets(cfg: Config) -> dict[str, str]:
+    """secrets_env: read every NAME_FILE now (a bad one is exit 2 before the wait), mask
+    the values in every log line, and give them to the app (and to command probes) as NAME."""
+    import os
+
+    from waitfor.config import secrets_env
+    from waitfor.output import mask
+
+    values, removed = secrets_env.read(os.environ, cfg.secrets_env)
+    mask(values.values())
+    secrets_env.apply(values, removed)
+    return values
+
+
 def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     """`waitfor run`: wait, then hand over to COMMAND; returns only on failure or, when
     supervising in-process, with the app's exit code."""
@@ -37,6 +51,8 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     # than the ones that stop it) stay pending and are forwarded once the app runs.
     supervise = launch.supervises(cfg)
     cfg = launch.check_user(cfg)  # exit 2 before any waiting
+    if cfg.secrets_env:
+        load_secrets(cfg)
     if supervise and (cfg.watch_interval or cfg.probe_addr):
         from waitfor.supervise.inprocess import Watched
         from waitfor.wait.engine import build_probes

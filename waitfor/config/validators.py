@@ -291,3 +291,18 @@ def user(value: object) -> tuple[str, int, int, tuple[int, ...], str]:
 
 def show_user(value: object) -> object:
     return value[0] if isinstance(value, tuple) else value
+
+
+@_with_schema({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
+               "description": "true: every NAME_FILE variable; or the NAMEs whose NAME_FILE is read"})
+def secrets_env(value: object) -> bool | tuple[str, ...]:
+    """true/false, or which NAMEs (a list, or comma-separated in WAITFOR_SECRETS_ENV)."""
+    if isinstance(value, str) and value.strip().lower() not in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        names = string_list(value)
+        for name in names:
+            if not name.isidentifier() or not name.isascii() or name.endswith("_FILE"):
+                raise ValueError(f"expected variable names without _FILE (DB_PASSWORD), got {name!r}")
+        return names or False
+    return boolean(value)

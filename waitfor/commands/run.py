@@ -28,6 +28,17 @@ def run_wait(cfg: Config, log: Log) -> int:
     return wait(cfg, log, build_probes(cfg.dependencies))
 
 
+def _hand_over(cfg: Config, rendered: list[tuple[str, str, int, str]] | None, log: Log) -> None:
+    """What happens between the wait and the app: templates written, HOME for --user."""
+    from waitfor.supervise import launch
+
+    if rendered:
+        from waitfor import templates
+
+        templates.write(rendered, (cfg.user[1], cfg.user[2]) if cfg.user else None, log)
+    launch.set_home(cfg)
+
+
 def load_secrets(cfg: Config) -> dict[str, str]:
     """secrets_env: read every NAME_FILE now (a bad one is exit 2 before the wait), mask
     the values in every log line, and give them to the app (and to command probes) as NAME."""
@@ -53,6 +64,13 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     cfg = launch.check_user(cfg)  # exit 2 before any waiting
     if cfg.secrets_env:
         load_secrets(cfg)
+    rendered = None
+    if cfg.templates:  # rendered now (exit 2 before the wait), written after it
+        import os
+
+        from waitfor import templates
+
+        rendered = templates.render(cfg, os.environ, log)
     if supervise and (cfg.watch_interval or cfg.probe_addr):
         from waitfor.supervise.inprocess import Watched
         from waitfor.wait.engine import build_probes
@@ -64,7 +82,7 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
             code = wait(cfg, log, probes, observe=watched.observe)
             if code != exitcodes.OK:
                 return code
-            launch.set_home(cfg)
+            _hand_over(cfg, rendered, log)
             return watched.supervise(inherited)
     if cfg.dependencies:  # the engine is imported only when there is something to wait for
         from waitfor.wait.engine import build_probes
@@ -73,7 +91,7 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
         code = wait(cfg, log, build_probes(cfg.dependencies))
         if code != exitcodes.OK:
             return code
-    launch.set_home(cfg)
+    _hand_over(cfg, rendered, log)
     if supervise:
         launch.reexec(cfg, inherited)
     launch.exec_app(cfg.command, inherited, cfg.user and (cfg.user[1], cfg.user[2], tuple(cfg.user[3])))

@@ -202,6 +202,10 @@ SETTINGS: tuple[Setting, ...] = (
             default=False, run_only=True, show=lambda x: list(x) if isinstance(x, tuple) else x, flags=(
                 Flag(("--secrets-env",), "give the app NAME with the content of the file in NAME_FILE, "
                      "for each NAME_FILE variable (as the official images' file_env)", const=True),)),
+    Setting("templates", SUPERVISION, yaml="templates", parse=v.templates, default=(), run_only=True,
+            show=v.show_templates, flags=(
+                Flag(("--template",), "render SRC to DEST with ${VAR} from the environment before the app starts; "
+                     "repeatable", "SRC:DEST", append=True),)),
     Setting("watch_interval", RUNTIME, yaml="watch.interval", parse=v.deadline, default=None, run_only=True,
             needs_supervision=True, show=_show_duration, flags=(
                 Flag(("--watch-interval",), "keep probing every DURATION while the app runs (0: no watch)",
@@ -258,6 +262,7 @@ class Config(_CONFIG):
         success_exit: frozenset[int]
         user: tuple[str, int, int, tuple[int, ...], str] | None
         secrets_env: bool | tuple[str, ...]
+        templates: tuple[tuple[str, str, int | None], ...]
         watch_interval: float | None
         failure_threshold: int
         probe_addr: tuple[str, int] | None

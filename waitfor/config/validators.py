@@ -306,3 +306,52 @@ def secrets_env(value: object) -> bool | tuple[str, ...]:
                 raise ValueError(f"expected variable names without _FILE (DB_PASSWORD), got {name!r}")
         return names or False
     return boolean(value)
+
+
+@_with_schema({"type": "array", "items": {"oneOf": [
+    {"type": "string", "description": "SRC:DEST"},
+    {"type": "object", "required": ["src", "dest"], "additionalProperties": False,
+     "properties": {"src": {"type": "string"}, "dest": {"type": "string"},
+                    "mode": {"type": ["string", "integer"], "description": "octal, such as 0640"}}}]}})
+def templates(value: object) -> tuple[tuple[str, str, int | None], ...]:
+    """A list of {src, dest, mode} (YAML) or of SRC:DEST (--template) -> ((src, dest, mode), ...)."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, item in enumerate(items):
+        where = f"item {i + 1}: " if len(items) > 1 else ""
+        if isinstance(item, dict):
+            unknown = sorted(set(item) - {"src", "dest", "mode"})
+            if unknown or "src" not in item or "dest" not in item:
+                raise ValueError(f"{where}expected a mapping with src:, dest: and optionally mode:"
+                                 + (f" (unknown key {unknown[0]})" if unknown else ""))
+            src, dest, mode = string(item["src"]), string(item["dest"]), item.get("mode")
+        else:
+            src, sep, dest = string(item).partition(":")
+            mode = None
+            if not sep:
+                raise ValueError(f"{where}expected SRC:DEST, got {item!r}")
+        if not src or not dest or dest.endswith("/"):
+            raise ValueError(f"{where}expected a source file and a destination file, got {src!r} -> {dest!r}")
+        out.append((src, dest, None if mode is None else file_mode(mode)))
+    return tuple(out)
+
+
+def file_mode(value: object) -> int:
+    """0640 as YAML 1.1 reads it (an int: 416), or the string "0640" / "640" (octal)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        text = string(value).strip()
+        try:
+            mode = int(text[2:] if text.lower().startswith("0o") else text, 8)
+        except ValueError:
+            raise ValueError(f"expected an octal file mode such as 0640, got {text!r}") from None
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"expected an octal file mode such as 0640, got {oct(mode)}")
+    return mode
+
+
+def show_templates(value: object) -> object:
+    if not isinstance(value, tuple):
+        return value
+    return [{"src": s, "dest": d, **({"mode": f"0{m:o}"} if m is not None else {})} for s, d, m in value]

@@ -41,7 +41,27 @@ def timestamp(now: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{ms:03d}Z"
 
 
+# Values that no log line may show (secrets_env): replaced by *** in every message and field.
+_MASKED: list[str] = []
+
+
+def mask(values: object) -> None:
+    """Mask these strings in every line logged from now on (longest first, 3+ characters,
+    as waitfor.secrets.redact; inline here, as the lean supervisor imports this module)."""
+    _MASKED.extend(v for v in values if isinstance(v, str) and len(v) >= 3)  # type: ignore[attr-defined]
+    _MASKED.sort(key=len, reverse=True)
+
+
+def _masked(text: str) -> str:
+    for secret in _MASKED:
+        text = text.replace(secret, "***")
+    return text
+
+
 def format_line(fmt: str, level: str, msg: str, fields: dict[str, object] | None = None) -> str:
+    if _MASKED:
+        msg = _masked(msg)
+        fields = {k: _masked(v) if isinstance(v, str) else v for k, v in (fields or {}).items()}
     if fmt == "json":
         import json
 

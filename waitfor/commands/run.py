@@ -28,6 +28,31 @@ def run_wait(cfg: Config, log: Log) -> int:
     return wait(cfg, log, build_probes(cfg.dependencies))
 
 
+def _hand_over(cfg: Config, rendered: list[tuple[str, str, int, str]] | None, log: Log) -> None:
+    """What happens between the wait and the app: templates written, HOME for --user."""
+    from waitfor.supervise import launch
+
+    if rendered:
+        from waitfor import templates
+
+        templates.write(rendered, (cfg.user[1], cfg.user[2]) if cfg.user else None, log)
+    launch.set_home(cfg)
+
+
+def load_secrets(cfg: Config) -> dict[str, str]:
+    """secrets_env: read every NAME_FILE now (a bad one is exit 2 before the wait), mask
+    the values in every log line, and give them to the app (and to command probes) as NAME."""
+    import os
+
+    from waitfor.config import secrets_env
+    from waitfor.output import mask
+
+    values, removed = secrets_env.read(os.environ, cfg.secrets_env)
+    mask(values.values())
+    secrets_env.apply(values, removed)
+    return values
+
+
 def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     """`waitfor run`: wait, then hand over to COMMAND; returns only on failure or, when
     supervising in-process, with the app's exit code."""
@@ -36,6 +61,16 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     # Every signal is blocked since cli.main(): those that arrive during the wait (other
     # than the ones that stop it) stay pending and are forwarded once the app runs.
     supervise = launch.supervises(cfg)
+    cfg = launch.check_user(cfg)  # exit 2 before any waiting
+    if cfg.secrets_env:
+        load_secrets(cfg)
+    rendered = None
+    if cfg.templates:  # rendered now (exit 2 before the wait), written after it
+        import os
+
+        from waitfor import templates
+
+        rendered = templates.render(cfg, os.environ, log)
     if supervise and (cfg.watch_interval or cfg.probe_addr):
         from waitfor.supervise.inprocess import Watched
         from waitfor.wait.engine import build_probes
@@ -47,6 +82,7 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
             code = wait(cfg, log, probes, observe=watched.observe)
             if code != exitcodes.OK:
                 return code
+            _hand_over(cfg, rendered, log)
             return watched.supervise(inherited)
     if cfg.dependencies:  # the engine is imported only when there is something to wait for
         from waitfor.wait.engine import build_probes
@@ -55,7 +91,8 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
         code = wait(cfg, log, build_probes(cfg.dependencies))
         if code != exitcodes.OK:
             return code
+    _hand_over(cfg, rendered, log)
     if supervise:
         launch.reexec(cfg, inherited)
-    launch.exec_app(cfg.command, inherited)
+    launch.exec_app(cfg.command, inherited, cfg.user and (cfg.user[1], cfg.user[2], tuple(cfg.user[3])))
     raise UsageError("unreachable")  # exec_app either replaces this process or raises

@@ -85,5 +85,12 @@ def run_validate(cfg: Config, offline: bool = False) -> int:
         from waitfor.wait.engine import build_probes
 
         build_probes(cfg.dependencies + (cfg.health or ()))
-    write_stdout(yaml.safe_dump(effective(cfg), sort_keys=False, default_flow_style=False))
+    text = yaml.safe_dump(effective(cfg), sort_keys=False, default_flow_style=False)
+    if cfg.secrets_env:  # a bad NAME_FILE fails here as at start; its value never shows
+        import os
+
+        from waitfor.config.secrets_env import read
+
+        text = redact(text, read(os.environ, cfg.secrets_env)[0].values())
+    write_stdout(text)
     return 0

@@ -194,6 +194,18 @@ SETTINGS: tuple[Setting, ...] = (
             needs_supervision=True, show=v.sorted_list, flags=(
                 Flag(("--success-exit",), "treat the app's exit code CODE as 0; repeatable", "CODE",
                      append=True),)),
+    Setting("user", SUPERVISION, env="WAITFOR_USER", yaml="user", parse=v.user, default=None, run_only=True,
+            show=v.show_user, flags=(
+                Flag(("--user",), "run the app as USER (name or uid), with GROUP if given (like gosu)",
+                     "USER[:GROUP]"),)),
+    Setting("secrets_env", SUPERVISION, env="WAITFOR_SECRETS_ENV", yaml="secrets_env", parse=v.secrets_env,
+            default=False, run_only=True, show=lambda x: list(x) if isinstance(x, tuple) else x, flags=(
+                Flag(("--secrets-env",), "give the app NAME with the content of the file in NAME_FILE, "
+                     "for each NAME_FILE variable (as the official images' file_env)", const=True),)),
+    Setting("templates", SUPERVISION, yaml="templates", parse=v.templates, default=(), run_only=True,
+            show=v.show_templates, flags=(
+                Flag(("--template",), "render SRC to DEST with ${VAR} from the environment before the app starts; "
+                     "repeatable", "SRC:DEST", append=True),)),
     Setting("watch_interval", RUNTIME, yaml="watch.interval", parse=v.deadline, default=None, run_only=True,
             needs_supervision=True, show=_show_duration, flags=(
                 Flag(("--watch-interval",), "keep probing every DURATION while the app runs (0: no watch)",
@@ -248,6 +260,9 @@ class Config(_CONFIG):
         stop_timeout: float
         stop_signal: int
         success_exit: frozenset[int]
+        user: tuple[str, int, int, tuple[int, ...], str] | None
+        secrets_env: bool | tuple[str, ...]
+        templates: tuple[tuple[str, str, int | None], ...]
         watch_interval: float | None
         failure_threshold: int
         probe_addr: tuple[str, int] | None

@@ -4,6 +4,7 @@ fragment that `waitfor schema` prints for it."""
 
 from __future__ import annotations
 
+import os
 from types import MappingProxyType
 
 from waitfor.config.durations import parse_duration
@@ -239,3 +240,118 @@ def read_secret_file(path: str) -> str:
     """Docker and Kubernetes secret files often end with a newline that is not part of it."""
     with open(path, encoding="utf-8") as f:
         return f.read().rstrip("\r\n")
+
+
+@_with_schema({"type": ["string", "integer"],
+               "description": "USER[:GROUP], a name or a number for each (as gosu and su-exec take it)"})
+def user(value: object) -> tuple[str, int, int, tuple[int, ...], str]:
+    """USER[:GROUP] -> (spec, uid, gid, supplementary gids, home), resolved now with pwd/grp,
+    so that the lean supervisor gets numbers (and imports neither).
+
+    As gosu and su-exec: the user's primary group and its groups from the group database
+    (initgroups(3)) unless GROUP is given, then no supplementary group at all. A number
+    that is not in the password database is taken as is, with gid 0 and HOME / unless
+    GROUP is given, as `docker run --user 1234` does."""
+    import grp
+    import pwd
+
+    spec = str(value) if isinstance(value, int) and not isinstance(value, bool) else string(value)
+    name, sep, group = spec.partition(":")
+    if not name or (sep and not group):
+        raise ValueError(f"expected USER or USER:GROUP, got {spec!r}")
+    try:
+        pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        if not name.isdigit():
+            raise ValueError(f"unknown user {name!r} (not in the password database)") from None
+        pw = None
+    except OverflowError:
+        raise ValueError(f"user id out of range: {name}") from None
+    uid = pw.pw_uid if pw else int(name)
+    home = pw.pw_dir if pw else "/"
+    if group:
+        try:
+            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            if not group.isdigit():
+                raise ValueError(f"unknown group {group!r} (not in the group database)") from None
+            gid = int(group)
+        except OverflowError:
+            raise ValueError(f"group id out of range: {group}") from None
+        groups: tuple[int, ...] = ()
+    elif pw:
+        gid = pw.pw_gid
+        groups = tuple(dict.fromkeys(os.getgrouplist(pw.pw_name, gid)))
+    else:
+        gid, groups = 0, (0,)
+    if uid > 0xFFFFFFFE or gid > 0xFFFFFFFE:
+        raise ValueError(f"id out of range in {spec!r}")
+    return spec, uid, gid, groups, home
+
+
+def show_user(value: object) -> object:
+    return value[0] if isinstance(value, tuple) else value
+
+
+@_with_schema({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
+               "description": "true: every NAME_FILE variable; or the NAMEs whose NAME_FILE is read"})
+def secrets_env(value: object) -> bool | tuple[str, ...]:
+    """true/false, or which NAMEs (a list, or comma-separated in WAITFOR_SECRETS_ENV)."""
+    if isinstance(value, str) and value.strip().lower() not in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        names = string_list(value)
+        for name in names:
+            if not name.isidentifier() or not name.isascii() or name.endswith("_FILE"):
+                raise ValueError(f"expected variable names without _FILE (DB_PASSWORD), got {name!r}")
+        return names or False
+    return boolean(value)
+
+
+@_with_schema({"type": "array", "items": {"oneOf": [
+    {"type": "string", "description": "SRC:DEST"},
+    {"type": "object", "required": ["src", "dest"], "additionalProperties": False,
+     "properties": {"src": {"type": "string"}, "dest": {"type": "string"},
+                    "mode": {"type": ["string", "integer"], "description": "octal, such as 0640"}}}]}})
+def templates(value: object) -> tuple[tuple[str, str, int | None], ...]:
+    """A list of {src, dest, mode} (YAML) or of SRC:DEST (--template) -> ((src, dest, mode), ...)."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, item in enumerate(items):
+        where = f"item {i + 1}: " if len(items) > 1 else ""
+        if isinstance(item, dict):
+            unknown = sorted(set(item) - {"src", "dest", "mode"})
+            if unknown or "src" not in item or "dest" not in item:
+                raise ValueError(f"{where}expected a mapping with src:, dest: and optionally mode:"
+                                 + (f" (unknown key {unknown[0]})" if unknown else ""))
+            src, dest, mode = string(item["src"]), string(item["dest"]), item.get("mode")
+        else:
+            src, sep, dest = string(item).partition(":")
+            mode = None
+            if not sep:
+                raise ValueError(f"{where}expected SRC:DEST, got {item!r}")
+        if not src or not dest or dest.endswith("/"):
+            raise ValueError(f"{where}expected a source file and a destination file, got {src!r} -> {dest!r}")
+        out.append((src, dest, None if mode is None else file_mode(mode)))
+    return tuple(out)
+
+
+def file_mode(value: object) -> int:
+    """0640 as YAML 1.1 reads it (an int: 416), or the string "0640" / "640" (octal)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        text = string(value).strip()
+        try:
+            mode = int(text[2:] if text.lower().startswith("0o") else text, 8)
+        except ValueError:
+            raise ValueError(f"expected an octal file mode such as 0640, got {text!r}") from None
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"expected an octal file mode such as 0640, got {oct(mode)}")
+    return mode
+
+
+def show_templates(value: object) -> object:
+    if not isinstance(value, tuple):
+        return value
+    return [{"src": s, "dest": d, **({"mode": f"0{m:o}"} if m is not None else {})} for s, d, m in value]

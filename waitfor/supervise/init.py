@@ -57,6 +57,7 @@ class Options:
         "stop_signal",
         "stop_timeout",
         "success_exit",
+        "user",
         "verbosity",
     )
 
@@ -73,6 +74,9 @@ class Options:
         self.verbosity = 0
         self.log_format = "text"
         self.command: list[str] = []
+        # --user, as numbers resolved at config time (pwd/grp are not imported here):
+        # (uid, gid, supplementary gids), or None to keep waitfor's own ids.
+        self.user: tuple[int, int, tuple[int, ...]] | None = None
 
     @classmethod
     def from_config(cls, cfg: Config, inherited: Inherited, pending: Iterable[int] = ()) -> Options:
@@ -84,6 +88,8 @@ class Options:
         o.pending = tuple(sorted(pending))
         o.verbosity, o.log_format = cfg.verbosity, cfg.log_format
         o.command = list(cfg.command)
+        if cfg.user is not None:
+            o.user = (cfg.user[1], cfg.user[2], tuple(cfg.user[3]))
         return o
 
     def to_argv(self) -> list[str]:
@@ -99,6 +105,9 @@ class Options:
             argv += ["--rewrite", f"{src}:{dst}"]
         for code in sorted(self.success_exit):
             argv += ["--success-exit", str(code)]
+        if self.user is not None:
+            uid, gid, groups = self.user
+            argv += ["--user", f"{uid}:{gid}:{','.join(map(str, groups))}"]
         return [*argv, "--", *self.command]
 
     @classmethod
@@ -132,6 +141,9 @@ class Options:
                 o.stop_signal = int(value)
             elif a == "--success-exit":
                 o.success_exit |= {int(value)}
+            elif a == "--user":
+                uid, gid, groups = value.split(":")
+                o.user = (int(uid), int(gid), tuple(int(g) for g in groups.split(",") if g))
             else:
                 raise ValueError(f"unknown argument {a!r}")
         return o
@@ -158,6 +170,17 @@ class Hooks:
         pass
 
 
+def become(user: tuple[int, int, tuple[int, ...]]) -> None:
+    """Take on the user's ids for good: the supplementary groups first, then the gid, then
+    the uid (after setuid a process may no longer change the others), as gosu and su-exec
+    do. setgid/setuid as root set the real, effective and saved ids alike: the app cannot
+    get root back."""
+    uid, gid, groups = user
+    os.setgroups(list(groups))
+    os.setgid(gid)
+    os.setuid(uid)
+
+
 def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
     """fork + exec the app with the inherited signal state, in its own process group.
 
@@ -174,6 +197,12 @@ def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
                     os.tcsetpgrp(0, os.getpgrp())
                 except OSError:
                     pass
+            if o.user is not None:
+                # execvp's PATH search imports `warnings` (os.get_exec_path): do it while
+                # the interpreter's files are still readable (a stdlib under /root is not
+                # to nobody). In the child only: the idle supervisor stays lean.
+                import warnings  # noqa: F401
+                become(o.user)
             restore(Inherited(o.mask, o.ignored))
             os.execvp(o.command[0], o.command)
         except OSError as e:
@@ -348,8 +377,10 @@ def forward(o: Options, pid: int, sig: int) -> None:
         pass  # already gone; its SIGCHLD is on the way
 
 
-def supervise(o: Options, hooks: Hooks | None = None) -> int:
-    """Spawn the app, then forward and reap until it exits; its exit code (see Hooks)."""
+def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int:
+    """Spawn the app, then forward and reap until it exits; its exit code (see Hooks).
+    With `drop` (the lean supervisor), the supervisor itself takes the app's ids once the
+    app runs: forwarding, reaping and stopping what the app left behind need no root."""
     hooks = hooks or Hooks()
     log = Log(o.log_format, o.verbosity)
     forwardable = catchable()
@@ -358,6 +389,10 @@ def supervise(o: Options, hooks: Hooks | None = None) -> int:
     pid, failure = spawn(o, tty, log)
     if pid is None:
         return failure or exitcodes.INTERNAL
+    if drop and o.user is not None:
+        if o.log_format == "json":
+            import json  # noqa: F401 - output.format_line imports it lazily: not as a user who may not read it
+        become(o.user)
     # SIGPIPE or SIGXFSZ that were pending when waitfor exec'd this interpreter: Python's
     # start-up set them to SIG_IGN, which discarded them (sigaction(2)), so the hand-over
     # named them (waitfor.supervise.launch.reexec).
@@ -460,7 +495,7 @@ def main(argv: list[str]) -> int:
         return exitcodes.INTERNAL
     retitle(o.command)
     try:
-        return supervise(o)
+        return supervise(o, drop=True)
     except Exception as e:  # noqa: BLE001 - one line, never a traceback, even from the init
         Log(o.log_format).error(f"internal error: {type(e).__name__}: {e}")
         return exitcodes.INTERNAL

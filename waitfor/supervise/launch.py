@@ -42,8 +42,20 @@ def supervises(cfg: Config) -> bool:
     return cfg.supervise == "init" or is_pid1() or bool(needs)
 
 
-def exec_app(command: tuple[str, ...], inherited: Inherited) -> None:
-    """execvp(COMMAND) with the inherited signal state; raise WaitforError (126/127) if it fails."""
+def exec_app(command: tuple[str, ...], inherited: Inherited,
+             user: tuple[int, int, tuple[int, ...]] | None = None) -> None:
+    """execvp(COMMAND) with the inherited signal state, as `user` (uid, gid, groups) when
+    given; raise WaitforError (126/127) if it fails."""
+    if user is not None:
+        import warnings  # noqa: F401 - execvp's PATH search imports it: while the stdlib is readable
+
+        from waitfor.supervise.init import become
+
+        try:
+            become(user)
+        except OSError as e:
+            raise WaitforError(f"--user: cannot switch to uid {user[0]}, gid {user[1]}: {e.strerror}",
+                               exitcodes.INTERNAL) from None
     signals.restore(inherited)
     try:
         os.execvp(command[0], list(command))
@@ -61,6 +73,36 @@ def become_subreaper() -> None:
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         why = os.strerror(ctypes.get_errno())
         raise WaitforError(f"--init: cannot become a child subreaper: {why}", exitcodes.INTERNAL)
+
+
+def check_user(cfg: Config) -> Config:
+    """--user, before the wait: only root may switch (exit 2 otherwise), and switching to
+    the ids waitfor already has is a no-op, as `gosu $(id -u)` is. Returns the Config with
+    `user` None when there is nothing to switch."""
+    if cfg.user is None:
+        return cfg
+    spec, uid, gid, groups, _ = cfg.user
+    if (uid, gid) == (os.getuid(), os.getgid()) == (os.geteuid(), os.getegid()) and (
+            not groups or set(groups) <= set(os.getgroups()) | {gid}):
+        return cfg._replace(user=None)
+    if os.geteuid() != 0:
+        raise UsageError(f"--user {spec}: not root, cannot switch user (waitfor runs as uid {os.geteuid()})")
+    return cfg
+
+
+def set_home(cfg: Config) -> None:
+    """HOME from the password database, as gosu and su-exec set it; unless HOME was set to
+    something of its own: the runtime's HOME of root (/root, which Docker sets) is replaced."""
+    if cfg.user is None:
+        return
+    import pwd
+
+    try:
+        own = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        own = None
+    if os.environ.get("HOME") in (None, "", own):
+        os.environ["HOME"] = cfg.user[4]
 
 
 def reexec_argv(cfg: Config, inherited: Inherited) -> list[str]:

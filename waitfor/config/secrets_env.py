@@ -1,0 +1,86 @@
+"""`secrets_env`: NAME_FILE=/run/secrets/x in the environment -> NAME=<the file's content>,
+and NAME_FILE removed, as the `file_env` function of the official postgres, mysql and
+mariadb images' entrypoints does (docker-library/postgres docker-entrypoint.sh), so that
+an app that reads only NAME works with Docker and Kubernetes secret files.
+
+Read before the wait (a bad secret is exit 2 before anything waits or starts), and every
+value read is masked in every log line from then on (waitfor.output.mask) and in
+`validate`. Errors name the variable and the file, never the content.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from waitfor.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+# A secret is a password, a token, a key: 1 MiB is far above any, and keeps a NAME_FILE
+# that points at a log or a device from filling the environment (execve's E2BIG).
+MAX_SIZE = 1 << 20
+SUFFIX = "_FILE"
+
+
+def read(env: Mapping[str, str], which: bool | tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """({NAME: content}, [NAME_FILE, ...]) for the NAME_FILE variables of `env`: all of
+    them when `which` is True (but waitfor's own WAITFOR_*_FILE), or those of the names."""
+    if not which:
+        return {}, []
+    if which is True:
+        names = [k[:-len(SUFFIX)] for k in env
+                 if k.endswith(SUFFIX) and len(k) > len(SUFFIX) and not k.startswith("WAITFOR_")]
+    else:
+        names = [n for n in which if n + SUFFIX in env]  # type: ignore[union-attr]
+    values: dict[str, str] = {}
+    for name in sorted(names):
+        var = name + SUFFIX
+        if name in env:
+            # file_env does the same: which one would win is anyone's guess.
+            raise UsageError(f"secrets_env: both {name} and {var} are set (set only one)")
+        values[name] = _read_one(var, env[var])
+    return values, [n + SUFFIX for n in sorted(names)]
+
+
+def _read_one(var: str, path: str) -> str:
+    if not path:
+        raise UsageError(f"secrets_env: {var} is empty (expected a file name)")
+    try:
+        # O_NONBLOCK: a FIFO must not hang the start; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise UsageError(f"secrets_env: {var}: cannot read {path}: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"secrets_env: {var}: {path} is not a regular file")
+        if st.st_size > MAX_SIZE:
+            raise UsageError(f"secrets_env: {var}: {path} is larger than {MAX_SIZE // 1024} KiB")
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_SIZE:  # it grew since fstat
+                raise UsageError(f"secrets_env: {var}: {path} is larger than {MAX_SIZE // 1024} KiB")
+    except OSError as e:
+        raise UsageError(f"secrets_env: {var}: cannot read {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if b"\0" in data:
+        raise UsageError(f"secrets_env: {var}: {path} holds a NUL byte, which no environment variable can")
+    if data.endswith(b"\n"):
+        data = data[:-1]  # one: as a secret written with `echo` ends; the rest is content
+    return os.fsdecode(data)
+
+
+def apply(values: dict[str, str], removed: list[str], environ: os._Environ[str] = os.environ) -> None:
+    for var in removed:
+        environ.pop(var, None)
+    environ.update(values)

@@ -16,6 +16,7 @@ from waitfor.errors import WaitforError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import MutableMapping
     from types import SimpleNamespace
 
     from waitfor.config.model import Config
@@ -26,6 +27,8 @@ SUPERVISE_ENTRY = "_supervise"  # the re-exec of a frozen bundle (waitfor.superv
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if getattr(sys, "frozen", False):
+        unfreeze_environ(os.environ)
     if argv[:1] == [SUPERVISE_ENTRY]:
         from waitfor.supervise.init import main as supervise_main
 
@@ -73,6 +76,25 @@ def main(argv: list[str] | None = None) -> int:
         # Docker reserves exit code 2 of a HEALTHCHECK: a broken config is "unhealthy".
         code = exitcodes.NOT_READY
     return code
+
+
+def unfreeze_environ(environ: MutableMapping[str, str]) -> None:
+    """Give the app the environment waitfor was started with, not the bundle's.
+
+    PyInstaller's bootloader prepends the bundle's library folder to LD_LIBRARY_PATH (the
+    old value saved in LD_LIBRARY_PATH_ORIG) and sets _PYI_* variables for itself
+    (pyinstaller.org, "Runtime information: LD_LIBRARY_PATH / LIBPATH considerations").
+    Inherited by COMMAND, the first would make the app load the bundle's libssl or libz
+    instead of its image's own. The loader read LD_LIBRARY_PATH when this process started,
+    so changing it here no longer matters to waitfor itself; the lean supervisor's re-exec
+    of the bundle gets the bootloader's settings anew, and undoes them here again."""
+    orig = environ.pop("LD_LIBRARY_PATH_ORIG", None)
+    if orig is not None:
+        environ["LD_LIBRARY_PATH"] = orig
+    else:
+        environ.pop("LD_LIBRARY_PATH", None)
+    for key in [k for k in environ if k.startswith("_PYI_") or k == "_MEIPASS2"]:
+        del environ[key]
 
 
 def dispatch(cfg: Config, args: SimpleNamespace, inherited: Inherited) -> int:

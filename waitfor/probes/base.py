@@ -156,7 +156,7 @@ class Deadline:
         """The reason for a failure: the driver's own when it says it timed out (a silent
         server), else that the attempt's deadline cut a slow answer short."""
         if self.expired and "timed out" not in why:
-            return f"no complete answer within {self.timeout:.3g}s"
+            return f"timed out: no complete answer within {self.timeout:.3g}s"
         return why
 
     def expire(self) -> None:

@@ -429,3 +429,22 @@ def test_unix_sockets_are_probed_in_the_scheduler(tmp_path):
     assert missing.state == FAILED and "No such file or directory" in missing.reason
     assert missing.attempts >= 5  # refused: the fast interval
     assert "Connection refused" in res[f"unix://{stale}"].reason
+
+
+def test_a_driver_kind_on_a_closed_port_is_refused_by_the_scheduler():
+    """Issue 12: while nothing listens, a driver kind's attempts are the scheduler's own
+    connects (no pool thread, no driver); once something listens, the kind's probe runs in
+    the pool (here it meets a server that hangs up: not ready, from the driver)."""
+    pytest.importorskip("redis")
+    port = free_port()
+    cfg = cfg_for(targets=[f"redis://127.0.0.1:{port}/0"], timeout="2.5s")
+    eng = Engine(cfg, cfg.dependencies).start()
+    time.sleep(0.8)
+    assert [t.name for t in _scheduler_threads()] == ["waitfor scheduler"]
+    (o,) = eng.results()
+    assert "connection refused" in o.reason and o.attempts >= 5, (o.reason, o.attempts)
+    with TcpServer(port=port):  # accepts and closes at once: not a Redis
+        assert eng.done.wait(5)
+    eng.cancel()
+    (o,) = eng.results()
+    assert o.state == FAILED and "connection refused" not in o.reason, o.reason  # the driver's reason

@@ -162,7 +162,8 @@ class _Job:
     """One dependency's place in the scheduler."""
 
     __slots__ = ("addrs", "after_left", "attempts", "budget", "conn", "deadline", "dep", "fast",
-                 "host", "last", "port", "probe", "retry_state", "started", "token", "wait")
+                 "host", "last", "phase", "port", "precheck", "probe", "retry_state", "started", "token",
+                 "wait")
 
     def __init__(self, dep: Dependency, probe: Probe | None, deadline: float | None) -> None:
         self.dep, self.probe, self.deadline = dep, probe, deadline
@@ -184,6 +185,15 @@ class _Job:
         elif self.fast:
             self.host, self.port = _host_port(dep.url)
             self.addrs = _numeric(self.host, self.port)
+        # The other kinds with a host and port: while nothing listens there, the scheduler's
+        # connect answers (Refused) without a pool thread; once something does, the kind's
+        # own probe runs in the pool (with its own TCP-first step) until a refusal again.
+        target = None if self.fast else _precheck_target(dep)
+        self.precheck = target is not None
+        if target is not None:
+            self.host, self.port = target
+            self.addrs = _numeric(self.host, self.port)
+        self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
         # the connect in flight: (socket, address, the addresses still to try)
         self.conn: tuple[socket.socket, tuple, list[tuple]] | None = None
         self.last: NotReady | None = None
@@ -194,6 +204,32 @@ def _host_port(url: str) -> tuple[str, int]:
 
     parts = urlsplit(url)
     return parts.hostname or "", parts.port or 0
+
+
+def _precheck_target(dep: Dependency) -> tuple[str, int] | None:
+    """(host, port) that a driver kind's dependency connects to, when the URL says it
+    plainly; None when in doubt (several hosts, a socket path in the query, a TLS scheme
+    without a port, whose default only the kind's module knows): the probe then runs as is."""
+    if dep.invert or dep.kind in ("tcp", "unix", "file", "dns", "command"):
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(dep.url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if not host or "," in parts.netloc or "host=" in parts.query or "socket" in parts.query:
+        return None
+    if port is None:
+        from waitfor.probes import table
+
+        default = table.load(dep.kind).PORT
+        if parts.scheme.lower() not in (dep.kind, "postgresql", "mariadb") or not isinstance(default, int):
+            return None
+        port = default
+    return (host, port) if port else None
 
 
 def _numeric(host: str, port: int) -> list[tuple] | None:
@@ -395,15 +431,14 @@ class Engine:
             job.started = now
             if not job.fast:
                 job.probe = self.probes.get(job.dep.name) or make_probe(job.dep)
+                now = self.clock()  # importing a driver is not the attempt's time
         job.attempts += 1
         job.token += 1
         remaining = self.cfg.attempt_timeout if job.deadline is None else job.deadline - now
         job.budget = min(self.cfg.attempt_timeout, remaining)
-        if not job.fast:
-            dep, probe, budget = job.dep, job.probe, job.budget
-            assert probe is not None
-            self._pool.submit(job, job.token, lambda: attempt(dep, probe, budget))
-            return
+        if not job.fast and not job.precheck:
+            return self._run_probe(job, job.budget)
+        job.phase = "connect"
         self._inflight[job] = now + max(job.budget, 0.001)
         job.last = None
         if job.addrs is None:
@@ -412,9 +447,18 @@ class Engine:
         else:
             self._connect(job, list(job.addrs))
 
+    def _run_probe(self, job: _Job, budget: float) -> None:
+        """The kind's own probe, in the pool."""
+        job.phase = "probe"
+        dep, probe = job.dep, job.probe
+        assert probe is not None
+        self._pool.submit(job, job.token, lambda: attempt(dep, probe, budget))
+
     def _pool_result(self, job: _Job, result: object) -> None:
-        if not job.fast:
+        if job.phase == "probe":
             if isinstance(result, BaseException):
+                if isinstance(result, Refused) and _precheck_target(job.dep) is not None:
+                    job.precheck = True  # nothing listens again: back to the scheduler's connect
                 self._finish(job, result)
             else:
                 self._finish(job, None, str(result))
@@ -448,7 +492,7 @@ class Engine:
                 return
             sock.close()
             if err == 0:
-                return self._finish(job, None, _connected_detail(addr))
+                return self._accepted(job, addr)
             job.last = self._connect_error(err, addr)
         self._finish(job, job.last or NotReady(f"connect timed out ({job.host}:{job.port})"))
 
@@ -458,9 +502,21 @@ class Engine:
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         self._drop_conn(job)
         if err == 0:
-            return self._finish(job, None, _connected_detail(addr))
+            return self._accepted(job, addr)
         job.last = self._connect_error(err, addr)
         self._connect(job, rest)
+
+    def _accepted(self, job: _Job, addr: tuple | str) -> None:
+        if job.fast:
+            return self._finish(job, None, _connected_detail(addr))
+        # a driver kind's pre-check: something listens now; the probe gets what is left
+        now = self.clock()
+        left = self._inflight.pop(job, now) - now
+        job.precheck = False
+        # A quick connect (a few ms, as over loopback or a pod network) is not taken from the
+        # probe, whose reason then names the attempt timeout as set ("within 1s"); a slow
+        # one is, so the attempt still ends near its deadline.
+        self._run_probe(job, job.budget if job.budget - left < 0.05 else max(left, 0.001))
 
     @staticmethod
     def _connect_error(err: int, addr: tuple | str) -> NotReady:

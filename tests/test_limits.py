@@ -79,3 +79,47 @@ def test_mysql_greeting_dripped_is_cut_at_the_attempt_timeout(drip):
     assert proc.returncode == 1, proc
     assert "within 1s" in proc.stdout + proc.stderr
     assert took < 5, took
+
+
+# ------------------------------------------------------------------ B5: a regex that backtracks
+
+CATASTROPHIC = {
+    "re2": "(a*)*b",  # linear in RE2 (when installed); exponential in Python's re
+    "child": "(?=(a*)*b)a",  # lookahead: RE2 cannot, so it is matched in a killed child
+}
+
+
+def body_config(tmp_path, port, pattern):
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"dependencies:\n  - url: http://127.0.0.1:{port}/\n    body: '{pattern}'\n")
+    return cfg
+
+
+@pytest.mark.parametrize("path", sorted(CATASTROPHIC))
+def test_catastrophic_body_regex_is_bounded_by_the_attempt(drip, tmp_path, path):
+    d = drip(payload=b"HTTP/1.0 200 OK\r\n\r\n" + b"a" * 40 + b"!", every=0)
+    cfg = body_config(tmp_path, d.port, CATASTROPHIC[path])
+    proc, took = run("check", "-c", cfg, "--attempt-timeout", "1s", "-t", "2s")
+    assert proc.returncode == 1, proc
+    assert "Traceback" not in proc.stderr
+    assert took < 5, took
+
+
+def test_sigterm_is_prompt_during_a_catastrophic_body_regex(drip, tmp_path):
+    import psutil
+
+    d = drip(payload=b"HTTP/1.0 200 OK\r\n\r\n" + b"a" * 40 + b"!", every=0)
+    cfg = body_config(tmp_path, d.port, CATASTROPHIC["child"])
+    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "wait", "-c", str(cfg), "-t", "30s",
+                             "--attempt-timeout", "20s"], cwd=REPO, env=waitfor_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    assert kids, "the match runs in a child"
+    t0 = time.monotonic()
+    proc.send_signal(15)
+    proc.communicate(timeout=20)
+    took = time.monotonic() - t0
+    assert took < 2, took
+    time.sleep(0.2)
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], kids

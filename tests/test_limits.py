@@ -5,6 +5,8 @@ interval, which keeps every per-read socket timeout happy), real processes. The 
 asserted are generous ("a few seconds instead of 30"); the figures are in bench/.
 """
 
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -123,3 +125,78 @@ def test_sigterm_is_prompt_during_a_catastrophic_body_regex(drip, tmp_path):
     assert took < 2, took
     time.sleep(0.2)
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], kids
+
+
+# ------------------------------------------------------------------ B6: command probes
+
+
+def sleepers(tag: str):
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        if p.info["cmdline"] and p.info["cmdline"][-1:] == [tag] and "sleep" in p.info["cmdline"][0]:
+            out.append(p)
+    return out
+
+
+def command_config(tmp_path, argv):
+    import json
+
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"dependencies:\n  - command: {json.dumps(argv)}\n")
+    return cfg
+
+
+def test_command_background_child_ends_with_the_attempt(tmp_path):
+    tag = f"301.{os.getpid()}"
+    cfg = command_config(tmp_path, ["sh", "-c", f"sleep {tag} & exit 1"])
+    proc, _ = run("check", "-c", cfg, "--attempt-timeout", "2s", "-t", "3s")
+    assert proc.returncode == 1, proc
+    time.sleep(0.3)
+    left = sleepers(tag)
+    for p in left:
+        p.kill()
+    assert not left, "the probe's background child outlived its attempt"
+
+
+def test_command_setsid_descendant_is_killed_at_the_attempt_timeout(tmp_path):
+    tag = f"302.{os.getpid()}"
+    cfg = command_config(tmp_path, ["sh", "-c", f"setsid sleep {tag} & sleep 100"])
+    proc, took = run("check", "-c", cfg, "--attempt-timeout", "1s", "-t", "2s")
+    assert proc.returncode == 1, proc
+    assert took < 5, took
+    time.sleep(0.3)
+    left = sleepers(tag)
+    for p in left:
+        p.kill()
+    assert not left, "a setsid descendant of the probe outlived its attempt"
+
+
+def test_command_output_is_bounded_in_memory_and_on_disk(tmp_path):
+    import psutil
+
+    cfg = command_config(tmp_path, ["yes"])
+    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "check", "-c", str(cfg),
+                             "--attempt-timeout", "2s", "-t", "3s"], cwd=REPO,
+                            env=waitfor_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    me = psutil.Process(proc.pid)
+    rss = files = 0
+    while proc.poll() is None:
+        try:
+            rss = max(rss, me.memory_info().rss)
+            for fd in os.listdir(f"/proc/{proc.pid}/fd"):  # deleted temp files too
+                try:
+                    st = os.stat(f"/proc/{proc.pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    files = max(files, st.st_size)
+        except (psutil.Error, FileNotFoundError):
+            break
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1, err
+    assert files < 1 << 20, f"output file grew to {files} bytes"
+    assert rss < 200 << 20, f"RSS grew to {rss} bytes"

@@ -91,7 +91,7 @@ def matcher(pattern: str) -> Matcher:
     that is killed at the attempt's deadline.
     """
     try:
-        import re2  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        import re2
     except ImportError:
         return lambda text, d: _search_in_child(pattern, text, d)
     options = re2.Options()

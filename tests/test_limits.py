@@ -200,3 +200,24 @@ def test_command_output_is_bounded_in_memory_and_on_disk(tmp_path):
     assert proc.returncode == 1, err
     assert files < 1 << 20, f"output file grew to {files} bytes"
     assert rss < 200 << 20, f"RSS grew to {rss} bytes"
+
+
+# ------------------------------------------------------------------ B7: out of file descriptors
+
+
+def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
+    pytest.importorskip("psycopg")
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text("dependencies:\n" + "".join(
+        f"  - {{name: pg{i}, url: 'postgres://root@127.0.0.1:5432/test'}}\n" for i in range(30)))
+    argv = f"ulimit -n 16; exec {sys.executable} -m waitfor wait -c {cfg} -t 3s"
+    proc = subprocess.run(["bash", "-c", argv], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, env=waitfor_env())
+    assert proc.returncode in (0, 124), proc  # not 134 (glibc abort) nor 70
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "libgcc_s" not in proc.stderr, proc.stderr
+    assert "never awaited" not in proc.stderr, proc.stderr
+    reasons = [ln for ln in proc.stderr.splitlines()
+               if "Too many open files" in ln and "internal error" not in ln]
+    # (the scheduler's own lazy import failing is reported by wait/engine.py, not a probe)
+    assert reasons and all("local resource limit" in ln for ln in reasons), proc.stderr

@@ -17,7 +17,7 @@ import re
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, no_cancel
+from waitfor.probes.base import NotReady, accept_url, no_cancel, run_async
 from waitfor.probes.tcp import connect
 
 PORT = 5432
@@ -75,14 +75,19 @@ def probe_for(dep):
         finally:
             await conn.close()
 
+    async def within(addr: str, deadline: float) -> str:
+        # check() is made only once the loop runs: a loop that cannot start closes this
+        # coroutine, and leaves no never-awaited check() behind.
+        return await asyncio.wait_for(check(addr, deadline), max(deadline - time.monotonic(), 0.01))
+
     def probe(timeout: float):
         deadline = time.monotonic() + timeout
         addr = connect(host, port, timeout)
         try:
             # psycopg's blocking connect cannot wait less than 2 s; its asyncio connect can
             # be cancelled at any point (the half-open libpq connection is then finished).
-            # Each probe runs in its own worker thread, so it can run its own event loop.
-            return asyncio.run(asyncio.wait_for(check(addr, deadline), max(deadline - time.monotonic(), 0.01)))
+            # Each pool thread keeps its own event loop for its attempts (base.run_async).
+            return run_async(within(addr, deadline))
         except asyncio.TimeoutError:
             raise NotReady(f"no answer within {timeout:.3g}s (is this a PostgreSQL server?)") from None
         except psycopg.Error as e:

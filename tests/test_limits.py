@@ -221,3 +221,51 @@ def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
                if "Too many open files" in ln and "internal error" not in ln]
     # (the scheduler's own lazy import failing is reported by wait/engine.py, not a probe)
     assert reasons and all("local resource limit" in ln for ln in reasons), proc.stderr
+
+
+# ------------------------------------------------------------------ E14, E15: bad input is exit 2
+
+
+@pytest.fixture
+def hostile_files(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big"
+    big.write_bytes(b"a" * (100 << 10))  # a password of 100 KiB is no password
+    huge = tmp_path / "huge"
+    with open(huge, "wb") as f:
+        f.truncate(5 << 20)  # sparse: a "CA bundle" of 5 MiB
+    return {"fifo": fifo, "zero": "/dev/zero", "big": big, "huge": huge}
+
+
+@pytest.mark.parametrize(("what", "key", "url"), [
+    ("fifo", "password_file", "redis://127.0.0.1:6379/0"),
+    ("zero", "password_file", "postgres://root@127.0.0.1:5432/test"),
+    ("big", "password_file", "redis://127.0.0.1:6379/0"),
+    ("fifo", "ca_file", "https://127.0.0.1:1/"),
+    ("zero", "ca_file", "https://127.0.0.1:1/"),
+    ("huge", "ca_file", "mqtts://127.0.0.1:1"),
+])
+def test_config_files_must_be_small_regular_files(tmp_path, hostile_files, what, key, url):
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"dependencies:\n  - url: {url}\n    {key}: {hostile_files[what]}\n")
+    proc, took = run("wait", "-c", cfg, "-t", "30s", limit=20)  # a FIFO hung for ever before
+    assert proc.returncode == 2, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{key}" in lines[0] and "w.yaml:3" in lines[0], proc.stderr
+    assert took < 5, took
+
+
+@pytest.mark.parametrize("url", [
+    "postgres://root@127.0.0.1:5432/test?sslmode=bogus",
+    "postgres://root@127.0.0.1:5432/test?bogus=1",
+    "redis://127.0.0.1:6379/0?protocol=9",
+    "redis://127.0.0.1:6379/0?socket_timeout=abc",
+    "rediss://127.0.0.1:6379/0?ssl_cert_reqs=bogus",
+])
+def test_driver_rejected_urls_are_exit_2_not_a_timeout(url):
+    pytest.importorskip("psycopg" if url.startswith("postgres") else "redis")
+    proc, took = run("wait", "-t", "30s", url)
+    assert proc.returncode == 2, proc
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert took < 5, took

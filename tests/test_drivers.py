@@ -220,12 +220,30 @@ def test_ready_all_at_once(grpc_server):
 # --------------------------------------------------------------------------- closed port
 
 
+DRIVER_MODULES = {"postgres": "psycopg", "mysql": "pymysql", "redis": "redis", "amqp": "pika",
+                  "mqtt": "paho.mqtt.client", "nats": "nats", "grpc": "grpc_health.v1.health_pb2_grpc"}
+
+
+def startup_time(kind: str) -> float:
+    """How long this machine, now, takes to start Python and import waitfor and the
+    driver (the first time also compiling its .pyc files): the part of a run that is not
+    the wait. redis-py alone imports redis.asyncio (0.35 s here, more on a loaded CI box)."""
+    code = f"import importlib, waitfor.cli\ntry: importlib.import_module({DRIVER_MODULES[kind]!r})\nexcept ImportError: pass\n"
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", code], cwd=servers.REPO, timeout=120, check=False)
+    return time.monotonic() - t0
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_closed_port_times_out_with_reason(kind):
+    # The bound is on the wait (-t 1.5 s), not on start-up: a fixed 4 s failed once on a
+    # fresh, busy machine (redis: 5.71 s, issue 10 F25). Start-up is measured under the
+    # same load and added; on a quiet machine the bound is tighter than the old 4 s.
+    startup = startup_time(kind)
     port = servers.free_port()
     r = run_waitfor(url_at(kind, port), timeout="1500ms", attempt="500ms")
     assert r.rc == 124, r
-    assert r.elapsed < 4, r
+    assert r.elapsed < startup + 1.5 + 1.5, (startup, r)
     assert f"connection refused (127.0.0.1:{port})" in r.err, r
     assert "gave up: 1 of 1" in r.err, r
 

@@ -5,6 +5,8 @@ interval, which keeps every per-read socket timeout happy), real processes. The 
 asserted are generous ("a few seconds instead of 30"); the figures are in bench/.
 """
 
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -78,4 +80,192 @@ def test_mysql_greeting_dripped_is_cut_at_the_attempt_timeout(drip):
     proc, took = run("check", "--attempt-timeout", "1s", "-t", "30s", f"mysql://root@127.0.0.1:{d.port}/")
     assert proc.returncode == 1, proc
     assert "within 1s" in proc.stdout + proc.stderr
+    assert took < 5, took
+
+
+# ------------------------------------------------------------------ B5: a regex that backtracks
+
+CATASTROPHIC = {
+    "re2": "(a*)*b",  # linear in RE2 (when installed); exponential in Python's re
+    "child": "(?=(a*)*b)a",  # lookahead: RE2 cannot, so it is matched in a killed child
+}
+
+
+def body_config(tmp_path, port, pattern):
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"dependencies:\n  - url: http://127.0.0.1:{port}/\n    body: '{pattern}'\n")
+    return cfg
+
+
+@pytest.mark.parametrize("path", sorted(CATASTROPHIC))
+def test_catastrophic_body_regex_is_bounded_by_the_attempt(drip, tmp_path, path):
+    d = drip(payload=b"HTTP/1.0 200 OK\r\n\r\n" + b"a" * 40 + b"!", every=0)
+    cfg = body_config(tmp_path, d.port, CATASTROPHIC[path])
+    proc, took = run("check", "-c", cfg, "--attempt-timeout", "1s", "-t", "2s")
+    assert proc.returncode == 1, proc
+    assert "Traceback" not in proc.stderr
+    assert took < 5, took
+
+
+def test_sigterm_is_prompt_during_a_catastrophic_body_regex(drip, tmp_path):
+    import psutil
+
+    d = drip(payload=b"HTTP/1.0 200 OK\r\n\r\n" + b"a" * 40 + b"!", every=0)
+    cfg = body_config(tmp_path, d.port, CATASTROPHIC["child"])
+    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "wait", "-c", str(cfg), "-t", "30s",
+                             "--attempt-timeout", "20s"], cwd=REPO, env=waitfor_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    assert kids, "the match runs in a child"
+    t0 = time.monotonic()
+    proc.send_signal(15)
+    proc.communicate(timeout=20)
+    took = time.monotonic() - t0
+    assert took < 2, took
+    time.sleep(0.2)
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], kids
+
+
+# ------------------------------------------------------------------ B6: command probes
+
+
+def sleepers(tag: str):
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        if p.info["cmdline"] and p.info["cmdline"][-1:] == [tag] and "sleep" in p.info["cmdline"][0]:
+            out.append(p)
+    return out
+
+
+def command_config(tmp_path, argv):
+    import json
+
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"dependencies:\n  - command: {json.dumps(argv)}\n")
+    return cfg
+
+
+def test_command_background_child_ends_with_the_attempt(tmp_path):
+    tag = f"301.{os.getpid()}"
+    cfg = command_config(tmp_path, ["sh", "-c", f"sleep {tag} & exit 1"])
+    proc, _ = run("check", "-c", cfg, "--attempt-timeout", "2s", "-t", "3s")
+    assert proc.returncode == 1, proc
+    time.sleep(0.3)
+    left = sleepers(tag)
+    for p in left:
+        p.kill()
+    assert not left, "the probe's background child outlived its attempt"
+
+
+def test_command_setsid_descendant_is_killed_at_the_attempt_timeout(tmp_path):
+    tag = f"302.{os.getpid()}"
+    cfg = command_config(tmp_path, ["sh", "-c", f"setsid sleep {tag} & sleep 100"])
+    proc, took = run("check", "-c", cfg, "--attempt-timeout", "1s", "-t", "2s")
+    assert proc.returncode == 1, proc
+    assert took < 5, took
+    time.sleep(0.3)
+    left = sleepers(tag)
+    for p in left:
+        p.kill()
+    assert not left, "a setsid descendant of the probe outlived its attempt"
+
+
+def test_command_output_is_bounded_in_memory_and_on_disk(tmp_path):
+    import psutil
+
+    cfg = command_config(tmp_path, ["yes"])
+    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "check", "-c", str(cfg),
+                             "--attempt-timeout", "2s", "-t", "3s"], cwd=REPO,
+                            env=waitfor_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    me = psutil.Process(proc.pid)
+    rss = files = 0
+    while proc.poll() is None:
+        try:
+            rss = max(rss, me.memory_info().rss)
+            for fd in os.listdir(f"/proc/{proc.pid}/fd"):  # deleted temp files too
+                try:
+                    st = os.stat(f"/proc/{proc.pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    files = max(files, st.st_size)
+        except (psutil.Error, FileNotFoundError):
+            break
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1, err
+    assert files < 1 << 20, f"output file grew to {files} bytes"
+    assert rss < 200 << 20, f"RSS grew to {rss} bytes"
+
+
+# ------------------------------------------------------------------ B7: out of file descriptors
+
+
+def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
+    pytest.importorskip("psycopg")
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text("dependencies:\n" + "".join(
+        f"  - {{name: pg{i}, url: 'postgres://root@127.0.0.1:5432/test'}}\n" for i in range(30)))
+    argv = f"ulimit -n 16; exec {sys.executable} -m waitfor wait -c {cfg} -t 3s"
+    proc = subprocess.run(["bash", "-c", argv], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, env=waitfor_env())
+    assert proc.returncode in (0, 124), proc  # not 134 (glibc abort) nor 70
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "libgcc_s" not in proc.stderr, proc.stderr
+    assert "never awaited" not in proc.stderr, proc.stderr
+    reasons = [ln for ln in proc.stderr.splitlines()
+               if "Too many open files" in ln and "internal error" not in ln]
+    # (the scheduler's own lazy import failing is reported by wait/engine.py, not a probe)
+    assert reasons and all("local resource limit" in ln for ln in reasons), proc.stderr
+
+
+# ------------------------------------------------------------------ E14, E15: bad input is exit 2
+
+
+@pytest.fixture
+def hostile_files(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big"
+    big.write_bytes(b"a" * (100 << 10))  # a password of 100 KiB is no password
+    huge = tmp_path / "huge"
+    with open(huge, "wb") as f:
+        f.truncate(5 << 20)  # sparse: a "CA bundle" of 5 MiB
+    return {"fifo": fifo, "zero": "/dev/zero", "big": big, "huge": huge}
+
+
+@pytest.mark.parametrize(("what", "key", "url"), [
+    ("fifo", "password_file", "redis://127.0.0.1:6379/0"),
+    ("zero", "password_file", "postgres://root@127.0.0.1:5432/test"),
+    ("big", "password_file", "redis://127.0.0.1:6379/0"),
+    ("fifo", "ca_file", "https://127.0.0.1:1/"),
+    ("zero", "ca_file", "https://127.0.0.1:1/"),
+    ("huge", "ca_file", "mqtts://127.0.0.1:1"),
+])
+def test_config_files_must_be_small_regular_files(tmp_path, hostile_files, what, key, url):
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"dependencies:\n  - url: {url}\n    {key}: {hostile_files[what]}\n")
+    proc, took = run("wait", "-c", cfg, "-t", "30s", limit=20)  # a FIFO hung for ever before
+    assert proc.returncode == 2, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{key}" in lines[0] and "w.yaml:3" in lines[0], proc.stderr
+    assert took < 5, took
+
+
+@pytest.mark.parametrize("url", [
+    "postgres://root@127.0.0.1:5432/test?sslmode=bogus",
+    "postgres://root@127.0.0.1:5432/test?bogus=1",
+    "redis://127.0.0.1:6379/0?protocol=9",
+    "redis://127.0.0.1:6379/0?socket_timeout=abc",
+    "rediss://127.0.0.1:6379/0?ssl_cert_reqs=bogus",
+])
+def test_driver_rejected_urls_are_exit_2_not_a_timeout(url):
+    pytest.importorskip("psycopg" if url.startswith("postgres") else "redis")
+    proc, took = run("wait", "-t", "30s", url)
+    assert proc.returncode == 2, proc
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert took < 5, took

@@ -222,14 +222,44 @@ def http_status(value: object) -> frozenset[int]:
     return frozenset(codes)
 
 
-@_with_schema({"type": "string", "description": "the path of a readable file"})
-def readable_file(value: object) -> str:
-    path = string(value)
+# A CA bundle is some hundred KiB (Debian's: 220 KiB), a password or token less than one.
+MAX_FILE = 4 << 20
+MAX_SECRET = 64 << 10
+
+
+def _open_small(path: str, limit: int) -> int:
+    """An fd of `path` if it is a regular file of at most `limit` bytes, or /dev/null (an
+    empty secret, as in deps.example.yaml). Never blocks: a FIFO would block the first
+    attempt for ever, and /dev/zero or a device would be read without end. ValueError."""
+    import os
+    import stat
+
     try:
-        with open(path, "rb"):
-            pass
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as e:
         raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
+            return fd
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"cannot read {path}: not a regular file")
+        if st.st_size > limit:
+            size = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
+            raise ValueError(f"cannot read {path}: larger than {size}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@_with_schema({"type": "string", "description": "the path of a readable regular file"})
+def readable_file(value: object) -> str:
+    """A readable regular file of at most MAX_FILE bytes (password_file, ca_file)."""
+    import os
+
+    path = string(value)
+    os.close(_open_small(path, MAX_FILE))
     return path
 
 
@@ -237,9 +267,18 @@ readable_file.reads_file = True  # type: ignore[attr-defined]  # skipped by vali
 
 
 def read_secret_file(path: str) -> str:
-    """Docker and Kubernetes secret files often end with a newline that is not part of it."""
-    with open(path, encoding="utf-8") as f:
-        return f.read().rstrip("\r\n")
+    """Docker and Kubernetes secret files often end with a newline that is not part of it.
+    A regular file of at most MAX_SECRET bytes (ValueError otherwise)."""
+    import os
+
+    fd = _open_small(path, MAX_SECRET)
+    try:
+        data = os.read(fd, MAX_SECRET + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SECRET:  # it grew since fstat
+        raise ValueError(f"cannot read {path}: larger than {MAX_SECRET >> 10} KiB")
+    return data.decode("utf-8").rstrip("\r\n")
 
 
 @_with_schema({"type": ["string", "integer"],

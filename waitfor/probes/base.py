@@ -22,15 +22,19 @@ Each kind's module defines:
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-    from typing import Any, Protocol
+    from collections.abc import Callable, Coroutine, Mapping
+    from typing import Any, Protocol, TypeVar
     from urllib.parse import SplitResult
 
     from waitfor.config.model import Dependency
+
+    T = TypeVar("T")
 
 
 class NotReady(Exception):
@@ -202,3 +206,135 @@ if TYPE_CHECKING:
 _watcher = None
 _watch_heap = []
 _watch_cond = threading.Condition()
+
+
+# ------------------------------------------------------------------ local resource limits
+
+# Out of file descriptors (ulimit -n), of the system's files, of memory or buffers: the
+# failure is waitfor's own, whatever the dependency does (issue 10 B7). The scheduler says
+# the same for its own sockets (waitfor.wait.engine).
+_LOCAL = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+def local_limit(exc: BaseException) -> NotReady | None:
+    """If `exc`, what caused it, or its message is a local resource limit: the NotReady
+    that says so, without blaming the dependency. Else None."""
+    e: BaseException | None = exc
+    for _ in range(8):
+        if e is None:
+            break
+        if isinstance(e, OSError) and e.errno in _LOCAL:
+            return NotReady(_local_reason(e.errno))
+        e = e.__cause__ or e.__context__
+    text = str(exc)
+    for num in _LOCAL:  # drivers that keep only the words ("Error 24 connecting to ...")
+        if os.strerror(num) in text:
+            return NotReady(_local_reason(num))
+    return None
+
+
+def _local_reason(num: int) -> str:
+    why = f"local resource limit: {os.strerror(num)} (in waitfor, not the dependency"
+    if num == errno.EMFILE and _nofile > 0:
+        why += f"; ulimit -n is {_nofile}"
+    return why + ")"
+
+
+def bounded(probe: Probe) -> Probe:
+    """`probe`, with a local resource limit reported as one, whatever layer it came from."""
+
+    def attempt(timeout: float) -> str | None:
+        try:
+            return probe(timeout)
+        except Broken:
+            raise
+        except Exception as e:  # re-raised unless it is a local limit
+            limit = local_limit(e)
+            if limit is not None:
+                raise limit from None
+            raise
+
+    return attempt
+
+
+def preload_unwinder() -> None:
+    """Load libgcc_s.so.1 now, while file descriptors are free, and note RLIMIT_NOFILE.
+
+    At interpreter exit CPython ends a daemon thread that wakes (a pool thread, a
+    reaper) with pthread_exit(), and glibc loads libgcc_s.so.1 on its first use to unwind
+    the thread; if that dlopen finds no free fd (ulimit -n reached), glibc aborts the
+    whole process ("libgcc_s.so.1 must be installed for pthread_exit to work", exit 134).
+    Once loaded it is never opened again (the same glibc issue hits any program that
+    exhausts its fds: https://sourceware.org/bugzilla/show_bug.cgi?id=13119)."""
+    global _nofile
+    import resource
+
+    _nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    try:
+        import ctypes
+
+        ctypes.CDLL("libgcc_s.so.1")
+    except (ImportError, OSError):  # musl (Alpine) has no such dlopen; nothing to do
+        pass
+
+
+_nofile = -1
+
+
+# ------------------------------------------------------------------ asyncio drivers
+
+_loops = threading.local()
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on this thread's own event loop (postgres, nats), kept for the thread's
+    next attempt: creating a loop per attempt (asyncio.run) costs three fds each time, and
+    fails in the middle (with a traceback from its __del__) when none is left."""
+    import asyncio
+
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        try:
+            loop = _new_loop()
+        except OSError as e:
+            coro.close()
+            raise local_limit(e) or NotReady(f"cannot start an event loop: {e.strerror}") from None
+        _loops.loop = loop
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        # as asyncio.run does: nothing of this attempt runs on into the next one
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
+def _make_loop_class() -> type:
+    import asyncio
+
+    class Loop(asyncio.SelectorEventLoop):
+        _built = False
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._built = True
+
+        def __del__(self, *args: Any) -> None:
+            # A loop that could not get its epoll fd or self-pipe (EMFILE) is half made:
+            # without this, its __del__ prints a traceback.
+            if self._built:
+                super().__del__(*args)
+
+    return Loop
+
+
+def _new_loop() -> Any:  # the class is made on first use: no asyncio import at start-up
+    global _loop_class
+    if _loop_class is None:
+        _loop_class = _make_loop_class()
+    return _loop_class()
+
+
+_loop_class: type | None = None

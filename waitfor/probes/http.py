@@ -4,16 +4,21 @@ a health endpoint that redirects is usually misconfigured, and `status: [200, 30
 accepts one on purpose. A refused connection is `Refused`, so a closed port is polled fast.
 """
 
+from __future__ import annotations
+
+import os
 import re
+import signal
 import socket
 import ssl
 
 from waitfor.config import validators as v
-from waitfor.probes.base import Deadline, NotReady, accept_url, no_cancel
+from waitfor.probes.base import Deadline, NotReady, accept_url
+
+TYPE_CHECKING = False
 
 PORT = 80  # or 443 for https
 check_url = accept_url
-cancel = no_cancel
 EXTRA = None  # no driver: nothing to install
 DRIVER = None
 
@@ -65,8 +70,98 @@ OPTIONS = {
     "ca_file": ca_bundle,
 }
 SECRET_OPTIONS = ("headers",)  # Authorization, Cookie, API keys: all header values are masked
-MAX_BODY = 1 << 20
+# `body:` is matched against the first MAX_BODY bytes only: a health endpoint answers in
+# a few hundred bytes, and the bound keeps both the read and the match small.
+MAX_BODY = 64 << 10
 _OK = frozenset(range(200, 300))
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Matcher = Callable[[str, Deadline], bool]
+
+
+def matcher(pattern: str) -> Matcher:
+    """search(text, deadline) -> bool for `body:`, that cannot run past the attempt.
+
+    Python's `re` backtracks: `(a*)*b` against 30 a's runs for minutes, holding the GIL
+    (so even SIGTERM waits) and a pool thread. With google-re2 installed (the `re2` extra)
+    the match runs in linear time, so it is bounded by the body's size. A pattern that RE2
+    does not support (backreferences, lookaround), or no RE2, is matched in a forked child
+    that is killed at the attempt's deadline.
+    """
+    try:
+        import re2
+    except ImportError:
+        return lambda text, d: _search_in_child(pattern, text, d)
+    options = re2.Options()
+    options.log_errors = False  # an unsupported pattern is not worth a line on stderr
+    try:
+        compiled = re2.compile(pattern, options)
+    except re2.error:  # backreferences, lookaround: RE2 does not do them
+        return lambda text, d: _search_in_child(pattern, text, d)
+    return lambda text, d: compiled.search(text) is not None
+
+
+_children: set[int] = set()
+
+
+def cancel() -> None:
+    """The wait is over: kill any `body:` match still running in a child."""
+    for pid in list(_children):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _search_in_child(pattern: str, text: str, d: Deadline) -> bool:
+    import select
+    import warnings
+
+    r, w = os.pipe()
+    try:
+        with warnings.catch_warnings():  # 3.12+: "use of fork() may lead to deadlocks"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        raise NotReady(f"cannot match body: in a child process: {e.strerror}") from None
+    if pid == 0:  # the child: no locks taken, no Python-level I/O, only the match
+        try:
+            import resource
+
+            cpu = int(d.left()) + 2  # in case the parent dies: the kernel kills it (SIGKILL)
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+            found = re.search(pattern, text) is not None
+            os.write(w, b"1" if found else b"0")
+        finally:
+            os._exit(0)
+    _children.add(pid)
+    os.close(w)
+    data = b""
+    try:
+        poller = select.poll()
+        poller.register(r, select.POLLIN)
+        if poller.poll(d.left(0.0) * 1000):
+            data = os.read(r, 1)
+    finally:
+        os.close(r)
+        if not data:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped by a supervisor's waitpid(-1)
+            pass
+        _children.discard(pid)
+    if not data:
+        raise NotReady(f"matching body: {pattern!r} did not finish within the attempt "
+                       f"(a regex that backtracks; install waitfor[re2] to match in linear time)")
+    return data == b"1"
 
 
 def probe_for(dep):
@@ -77,6 +172,7 @@ def probe_for(dep):
     opts = dep.options
     accepted = opts.get("status", _OK)
     body_re = opts.get("body")
+    search = matcher(body_re.pattern) if body_re is not None else None
     method = opts.get("method", "GET").upper()
     headers = {"User-Agent": "waitfor", "Connection": "close", **opts.get("headers", {})}
     if parts.username is not None:
@@ -123,10 +219,10 @@ def probe_for(dep):
                 raise NotReady(d.reason(f"{type(e).__name__}: {e}")) from None
             finally:
                 conn.close()
-        if resp.status not in accepted:
-            raise NotReady(f"HTTP {resp.status} {resp.reason}")
-        if body_re is not None and not body_re.search(body.decode("utf-8", errors="replace")):
-            raise NotReady(f"HTTP {resp.status}, but the body does not match {body_re.pattern!r}")
-        return f"HTTP {resp.status}"
+            if resp.status not in accepted:
+                raise NotReady(f"HTTP {resp.status} {resp.reason}")
+            if search is not None and not search(body.decode("utf-8", errors="replace"), d):
+                raise NotReady(f"HTTP {resp.status}, but the body does not match {body_re.pattern!r}")
+            return f"HTTP {resp.status}"
 
     return probe

@@ -2,7 +2,7 @@
 our CONNECT, authenticated) and a flush (PING/PONG) round trip succeeds.
 
 nats-py is asyncio-only; each probe runs in its own worker thread (see waitfor.engine), so
-an attempt simply runs its own event loop with asyncio.run. A rejected login shows the
+an attempt runs on its pool thread's own event loop (base.run_async). A rejected login shows the
 server's "Authorization Violation". `password_file:` reads the password (or, for a URL
 without a user, the token) from a Docker/Kubernetes secret file.
 The port is probed with a plain TCP connect first (waitfor.probes.tcp).
@@ -11,7 +11,7 @@ The port is probed with a plain TCP connect first (waitfor.probes.tcp).
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, no_cancel
+from waitfor.probes.base import NotReady, accept_url, no_cancel, run_async
 from waitfor.probes.tcp import connect
 
 PORT = 4222
@@ -93,7 +93,7 @@ def probe_for(dep):
         addr = connect(host, port, timeout)
         left = max(deadline - time.monotonic(), 0.05)
         try:
-            asyncio.run(check(left))
+            run_async(check(left))
         except NotReady:
             raise
         except Exception as e:  # noqa: BLE001 - nats-py raises asyncio/OSError/its own types

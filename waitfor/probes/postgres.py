@@ -17,7 +17,7 @@ import re
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, no_cancel
+from waitfor.probes.base import Broken, NotReady, accept_url, no_cancel, run_async
 from waitfor.probes.tcp import connect
 
 PORT = 5432
@@ -35,6 +35,18 @@ EXTRA = "postgres"
 # connect_timeout below 2 seconds to 2, so the attempt's own bound is enforced around the
 # connect with asyncio (see probe below); connect_timeout only backs it up.
 _MIN_CONNECT_TIMEOUT = 2
+# libpq checks these values only when it connects: checked here when the probe is built
+# (exit 2), not found out on every attempt until the timeout.
+_ENUMS = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+    "load_balance_hosts": ("disable", "random"),
+    "sslnegotiation": ("postgres", "direct"),
+}
+# libpq's words for a conninfo it rejects: no retry can change them (issue 10 E15)
+_PERMANENT = re.compile(r"invalid [\w ]+ value|invalid connection option|invalid URI")
 
 
 def probe_for(dep):
@@ -42,7 +54,15 @@ def probe_for(dep):
     from urllib.parse import urlsplit
 
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
+    try:  # libpq's own parser: an unknown parameter is exit 2 now
+        params = conninfo_to_dict(dep.url)
+    except psycopg.Error as e:
+        raise ValueError(_reason(e)) from None
+    for key, allowed in _ENUMS.items():
+        if key in params and params[key] not in allowed:
+            raise ValueError(f"invalid {key} value {params[key]!r} (one of {', '.join(allowed)})")
     parts = urlsplit(dep.url)
     host, port = parts.hostname, parts.port or PORT
     query = dep.options.get("query")
@@ -75,18 +95,26 @@ def probe_for(dep):
         finally:
             await conn.close()
 
+    async def within(addr: str, deadline: float) -> str:
+        # check() is made only once the loop runs: a loop that cannot start closes this
+        # coroutine, and leaves no never-awaited check() behind.
+        return await asyncio.wait_for(check(addr, deadline), max(deadline - time.monotonic(), 0.01))
+
     def probe(timeout: float):
         deadline = time.monotonic() + timeout
         addr = connect(host, port, timeout)
         try:
             # psycopg's blocking connect cannot wait less than 2 s; its asyncio connect can
             # be cancelled at any point (the half-open libpq connection is then finished).
-            # Each probe runs in its own worker thread, so it can run its own event loop.
-            return asyncio.run(asyncio.wait_for(check(addr, deadline), max(deadline - time.monotonic(), 0.01)))
+            # Each pool thread keeps its own event loop for its attempts (base.run_async).
+            return run_async(within(addr, deadline))
         except asyncio.TimeoutError:
             raise NotReady(f"no answer within {timeout:.3g}s (is this a PostgreSQL server?)") from None
         except psycopg.Error as e:
-            raise NotReady(_reason(e)) from None
+            why = _reason(e)
+            if _PERMANENT.search(why):
+                raise Broken(why) from None
+            raise NotReady(why) from None
 
     return probe
 

@@ -14,7 +14,7 @@ import threading
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import DRIVER_MARGIN, Deadline, NotReady, accept_url, describe, no_cancel
+from waitfor.probes.base import DRIVER_MARGIN, Broken, Deadline, NotReady, accept_url, describe, no_cancel
 from waitfor.probes.tcp import connect
 
 PORT = 6379
@@ -62,6 +62,14 @@ def probe_for(dep):
 
         guarded = GuardedPlain
 
+    # redis-py's own URL parser and connection class, without connecting: a bad option
+    # (?protocol=9, ?socket_timeout=abc, ?ssl_cert_reqs=bogus) is exit 2 now, not an
+    # attempt that fails the same way until the timeout (issue 10 E15).
+    try:
+        redis.ConnectionPool.from_url(dep.url, protocol=2, connection_class=guarded).make_connection()
+    except (ValueError, redis.RedisError) as e:
+        raise ValueError(_reason(e)) from None
+
     def probe(timeout: float) -> str:
         with Deadline(timeout) as d:
             local.deadline = d
@@ -92,6 +100,8 @@ def probe_for(dep):
             return f"connected to {addr}, PONG"
         except redis.RedisError as e:
             raise NotReady(_reason(e)) from None
+        except ValueError as e:  # redis-py's word for an option it cannot use: permanent
+            raise Broken(_reason(e)) from None
         finally:
             if client is not None:
                 try:

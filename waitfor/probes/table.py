@@ -83,14 +83,21 @@ def load(kind: str) -> Kind:
 def build_probe(dep: Dependency) -> Probe:
     from waitfor.config.targets import driver_hint
     from waitfor.errors import at
-    from waitfor.probes.base import describe
+    from waitfor.probes.base import bounded, describe, preload_unwinder
     from waitfor.secrets import mask_urls_in, redact
 
+    global _preloaded
+    if not _preloaded:
+        preload_unwinder()
+        _preloaded = True
     mod = load(dep.kind)
     try:
-        return mod.probe_for(dep)
+        return bounded(mod.probe_for(dep))
     except ImportError as e:
         raise at(dep.where, f"the {dep.kind} driver cannot be imported ({describe(e)}): "
                             f"{driver_hint(dep.kind, mod.EXTRA)}") from None
     except (ValueError, TypeError) as e:
         raise at(dep.where, f"{dep.kind}: {redact(mask_urls_in(describe(e)), dep.secrets)}") from None
+
+
+_preloaded = False

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from waitfor.probes.base import NotReady, Refused, accept_url, no_cancel
+from waitfor.probes.base import NotReady, Refused, accept_url, local_limit, no_cancel
 
 PORT = "required"
 check_url = accept_url
@@ -40,7 +40,10 @@ def open_connection(host: str, port: int, timeout: float):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        sock = socket.socket(family, stype, proto)
+        try:
+            sock = socket.socket(family, stype, proto)
+        except OSError as e:  # EMFILE and the like: waitfor's limit, not the dependency's
+            raise local_limit(e) or NotReady(f"cannot open a socket: {e.strerror}") from None
         try:
             sock.settimeout(remaining)
             sock.connect(addr)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from waitfor.signals import Inherited
 
 PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+PARENT = os.getppid()  # at start: --pdeathsig watches this one
 
 
 def is_pid1() -> bool:
@@ -43,9 +44,15 @@ def supervises(cfg: Config) -> bool:
 
 
 def exec_app(command: tuple[str, ...], inherited: Inherited,
-             user: tuple[int, int, tuple[int, ...]] | None = None) -> None:
+             user: tuple[int, int, tuple[int, ...]] | None = None, pdeathsig: int = 0) -> None:
     """execvp(COMMAND) with the inherited signal state, as `user` (uid, gid, groups) when
-    given; raise WaitforError (126/127) if it fails."""
+    given; raise WaitforError (126/127) if it fails. With `pdeathsig` (not as PID 1) the
+    app itself gets the signal when waitfor's parent dies: the setting survives execve(2)."""
+    lib = None
+    if pdeathsig and not is_pid1():
+        from waitfor.supervise.init import libc
+
+        lib = libc()  # before become(): the interpreter's files may not be readable after
     if user is not None:
         import warnings  # noqa: F401 - execvp's PATH search imports it: while the stdlib is readable
 
@@ -56,6 +63,10 @@ def exec_app(command: tuple[str, ...], inherited: Inherited,
         except OSError as e:
             raise WaitforError(f"--user: cannot switch to uid {user[0]}, gid {user[1]}: {e.strerror}",
                                exitcodes.INTERNAL) from None
+    if lib is not None:
+        from waitfor.supervise.init import set_pdeathsig
+
+        set_pdeathsig(pdeathsig, PARENT, lib)
     signals.restore(inherited)
     try:
         os.execvp(command[0], list(command))

@@ -128,7 +128,10 @@ def reexec_argv(cfg: Config, inherited: Inherited) -> list[str]:
     # is a few system calls long, and no Python flag keeps the interpreter from ignoring
     # them.) The in-process supervisor does not exec, so it needs none.
     pending = signals.pending() & signals.PYTHON_IGNORES
-    opts = Options.from_config(cfg, inherited, pending).to_argv()
+    o = Options.from_config(cfg, inherited, pending)
+    if cfg.user is None:
+        o.pdeathsig = 0  # set by reexec() already: it survives the execve
+    opts = o.to_argv()
     if getattr(sys, "frozen", False):
         # A frozen bundle (packaging/): sys.executable is waitfor itself and takes no
         # interpreter flags; its hidden `_supervise` mode is the same lean entry.
@@ -145,5 +148,13 @@ def reexec(cfg: Config, inherited: Inherited) -> None:
     """Replace this process with the lean supervisor (signals still blocked)."""
     if not is_pid1():
         become_subreaper()
+        if cfg.pdeathsig and cfg.user is None:
+            # PR_SET_PDEATHSIG survives execve(2) (of a binary that is not set-id), so it is
+            # set here, with this interpreter's ctypes, and the lean supervisor needs none:
+            # its idle RSS stays as it is. With --user the supervisor's own drop to the user
+            # clears it (prctl(2)), so the supervisor sets it again after that drop.
+            from waitfor.supervise.init import set_pdeathsig
+
+            set_pdeathsig(cfg.pdeathsig, PARENT)
     argv = reexec_argv(cfg, inherited)
     os.execv(argv[0], argv)

@@ -180,3 +180,14 @@ def test_a_failed_write_after_the_wait_leaves_nothing_half_written(tmp_path):
     assert f"cannot write {out}/app.conf: No space left on device" in r.stderr, r.stderr
     assert r.stdout == "app.conf\nold\n", "the old file, whole, and nothing else"
     assert not (tmp_path / "ran").exists(), "the app must not start"
+
+
+def test_the_docker_example_templates_render(tmp_path):
+    """docker/templates/*.tmpl, with the example's defaults only (no variable set)."""
+    folder = os.path.join(REPO, "docker", "templates")
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".tmpl"))
+    assert names
+    for n in names:
+        r = waitfor(["--template", f"{folder}/{n}:{tmp_path}/{n}", "--", "cat", f"{tmp_path}/{n}"])
+        assert r.returncode == 0, (n, r.stderr)
+        assert "${" not in r.stdout.replace("$${", ""), r.stdout

@@ -190,4 +190,5 @@ def test_the_docker_example_templates_render(tmp_path):
     for n in names:
         r = waitfor(["--template", f"{folder}/{n}:{tmp_path}/{n}", "--", "cat", f"{tmp_path}/{n}"])
         assert r.returncode == 0, (n, r.stderr)
-        assert "${" not in r.stdout.replace("$${", ""), r.stdout
+        values = [line for line in r.stdout.splitlines() if not line.startswith(";")]
+        assert values and not any("$" in line for line in values), r.stdout

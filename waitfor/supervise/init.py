@@ -223,7 +223,11 @@ def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
                 # the interpreter's files are still readable (a stdlib under /root is not
                 # to nobody). In the child only: the idle supervisor stays lean.
                 import warnings  # noqa: F401
-                become(o.user)
+                try:
+                    become(o.user)
+                except OSError as e:  # told apart from an exec failure: "u" + errno
+                    os.write(w, b"u%d" % (e.errno or 0))
+                    os._exit(exitcodes.INTERNAL)
             restore(Inherited(o.mask, o.ignored))
             os.execvp(o.command[0], o.command)
         except OSError as e:
@@ -246,6 +250,10 @@ def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
     if not data:
         return pid, None
     os.waitpid(pid, 0)
+    if data.startswith(b"u") and o.user is not None:
+        why = os.strerror(int(data[1:]))
+        log.error(f"error: --user: cannot switch to uid {o.user[0]}, gid {o.user[1]}: {why}")
+        return None, exitcodes.INTERNAL
     code, message = exitcodes.exec_failure(o.command[0], int(data))
     log.error(f"error: {message}")
     return None, code

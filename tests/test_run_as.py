@@ -210,3 +210,31 @@ def test_pid1_namespace_runs_it_with_unshare():
     r = subprocess.run(NS + WAITFOR + ["--user", "nobody", "--", "id", "-u"], capture_output=True, text=True,
                        timeout=20, env=dict(os.environ, PYTHONPATH=REPO))
     assert r.returncode == 0 and r.stdout.strip() == str(NOBODY.pw_uid), r.stderr
+
+
+def test_in_process_supervisor_keeps_root_and_the_app_switches(tmp_path):
+    """With --probe-addr the supervisor stays in the full interpreter and keeps root (the
+    state file, the watch); only the app runs as the user."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = {"WAITFOR_STATE_FILE": str(tmp_path / "state.json")}
+    _, app, sup, _, _ = run_ids(["--user", "nobody", "--probe-addr", f"127.0.0.1:{port}"], env=env)
+    assert app["Uid"] == [NOBODY.pw_uid] * 4 and app["Gid"] == [NOBODY.pw_gid] * 4, app
+    assert sup["Uid"] == [0] * 4, "the in-process supervisor stays root (README: which modes keep root)"
+
+
+@pytest.mark.parametrize("pid1", [True, False], ids=["pid1", "exec"])
+def test_a_switch_the_kernel_refuses_is_one_line_exit_70_not_an_exec_failure(pid1):
+    """Root of a user namespace that maps only itself (rootless containers): setgroups and
+    setuid to nobody fail; that is said as such, not as `cannot execute` (126)."""
+    ns = ["unshare", "--user", "--map-root-user"] + (["--pid", "--fork", "--mount-proc"] if pid1 else [])
+    r = subprocess.run(ns + WAITFOR + ["--user", "nobody", "--", "true"], capture_output=True, text=True,
+                       timeout=20, env=dict(os.environ, PYTHONPATH=REPO))
+    if r.returncode != 70 and "unshare" in r.stderr:
+        pytest.skip(f"no user namespaces here: {r.stderr.strip()}")
+    assert r.returncode == 70, r.stderr
+    assert r.stderr.strip() == "waitfor: error: --user: cannot switch to uid 65534, gid 65534: Operation not permitted"

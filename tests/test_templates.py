@@ -162,3 +162,33 @@ def test_validate_shows_them(tmpl, tmp_path):
     r = waitfor(["validate", "--offline", "-c", str(cfg)])
     assert r.returncode == 0, r.stderr
     assert f"templates:\n- src: {tmpl}\n  dest: /etc/app.conf\n  mode: '0640'\n" in r.stdout, r.stdout
+
+
+@needs_root
+def test_a_failed_write_after_the_wait_leaves_nothing_half_written(tmp_path):
+    """A full destination filesystem (a 16 KiB tmpfs, a 64 KiB rendering): exit 2, the app
+    is not started, the old file is intact and no temporary file is left."""
+    big = tmp_path / "big.tmpl"
+    big.write_text("${FILL}\n" * 8192)  # 8 bytes a line once rendered
+    out = tmp_path / "out"
+    out.mkdir()
+    script = (f"mount -t tmpfs -o size=16k tmpfs {out} && echo old > {out}/app.conf && \"$@\"; "
+              f"code=$?; ls -A {out}; cat {out}/app.conf; exit $code")
+    args = ["--template", f"{big}:{out}/app.conf", "--", "touch", f"{tmp_path}/ran"]
+    r = waitfor(args, {"FILL": "1234567"}, prefix=["unshare", "--mount", "sh", "-c", script, "sh"])
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert f"cannot write {out}/app.conf: No space left on device" in r.stderr, r.stderr
+    assert r.stdout == "app.conf\nold\n", "the old file, whole, and nothing else"
+    assert not (tmp_path / "ran").exists(), "the app must not start"
+
+
+def test_the_docker_example_templates_render(tmp_path):
+    """docker/templates/*.tmpl, with the example's defaults only (no variable set)."""
+    folder = os.path.join(REPO, "docker", "templates")
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".tmpl"))
+    assert names
+    for n in names:
+        r = waitfor(["--template", f"{folder}/{n}:{tmp_path}/{n}", "--", "cat", f"{tmp_path}/{n}"])
+        assert r.returncode == 0, (n, r.stderr)
+        values = [line for line in r.stdout.splitlines() if not line.startswith(";")]
+        assert values and not any("$" in line for line in values), r.stdout

@@ -94,5 +94,6 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     _hand_over(cfg, rendered, log)
     if supervise:
         launch.reexec(cfg, inherited)
-    launch.exec_app(cfg.command, inherited, cfg.user and (cfg.user[1], cfg.user[2], tuple(cfg.user[3])))
+    launch.exec_app(cfg.command, inherited, cfg.user and (cfg.user[1], cfg.user[2], tuple(cfg.user[3])),
+                    cfg.pdeathsig)
     raise UsageError("unreachable")  # exec_app either replaces this process or raises

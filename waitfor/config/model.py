@@ -190,6 +190,13 @@ SETTINGS: tuple[Setting, ...] = (
             show=_show_signal, flags=(
                 Flag(("--stop-signal",), "signal that stops the app when a watched dependency fails (default TERM)",
                      "SIG"),)),
+    Setting("leftovers", SUPERVISION, yaml="leftovers", parse=v.leftovers, default="kill", run_only=True, flags=(
+        Flag(("--leftovers",), "processes left after the app exits: kill (TERM, then KILL after --stop-timeout; "
+             "the default), term (one TERM, then exit at once) or keep (exit at once)", "kill|term|keep"),)),
+    Setting("pdeathsig", SUPERVISION, yaml="pdeathsig", parse=v.optional_signal, default=0, run_only=True,
+            show=lambda n: _show_signal(n) if n else "none", flags=(
+                Flag(("--pdeathsig",), "when waitfor's parent dies, get SIG and pass it on to the app "
+                     "(not as PID 1; like tini -p)", "SIG"),)),
     Setting("success_exit", SUPERVISION, parse=v.exit_codes, default=frozenset(), run_only=True,
             needs_supervision=True, show=v.sorted_list, flags=(
                 Flag(("--success-exit",), "treat the app's exit code CODE as 0; repeatable", "CODE",
@@ -259,6 +266,8 @@ class Config(_CONFIG):
         rewrite: Mapping[int, int]
         stop_timeout: float
         stop_signal: int
+        leftovers: str
+        pdeathsig: int
         success_exit: frozenset[int]
         user: tuple[str, int, int, tuple[int, ...], str] | None
         secrets_env: bool | tuple[str, ...]

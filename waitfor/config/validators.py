@@ -394,3 +394,21 @@ def show_templates(value: object) -> object:
     if not isinstance(value, tuple):
         return value
     return [{"src": s, "dest": d, **({"mode": f"0{m:o}"} if m is not None else {})} for s, d, m in value]
+
+
+LEFTOVER_POLICIES = ("kill", "term", "keep")
+
+
+@_with_schema({"enum": list(LEFTOVER_POLICIES)})
+def leftovers(value: object) -> str:
+    text = string(value).strip().lower()
+    if text not in LEFTOVER_POLICIES:
+        raise ValueError(f"expected one of {', '.join(LEFTOVER_POLICIES)}, got {text!r}")
+    return text
+
+
+@_with_schema({"type": ["string", "integer"], "description": "a signal: TERM, SIGKILL or 9; none or 0 for off"})
+def optional_signal(value: object) -> int:
+    if value in (0, "0", "none", "") or value is None:
+        return 0
+    return signal(value)

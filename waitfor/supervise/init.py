@@ -26,6 +26,8 @@ from waitfor import exitcodes
 from waitfor.output import Log
 from waitfor.signals import Inherited, catchable, decode, encode, restore, signal_name
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -49,10 +51,13 @@ class Options:
         "command",
         "group",
         "ignored",
+        "leftovers",
         "log_format",
         "mask",
+        "pdeathsig",
         "pending",
         "pid1",
+        "ppid",
         "rewrite",
         "stop_signal",
         "stop_timeout",
@@ -77,6 +82,9 @@ class Options:
         # --user, as numbers resolved at config time (pwd/grp are not imported here):
         # (uid, gid, supplementary gids), or None to keep waitfor's own ids.
         self.user: tuple[int, int, tuple[int, ...]] | None = None
+        self.leftovers = "kill"  # kill | term | keep (stop_the_rest)
+        self.pdeathsig = 0  # --pdeathsig; 0: none
+        self.ppid = os.getppid()  # the parent whose death --pdeathsig watches
 
     @classmethod
     def from_config(cls, cfg: Config, inherited: Inherited, pending: Iterable[int] = ()) -> Options:
@@ -90,6 +98,10 @@ class Options:
         o.command = list(cfg.command)
         if cfg.user is not None:
             o.user = (cfg.user[1], cfg.user[2], tuple(cfg.user[3]))
+        o.leftovers, o.pdeathsig = cfg.leftovers, cfg.pdeathsig
+        from waitfor.supervise.launch import PARENT
+
+        o.ppid = PARENT  # as waitfor started: a parent that died during the wait counts
         return o
 
     def to_argv(self) -> list[str]:
@@ -108,6 +120,10 @@ class Options:
         if self.user is not None:
             uid, gid, groups = self.user
             argv += ["--user", f"{uid}:{gid}:{','.join(map(str, groups))}"]
+        if self.leftovers != "kill":
+            argv += ["--leftovers", self.leftovers]
+        if self.pdeathsig:
+            argv += ["--pdeathsig", f"{self.pdeathsig}:{self.ppid}"]
         return [*argv, "--", *self.command]
 
     @classmethod
@@ -141,6 +157,11 @@ class Options:
                 o.stop_signal = int(value)
             elif a == "--success-exit":
                 o.success_exit |= {int(value)}
+            elif a == "--leftovers":
+                o.leftovers = value
+            elif a == "--pdeathsig":
+                sig, ppid = value.split(":")
+                o.pdeathsig, o.ppid = int(sig), int(ppid)
             elif a == "--user":
                 uid, gid, groups = value.split(":")
                 o.user = (int(uid), int(gid), tuple(int(g) for g in groups.split(",") if g))
@@ -202,7 +223,11 @@ def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
                 # the interpreter's files are still readable (a stdlib under /root is not
                 # to nobody). In the child only: the idle supervisor stays lean.
                 import warnings  # noqa: F401
-                become(o.user)
+                try:
+                    become(o.user)
+                except OSError as e:  # told apart from an exec failure: "u" + errno
+                    os.write(w, b"u%d" % (e.errno or 0))
+                    os._exit(exitcodes.INTERNAL)
             restore(Inherited(o.mask, o.ignored))
             os.execvp(o.command[0], o.command)
         except OSError as e:
@@ -225,6 +250,10 @@ def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
     if not data:
         return pid, None
     os.waitpid(pid, 0)
+    if data.startswith(b"u") and o.user is not None:
+        why = os.strerror(int(data[1:]))
+        log.error(f"error: --user: cannot switch to uid {o.user[0]}, gid {o.user[1]}: {why}")
+        return None, exitcodes.INTERNAL
     code, message = exitcodes.exec_failure(o.command[0], int(data))
     log.error(f"error: {message}")
     return None, code
@@ -284,9 +313,14 @@ def has_children() -> bool:
 
 
 def stop_the_rest(o: Options, main_pgid: int, log: Log, hooks: Hooks) -> None:
-    """The main child is gone but others remain: SIGTERM them, then SIGKILL after the grace."""
+    """The main child is gone but others remain: SIGTERM them, then SIGKILL after the grace
+    (--leftovers kill, the default); or one SIGTERM and no waiting (term), or nothing at
+    all (keep): dumb-init's modes, where only the app's session gets the signal and
+    dumb-init exits with the app. As PID 1 the kernel SIGKILLs whatever is left in the
+    namespace once waitfor exits, so there `keep` and `term` only decide whether the rest
+    get a SIGTERM first; outside PID 1 they are re-parented and keep running."""
     reap(None, hooks)
-    if not has_children():
+    if o.leftovers == "keep" or not has_children():
         return
 
     # Each process gets SIGTERM once: many take a second one as "stop now, skip the clean
@@ -319,6 +353,11 @@ def stop_the_rest(o: Options, main_pgid: int, log: Log, hooks: Hooks) -> None:
             except OSError:
                 pass
 
+    if o.leftovers == "term":
+        log.info("app exited; sending SIGTERM to the processes left, and not waiting for them")
+        send(signal.SIGTERM)
+        reap(None, hooks)
+        return
     log.info(f"app exited; sending SIGTERM to the processes left, SIGKILL in {o.stop_timeout:g}s")
     send(signal.SIGTERM)
     deadline = time.monotonic() + o.stop_timeout
@@ -377,15 +416,37 @@ def forward(o: Options, pid: int, sig: int) -> None:
         pass  # already gone; its SIGCHLD is on the way
 
 
+def libc() -> object:
+    """The C library, through ctypes: imported only for --pdeathsig (it costs the idle
+    supervisor ~0.4 MB), and before become(), while the interpreter's files are readable."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def set_pdeathsig(sig: int, ppid: int, lib: object = None) -> None:
+    """prctl(PR_SET_PDEATHSIG): the kernel sends `sig` when the parent dies (tini -p). The
+    setting is cleared by a change of credentials (prctl(2)), so it is made after
+    become(); and if the parent is gone already (re-parented), send it now."""
+    lib = lib or libc()
+    if lib.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:  # type: ignore[attr-defined]
+        raise OSError("prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != ppid:
+        os.kill(os.getpid(), sig)  # blocked: the loop takes it and passes it on
+
+
 def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int:
     """Spawn the app, then forward and reap until it exits; its exit code (see Hooks).
     With `drop` (the lean supervisor), the supervisor itself takes the app's ids once the
-    app runs: forwarding, reaping and stopping what the app left behind need no root."""
+    app runs: forwarding, reaping and stopping what the app left behind need no root;
+    and it leaves the launch directory (chdir /, as dumb-init does) so that it does not
+    keep it busy (the app keeps its own: it was forked before)."""
     hooks = hooks or Hooks()
     log = Log(o.log_format, o.verbosity)
     forwardable = catchable()
     signal.pthread_sigmask(signal.SIG_BLOCK, forwardable)
     tty = os.isatty(0) and _is_foreground(0)
+    lib = libc() if o.pdeathsig and not o.pid1 else None
     pid, failure = spawn(o, tty, log)
     if pid is None:
         return failure or exitcodes.INTERNAL
@@ -393,6 +454,13 @@ def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int
         if o.log_format == "json":
             import json  # noqa: F401 - output.format_line imports it lazily: not as a user who may not read it
         become(o.user)
+    if drop:
+        try:
+            os.chdir("/")
+        except OSError:
+            pass
+    if lib is not None:
+        set_pdeathsig(o.pdeathsig, o.ppid, lib)
     # SIGPIPE or SIGXFSZ that were pending when waitfor exec'd this interpreter: Python's
     # start-up set them to SIG_IGN, which discarded them (sigaction(2)), so the hand-over
     # named them (waitfor.supervise.launch.reexec).

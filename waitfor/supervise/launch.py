@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from waitfor.signals import Inherited
 
 PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+PARENT = os.getppid()  # at start: --pdeathsig watches this one
 
 
 def is_pid1() -> bool:
@@ -43,9 +44,15 @@ def supervises(cfg: Config) -> bool:
 
 
 def exec_app(command: tuple[str, ...], inherited: Inherited,
-             user: tuple[int, int, tuple[int, ...]] | None = None) -> None:
+             user: tuple[int, int, tuple[int, ...]] | None = None, pdeathsig: int = 0) -> None:
     """execvp(COMMAND) with the inherited signal state, as `user` (uid, gid, groups) when
-    given; raise WaitforError (126/127) if it fails."""
+    given; raise WaitforError (126/127) if it fails. With `pdeathsig` (not as PID 1) the
+    app itself gets the signal when waitfor's parent dies: the setting survives execve(2)."""
+    lib = None
+    if pdeathsig and not is_pid1():
+        from waitfor.supervise.init import libc
+
+        lib = libc()  # before become(): the interpreter's files may not be readable after
     if user is not None:
         import warnings  # noqa: F401 - execvp's PATH search imports it: while the stdlib is readable
 
@@ -56,6 +63,10 @@ def exec_app(command: tuple[str, ...], inherited: Inherited,
         except OSError as e:
             raise WaitforError(f"--user: cannot switch to uid {user[0]}, gid {user[1]}: {e.strerror}",
                                exitcodes.INTERNAL) from None
+    if lib is not None:
+        from waitfor.supervise.init import set_pdeathsig
+
+        set_pdeathsig(pdeathsig, PARENT, lib)
     signals.restore(inherited)
     try:
         os.execvp(command[0], list(command))
@@ -117,7 +128,10 @@ def reexec_argv(cfg: Config, inherited: Inherited) -> list[str]:
     # is a few system calls long, and no Python flag keeps the interpreter from ignoring
     # them.) The in-process supervisor does not exec, so it needs none.
     pending = signals.pending() & signals.PYTHON_IGNORES
-    opts = Options.from_config(cfg, inherited, pending).to_argv()
+    o = Options.from_config(cfg, inherited, pending)
+    if cfg.user is None:
+        o.pdeathsig = 0  # set by reexec() already: it survives the execve
+    opts = o.to_argv()
     if getattr(sys, "frozen", False):
         # A frozen bundle (packaging/): sys.executable is waitfor itself and takes no
         # interpreter flags; its hidden `_supervise` mode is the same lean entry.
@@ -134,5 +148,13 @@ def reexec(cfg: Config, inherited: Inherited) -> None:
     """Replace this process with the lean supervisor (signals still blocked)."""
     if not is_pid1():
         become_subreaper()
+        if cfg.pdeathsig and cfg.user is None:
+            # PR_SET_PDEATHSIG survives execve(2) (of a binary that is not set-id), so it is
+            # set here, with this interpreter's ctypes, and the lean supervisor needs none:
+            # its idle RSS stays as it is. With --user the supervisor's own drop to the user
+            # clears it (prctl(2)), so the supervisor sets it again after that drop.
+            from waitfor.supervise.init import set_pdeathsig
+
+            set_pdeathsig(cfg.pdeathsig, PARENT)
     argv = reexec_argv(cfg, inherited)
     os.execv(argv[0], argv)

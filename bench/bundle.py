@@ -122,7 +122,7 @@ def main():
     else:
         print("\n(idle RSS as PID 1 skipped: needs root for unshare --pid)")
     print("\nsize on disk")
-    print(table(["what", "MB"], [[k, round(v / 1e6, 1)] for k, v in out["sizes"].items()]
+    print(table(["what", "MB"], [[k, round(v / 1e6, 2)] for k, v in out["sizes"].items()]
                 + [["wait4x (quoted: release binary, not installed here)", "~10"]]))
     save("bundle", out)
 

@@ -285,6 +285,13 @@ def image(e2e_session):
 
 
 @pytest.fixture(scope="session")
+def py_base(e2e_session):
+    """The Debian base with python3 (BASE_IMAGE), built once."""
+    _build_base_image(e2e_session[2])
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
 def nopy_base(e2e_session):
     """A Debian minbase image without Python (test_bundle_container.py), built once."""
     _build_base_image(e2e_session[2], NOPY_IMAGE, packages="", changes=())

@@ -76,36 +76,8 @@ fi
 log "$("$VENV/bin/pyinstaller" --version | sed 's/^/PyInstaller /'), Python $pyver"
 
 # ---------------------------------------------------------------- the bundles
-# Never in any bundle: what a container entrypoint cannot use (GUI, test suites, build tools).
-COMMON=(
-    --noconfirm --log-level WARN --onedir --name waitfor --strip
-    --paths "$REPO"
-    # The probe modules are imported by name (waitfor.probes.table), which the freezer
-    # cannot follow: every module of the package, by name (below).
-    --exclude-module tkinter --exclude-module _tkinter --exclude-module test
-    --exclude-module unittest --exclude-module pydoc --exclude-module pydoc_data
-    --exclude-module lib2to3 --exclude-module idlelib --exclude-module ensurepip
-    --exclude-module distutils --exclude-module setuptools --exclude-module pip
-    --exclude-module pkg_resources --exclude-module sqlite3 --exclude-module curses
-    --exclude-module readline --exclude-module xmlrpc --exclude-module doctest
-)
-for f in $(find waitfor -name '*.py' ! -name '__init__.py' ! -path '*/__pycache__/*' | LC_ALL=C sort); do
-    f=${f%.py}
-    COMMON+=(--hidden-import "${f//\//.}")
-done
-DRIVERS=(psycopg psycopg_binary psycopg_c psycopg_pool pymysql redis pika paho nats grpc grpc_health google.protobuf)
-SLIM=()
-for m in "${DRIVERS[@]}"; do SLIM+=(--exclude-module "$m"); done
-# The drivers, with their lazily imported submodules and native libraries.
-FULL=(
-    --collect-submodules psycopg --collect-binaries psycopg_binary --hidden-import psycopg_binary.pq
-    --hidden-import psycopg_binary._psycopg --collect-submodules pymysql
-    --collect-submodules redis --collect-submodules pika --collect-submodules paho
-    --collect-submodules nats --collect-submodules grpc_health --hidden-import grpc
-)
-
-build() {  # build NAME ARGS...: freeze into $WORK/NAME, then move to dist/NAME atomically
-    local name=$1; shift
+build() {  # build slim|full: freeze into $WORK/waitfor-KIND, then move to dist/ atomically
+    local kind=$1 name=waitfor-$1
     if cached "$name"; then
         log "dist/$name is up to date"
         return
@@ -114,9 +86,9 @@ build() {  # build NAME ARGS...: freeze into $WORK/NAME, then move to dist/NAME 
     local t0=$SECONDS
     rm -rf "${WORK:?}/$name"
     mkdir -p "$WORK/$name"
-    "$VENV/bin/pyinstaller" "${COMMON[@]}" "$@" \
-        --distpath "$WORK/$name/dist" --workpath "$WORK/$name/work" --specpath "$WORK/$name" \
-        "$REPO/bin/waitfor"
+    # What goes in (hidden imports, excluded drivers, dropped runtime hooks): packaging/waitfor.spec.
+    WAITFOR_BUNDLE=$kind "$VENV/bin/pyinstaller" --noconfirm --log-level WARN \
+        --distpath "$WORK/$name/dist" --workpath "$WORK/$name/work" "$REPO/packaging/waitfor.spec"
     local out=$WORK/$name/dist/waitfor
     "$out/waitfor" --version >/dev/null  # smoke test before it replaces a good bundle
     echo "$HASH" > "$out/.inputs-hash"
@@ -129,5 +101,5 @@ build() {  # build NAME ARGS...: freeze into $WORK/NAME, then move to dist/NAME 
     log "dist/$name: $(du -sh "$DIST/$name" | cut -f1) ($(du -h "$DIST/$name.tar.gz" | cut -f1) gz) in $((SECONDS - t0)) s"
 }
 
-build waitfor-slim "${SLIM[@]}"
-build waitfor-full "${FULL[@]}"
+build slim
+build full

@@ -245,3 +245,49 @@ def test_as_pid1_reaps_orphans_and_forwards_term(slim, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+def test_probe_endpoint_and_watch(slim):
+    """--probe-addr and the runtime watch (the in-process supervisor) from the bundle:
+    /readyz 200 while the dependency is up, 503 once it is gone; TERM ends the app."""
+    import http.client
+
+    port = free_port()
+    with TcpServer() as dep:
+        proc = subprocess.Popen([slim, "run", "--probe-addr", f"127.0.0.1:{port}", "--watch-interval", "200ms",
+                                 "--failure-threshold", "50", f"tcp://127.0.0.1:{dep.port}", "--",
+                                 "sh", "-c", "trap 'exit 143' TERM; while :; do sleep 0.1; done"],
+                                env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            def readyz():
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                try:
+                    c.request("GET", "/readyz")
+                    return c.getresponse().status
+                finally:
+                    c.close()
+
+            deadline = time.monotonic() + 20
+            status = None
+            while status != 200 and time.monotonic() < deadline:
+                try:
+                    status = readyz()
+                except OSError:
+                    time.sleep(0.1)
+            assert status == 200
+        except BaseException:
+            proc.kill()
+            proc.communicate(timeout=10)
+            raise
+    try:
+        deadline = time.monotonic() + 20
+        while readyz() != 503 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert readyz() == 503
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 143, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)

@@ -4,9 +4,12 @@ No registry can be pulled here, so the session builds everything locally:
 1. a base image from debootstrap (Debian minbase with python3, pip and waitfor's
    dependencies from Debian), imported with `podman import` and cached between runs
    (`podman image exists` skips the ~40 s debootstrap);
-2. a wheel of this checkout (`pip wheel --no-deps`);
-3. the test image, from docker/Dockerfile with that base, `podman build --format docker`
-   (an OCI image would drop the HEALTHCHECK).
+2. the test image, from docker/Dockerfile.pip with that base and a copy of this checkout
+   as its context (its wheels stage builds waitfor's wheel offline, `--no-deps
+   --no-build-isolation`), `podman build --format docker` (an OCI image would drop the
+   HEALTHCHECK);
+3. for the bundle tests (test_bundle_container.py): a second debootstrap base without
+   Python at all, and dist/waitfor-full of packaging/bundle.sh copied into it.
 
 podman needs four adjustments on these machines (containers.conf and storage.conf written
 below, passed to every podman call through CONTAINERS_CONF and CONTAINERS_STORAGE_CONF):
@@ -40,9 +43,12 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("WAITFOR_E2E_ROOT", "/var/tmp/waitfor-e2e"))
 SUITE = os.environ.get("WAITFOR_E2E_SUITE", "bookworm")
-BASE_IMAGE = f"localhost/waitfor-e2e-base:{SUITE}-py"
-# Debian's python3 plus waitfor's dependencies (so the image needs no PyPI), and pip.
-BASE_PACKAGES = "python3,python3-pip,python3-psutil,python3-tenacity,python3-yaml"
+BASE_IMAGE = f"localhost/waitfor-e2e-base:{SUITE}-py-wheel"
+# Debian's python3 plus waitfor's dependencies (so the image needs no PyPI), pip, and what
+# builds waitfor's wheel without PyPI (setuptools, wheel).
+BASE_PACKAGES = "python3,python3-pip,python3-psutil,python3-tenacity,python3-yaml,python3-setuptools,python3-wheel"
+# Debian minbase and nothing else: no Python (the bundle's image).
+NOPY_IMAGE = f"localhost/waitfor-e2e-base:{SUITE}-nopy"
 SETUP_HINT = "run `bash .ci/e2e-setup.sh` as root"
 
 
@@ -183,16 +189,17 @@ def debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def _build_base_image(podman: Podman):
+def _build_base_image(podman: Podman, image=BASE_IMAGE, packages=BASE_PACKAGES,
+                      changes=("ENV PIP_BREAK_SYSTEM_PACKAGES=1",)):
     """debootstrap + podman import, once per machine (guarded by a lock for parallel runs)."""
     ROOT.mkdir(parents=True, exist_ok=True)
     with open(ROOT / "base-image.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
-            _log(f"base image {BASE_IMAGE} is cached")
+        if podman("image", "exists", image, check=False).returncode == 0:
+            _log(f"base image {image} is cached")
             return
         if shutil.which("debootstrap") is None:
-            _skip(f"debootstrap is not installed and {BASE_IMAGE} is not cached ({SETUP_HINT})")
+            _skip(f"debootstrap is not installed and {image} is not cached ({SETUP_HINT})")
         for stale in ROOT.glob("rootfs-*"):  # from an interrupted run (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         mirror = debian_mirror()
@@ -201,7 +208,8 @@ def _build_base_image(podman: Podman):
             _log(f"debootstrap {SUITE} from {mirror} (about 40 s, once)")
             t0 = time.monotonic()
             p = subprocess.run(
-                ["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", SUITE, str(rootfs), mirror],
+                ["debootstrap", "--variant=minbase", *([f"--include={packages}"] if packages else []),
+                 SUITE, str(rootfs), mirror],
                 capture_output=True, text=True, timeout=600,
             )
             if p.returncode != 0:
@@ -214,8 +222,7 @@ def _build_base_image(podman: Podman):
                 # Debian's python is "externally managed" (PEP 668): let the Dockerfile's
                 # plain `pip install` through, as on python:3.x-slim.
                 imp = subprocess.run(
-                    ["podman", "import", "-q", "--change", "ENV PIP_BREAK_SYSTEM_PACKAGES=1",
-                     "-", BASE_IMAGE],
+                    ["podman", "import", "-q", *[a for c in changes for a in ("--change", c)], "-", image],
                     stdin=tar.stdout, env=podman.env, capture_output=True, text=True, timeout=300,
                 )
             finally:
@@ -225,38 +232,6 @@ def _build_base_image(podman: Podman):
                 raise AssertionError(f"podman import failed: {imp.stderr}")
         finally:
             shutil.rmtree(rootfs, ignore_errors=True)
-
-
-def _can_build_offline() -> bool:
-    """setuptools at hand that can build a wheel (>= 70.1 has bdist_wheel; older needs wheel)."""
-    import importlib.util
-
-    if importlib.util.find_spec("setuptools") is None:
-        return False
-    if importlib.util.find_spec("wheel") is not None:
-        return True
-    from importlib.metadata import version
-
-    try:
-        return tuple(int(x) for x in version("setuptools").split(".")[:2]) >= (70, 1)
-    except ValueError:
-        return False
-
-
-def _build_wheel(dest: Path):
-    """A wheel of this checkout, built from a copy so that the repo gets no build/ folder."""
-    src = dest.parent / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv", "tests", "bench"))
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(dest)]
-    if _can_build_offline():
-        cmd.append("--no-build-isolation")  # no need to fetch setuptools from PyPI
-    p = subprocess.run([*cmd, str(src)], capture_output=True, text=True, timeout=180)
-    if p.returncode != 0:
-        raise AssertionError(f"pip wheel failed:\n{p.stdout}\n{p.stderr}")
-    wheels = list(dest.glob("waitfor-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -284,27 +259,43 @@ def podman(e2e_session):
 
 @pytest.fixture(scope="session")
 def image(e2e_session):
-    """The test image: docker/Dockerfile on the debootstrap base, with this checkout's wheel."""
+    """The test image: docker/Dockerfile.pip on the debootstrap base, built from a copy of
+    this checkout (as `podman build -f docker/Dockerfile.pip .` from the root would)."""
     sid, work, podman = e2e_session
     _build_base_image(podman)
     ctx = work / "ctx"
-    ctx.mkdir()
-    wheel = _build_wheel(ctx / "wheels")
+    shutil.copytree(REPO, ctx, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".venv", "tests", "bench"))
     # The image's default config; the tests mount their own over it.
-    (ctx / "waitfor.yaml").write_text("health:\n  - http://localhost:8000/healthz\n")
+    (ctx / "docker" / "waitfor.yaml").write_text("health:\n  - http://localhost:8000/healthz\n")
     tag = f"localhost/waitfor-e2e:{sid}"
     t0 = time.monotonic()
     podman(
         "build", "--format", "docker", "-q",
         "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
         # offline: waitfor only; psutil, tenacity and yaml come from Debian in the base
-        "--build-arg", f"WAITFOR_PIP=--no-index --no-deps /tmp/wheels/{wheel.name}",
-        "-f", REPO / "docker" / "Dockerfile", "-t", tag, ctx,
+        "--build-arg", "WHEEL_ARGS=--no-deps --no-build-isolation",
+        "--build-arg", "INSTALL_ARGS=--no-deps",
+        "-f", ctx / "docker" / "Dockerfile.pip", "-t", tag, ctx,
         timeout=300,
     )
     _log(f"built {tag} in {time.monotonic() - t0:.1f}s")
     yield tag
     podman("rmi", "-f", tag, check=False, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def py_base(e2e_session):
+    """The Debian base with python3 (BASE_IMAGE), built once."""
+    _build_base_image(e2e_session[2])
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def nopy_base(e2e_session):
+    """A Debian minbase image without Python (test_bundle_container.py), built once."""
+    _build_base_image(e2e_session[2], NOPY_IMAGE, packages="", changes=())
+    return NOPY_IMAGE
 
 
 @pytest.fixture

@@ -99,3 +99,40 @@ def test_the_compose_example_is_valid():
     assert config["services"]["cache"]["image"].startswith("redis:")
     for svc in ("app", "db", "cache"):
         assert config["services"][svc]["healthcheck"]["test"], svc
+
+
+def test_the_k8s_pod_meets_pod_security_restricted():
+    """Pod Security Standards, "restricted": non-root, no privilege escalation, every
+    capability dropped, the runtime's seccomp profile; plus a read-only root."""
+    dep = next(d for d in _k8s("deployment.yaml") if d["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for c in pod["initContainers"] + pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+        assert sc["readOnlyRootFilesystem"] is True, c["name"]
+        assert not sc.get("privileged") and "add" not in sc["capabilities"], c["name"]
+
+
+def test_the_images_run_as_a_non_root_user_and_never_resolve_waitfor_on_an_index():
+    bundle = (DOCKER / "Dockerfile").read_text()
+    assert "FROM scratch AS waitfor" in bundle
+    assert "COPY --from=waitfor /opt/waitfor /opt/waitfor" in bundle
+    pip = (DOCKER / "Dockerfile.pip").read_text()
+    for text in (bundle, pip):
+        users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+        assert users and users[-1].split(":")[0] not in ("0", "root"), users
+    # every `pip install` of waitfor is --no-index (the wheel built from this checkout)
+    installs = [line for line in pip.replace("\\\n", " ").splitlines()
+                if "pip install" in line and not line.startswith("#")]
+    assert installs and all("--no-index" in line for line in installs), installs
+
+
+def test_the_build_context_leaves_out_history_builds_and_secrets():
+    ignored = (DOCKER.parent / ".dockerignore").read_text().split()
+    for entry in (".git", "dist/", "build/", ".venv", "**/*.pem", "**/*.key"):
+        assert entry in ignored, entry
+    assert not any(e in ignored for e in ("waitfor/", "**/*secret*")), "would drop waitfor/secrets.py"

@@ -1,0 +1,256 @@
+"""The self-contained bundle in a real container runtime (issue 9): an image with no Python
+at all, the full bundle copied in as docker/Dockerfile's app stage does, a non-root USER and
+a read-only root. waitfor is PID 1: it waits for late dependencies (TCP, PostgreSQL),
+passes the exit code through, reaps orphans, forwards `podman stop`'s TERM, and answers
+HEALTHCHECK.
+
+The image is docker/Dockerfile's `app` stage verbatim, except that `COPY --from=waitfor`
+takes the bundle that packaging/bundle.sh built on this machine (no registry to pull the
+builder from), on a Debian minbase without Python (debootstrap, cached). Containers use
+--network host: the dependencies are listeners of this test on 127.0.0.1 and the local
+PostgreSQL (bash .ci/services.sh), reached through a forwarder that the test opens late.
+"""
+
+import contextlib
+import hashlib
+import json
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.core import TcpServer, free_port
+
+pytestmark = pytest.mark.e2e
+
+PG = ("127.0.0.1", 5432)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _log(msg):
+    print(f"[e2e {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _accepts(addr) -> bool:
+    try:
+        socket.create_connection(addr, timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+class Forwarder:
+    """A TCP forwarder 127.0.0.1:port -> target, listening only after `delay` seconds: a
+    PostgreSQL that comes up late, without restarting the real one."""
+
+    def __init__(self, target, delay):
+        self.target, self.delay, self.port = target, delay, free_port()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+
+    def _serve(self):
+        if self.stop.wait(self.delay):
+            return
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", self.port))
+            s.listen(16)
+            s.settimeout(0.1)
+            while not self.stop.is_set():
+                try:
+                    conn, _ = s.accept()
+                except socket.timeout:
+                    continue
+                up = socket.create_connection(self.target, timeout=5)
+                for a, b in ((conn, up), (up, conn)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        with contextlib.suppress(OSError):
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def _app_stage() -> str:
+    """docker/Dockerfile from its `app` stage on, with the bundle from the build context."""
+    text = (REPO / "docker" / "Dockerfile").read_text()
+    stage = text[text.index("FROM ${BASE_IMAGE} AS app"):]
+    assert "COPY --from=waitfor /opt/waitfor /opt/waitfor" in stage
+    return "ARG BASE_IMAGE\n" + stage.replace("COPY --from=waitfor /opt/waitfor", "COPY waitfor-full")
+
+
+@pytest.fixture(scope="session")
+def bundle_image(e2e_session, nopy_base):
+    _, work, podman = e2e_session
+    p = subprocess.run(["bash", str(REPO / "packaging" / "bundle.sh")], capture_output=True, text=True,
+                       timeout=1200, cwd=REPO)
+    if p.returncode == 3:
+        pytest.skip(f"e2e: PyInstaller cannot be installed here: {p.stderr.strip().splitlines()[-1]}")
+    assert p.returncode == 0, p.stderr[-4000:]
+    bundle = REPO / "dist" / "waitfor-full"
+    containerfile = _app_stage()
+    key = hashlib.sha256(((bundle / ".inputs-hash").read_text() + containerfile).encode()).hexdigest()[:16]
+    tag = f"localhost/waitfor-e2e-bundle:{key}"
+    if podman("image", "exists", tag, check=False).returncode == 0:
+        _log(f"bundle image {tag} is cached")
+        return tag
+    ctx = work / "bundle-ctx"
+    (ctx / "docker").mkdir(parents=True)
+    shutil.copytree(bundle, ctx / "waitfor-full", symlinks=True)
+    (ctx / "docker" / "waitfor.yaml").write_text("# no dependencies (the tests mount their own)\n")
+    (ctx / "Containerfile").write_text(containerfile)
+    t0 = time.monotonic()
+    podman("build", "--format", "docker", "-q", "--build-arg", f"BASE_IMAGE={nopy_base}",
+           "-f", ctx / "Containerfile", "-t", tag, ctx, timeout=300)
+    _log(f"built {tag} in {time.monotonic() - t0:.1f}s")
+    return tag
+
+
+def _run(podman, name, image, cfg, *command, extra=()):
+    """podman run -d: host network, read-only root, the image's USER, config mounted."""
+    return podman("run", "-d", "--name", name, "--network", "host", "--read-only",
+                  "-v", f"{cfg}:/etc/waitfor.yaml:ro", *extra, image, *command)
+
+
+def test_the_image_has_no_python_and_a_non_root_user(podman, bundle_image, containers):
+    name = containers("nopy")
+    p = podman("run", "--rm", "--name", name, "--entrypoint", "sh", bundle_image, "-c",
+               "id -u; for d in /usr/bin /bin /usr/local/bin /usr/sbin; do ls $d; done | grep -c '^python' || true;"
+               " command -v python3 || echo no-python3; command -v waitfor")
+    uid, count, python, where = p.stdout.split()
+    assert (uid, count, python) == ("10001", "0", "no-python3"), p.stdout
+    assert where == "/opt/waitfor/waitfor"
+
+
+def test_waits_for_late_tcp_and_postgres_then_passes_the_exit_code(podman, bundle_image, containers, tmp_path):
+    if not _accepts(PG):
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432 (bash .ci/services.sh starts one)")
+    with TcpServer(delay=1.0) as tcp, Forwarder(PG, delay=2.5) as pg:
+        cfg = tmp_path / "waitfor.yaml"
+        cfg.write_text(f"timeout: 60s\ndependencies:\n  - tcp://127.0.0.1:{tcp.port}\n"
+                       f"  - postgres://postgres@127.0.0.1:{pg.port}/postgres\n")
+        cfg.chmod(0o644)
+        name = containers("late")
+        t0 = time.monotonic()
+        _run(podman, name, bundle_image, cfg, "sh", "-c", "echo app started; exit 7")
+        code = podman.wait_exit(name, timeout=60)
+        took = time.monotonic() - t0
+        logs = podman.logs(name)
+    assert code == 7, logs
+    assert "app started" in logs, logs
+    assert took >= 2.5, f"the app ran after {took:.1f}s, before the late PostgreSQL was up:\n{logs}"
+    assert tcp.accepted >= 1
+
+
+PID1_APP = r"""
+orphan=$(sh -c 'sleep 0.3 >/dev/null 2>&1 & echo $!')
+sleep 1.2
+if [ -e /proc/$orphan ]; then echo "orphan $orphan left: $(cat /proc/$orphan/stat)"; else echo "orphan reaped"; fi
+trap 'echo "got TERM"; exit 143' TERM
+echo ready
+while :; do sleep 0.1; done
+"""
+
+
+def test_pid1_reaps_forwards_stop_and_flips_health(podman, bundle_image, containers, tmp_path):
+    with TcpServer() as dep:
+        cfg = tmp_path / "waitfor.yaml"
+        cfg.write_text(f"health:\n  - tcp://127.0.0.1:{dep.port}\n")
+        cfg.chmod(0o644)
+        name = containers("pid1")
+        # The image's HEALTHCHECK command, with no start period (podman 4.3 ignores the
+        # failures in it) and one retry; podman 4.3 applies these only with --health-cmd.
+        hc = json.loads(podman("image", "inspect", bundle_image, "--format", "{{json .Config.Healthcheck}}").stdout)
+        assert hc["Test"] == ["CMD", "waitfor", "health"], hc
+        _run(podman, name, bundle_image, cfg, "sh", "-c", PID1_APP,
+             extra=("--health-cmd", json.dumps(hc["Test"][1:]), "--health-start-period", "0s", "--health-retries", "1"))
+        logs = podman.wait_for_log(name, "ready", timeout=30)
+        assert "orphan reaped" in logs, logs
+        cmdline = podman("exec", name, "cat", "/proc/1/cmdline").stdout.split("\0")
+        assert re.fullmatch(r"(/opt/waitfor/)?waitfor", cmdline[0]) and cmdline[1] == "--", cmdline
+        assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+        assert podman("healthcheck", "run", name, check=False).returncode == 0
+        assert podman.health(name) == "healthy"
+    # The dependency is gone: the HEALTHCHECK turns unhealthy.
+    assert podman("healthcheck", "run", name, check=False).returncode == 1
+    assert podman.health(name) == "unhealthy"
+    t0 = time.monotonic()
+    podman("stop", "-t", "10", name, timeout=30)
+    took = time.monotonic() - t0
+    assert podman.exit_code(name) == 143, podman.logs(name)
+    assert "got TERM" in podman.logs(name)
+    assert took < 8, f"podman stop took {took:.1f}s: TERM was not forwarded (SIGKILL after the grace)"
+
+
+# Debian's python3 needs these to freeze (the python:3.x images have them): a venv,
+# the shared libpython, and binutils' strip.
+BUILDER_PACKAGES = "python3-venv libpython3.11 binutils"
+
+
+@pytest.fixture(scope="session")
+def builder_image(e2e_session, py_base):
+    """A builder for docker/Dockerfile's `build` stage: the e2e Python base plus
+    BUILDER_PACKAGES from the Debian mirror. Cached by both."""
+    _, work, podman = e2e_session
+    base = py_base
+    tag = "localhost/waitfor-e2e-builder:" + hashlib.sha256((base + BUILDER_PACKAGES).encode()).hexdigest()[:12]
+    if podman("image", "exists", tag, check=False).returncode != 0:
+        ctx = work / "builder-ctx"
+        ctx.mkdir()
+        (ctx / "Containerfile").write_text(
+            f"FROM {base}\nRUN apt-get update -q && apt-get install -y -q --no-install-recommends "
+            f"{BUILDER_PACKAGES} && rm -rf /var/lib/apt/lists/*\n")
+        podman("build", "-q", "-t", tag, "-f", ctx / "Containerfile", ctx, timeout=300)
+    return tag
+
+
+def test_the_dockerfile_builds_in_one_step_from_the_repo_root(podman, builder_image, nopy_base, containers,
+                                                               tmp_path):
+    """`podman build -f docker/Dockerfile .` as the README says: the bundle is frozen inside
+    the build (PyInstaller from PyPI), the `waitfor` stage is FROM scratch with only
+    /opt/waitfor, and the app stage runs it without Python. Only the FROM images are local
+    (no registry here); the host's CA bundle is mounted for the build in case PyPI is
+    reached through a TLS-inspecting proxy. Layers are cached while the inputs are unchanged."""
+    common = ["build", "--format", "docker", "-q", "--build-arg", f"BUILDER_IMAGE={builder_image}",
+              "--build-arg", f"BASE_IMAGE={nopy_base}", "-f", REPO / "docker" / "Dockerfile"]
+    if Path("/etc/ssl/certs/ca-certificates.crt").exists():
+        common += ["-v", "/etc/ssl/certs:/etc/ssl/certs:ro", "--build-arg", "PIP_CERT=/etc/ssl/certs/ca-certificates.crt"]
+    t0 = time.monotonic()
+    p = podman(*common, "--target", "waitfor", "-t", "localhost/waitfor-e2e-onestep:waitfor", REPO,
+               timeout=900, check=False)
+    if p.returncode != 0 and "could not install PyInstaller" in p.stdout + p.stderr:
+        pytest.skip("the build container cannot reach PyPI for PyInstaller")
+    assert p.returncode == 0, p.stderr[-4000:]
+    _log(f"built the waitfor stage in {time.monotonic() - t0:.1f}s")
+    layers = json.loads(podman("image", "inspect", "localhost/waitfor-e2e-onestep:waitfor",
+                               "--format", "{{json .RootFS.Layers}}").stdout)
+    assert len(layers) == 1, layers  # FROM scratch + one COPY
+    podman(*common, "-t", "localhost/waitfor-e2e-onestep:app", REPO, timeout=900)
+    cfg = tmp_path / "waitfor.yaml"
+    cfg.write_text("# no dependencies\n")
+    cfg.chmod(0o644)
+    name = containers("onestep")
+    _run(podman, name, "localhost/waitfor-e2e-onestep:app", cfg, "sh", "-c",
+         "command -v python3 || echo no-python3; id -u; waitfor --version; exit 5")
+    assert podman.wait_exit(name, timeout=60) == 5
+    out = podman.logs(name).split("\n")
+    assert out[:2] == ["no-python3", "10001"] and out[2].startswith("waitfor "), out

@@ -10,16 +10,23 @@ pika's own URL query options (heartbeat, ssl_options, ...) work as documented by
 The port is probed with a plain TCP connect first (waitfor.probes.tcp).
 """
 
+from __future__ import annotations
+
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, no_cancel
+from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, password_of
 from waitfor.probes.tcp import connect
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = 5672  # or 5671 for amqps
 check_url = accept_url
 cancel = no_cancel
-OPTIONS = {
+OPTIONS: Options = {
     "password_file": v.readable_file,
 }
 SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
@@ -27,7 +34,7 @@ DRIVER = "pika"
 EXTRA = "amqp"
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     from urllib.parse import unquote, urlsplit, urlunsplit
 
     import pika
@@ -35,16 +42,12 @@ def probe_for(dep):
     from pika.adapters.utils import connection_workflow as workflow
 
     parts = urlsplit(dep.url)
-    host = parts.hostname
-    port = parts.port or (5671 if parts.scheme.lower() == "amqps" else PORT)
+    host, port = host_port(parts, 5671 if parts.scheme.lower() == "amqps" else PORT)
     # pika reads user and password from the URL only together (a user without a password
     # makes it fail), so credentials are taken out of the URL and set here.
     hostport = parts.netloc.rpartition("@")[2]
     params = pika.URLParameters(urlunsplit((parts.scheme, hostport, parts.path, parts.query, "")))
-    if "password_file" in dep.options:
-        password = v.read_secret_file(dep.options["password_file"])
-    else:
-        password = unquote(parts.password) if parts.password is not None else None
+    password = password_of(dep, parts)
     if parts.username is not None or password is not None:
         # RabbitMQ's default user is guest (as pika's default credentials are guest:guest)
         user = unquote(parts.username) if parts.username else "guest"
@@ -52,7 +55,7 @@ def probe_for(dep):
     # One attempt is one try: the engine retries (pika would otherwise retry by itself).
     params.connection_attempts = 1
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
         deadline = time.monotonic() + timeout
         addr = connect(host, port, timeout)
         left = max(deadline - time.monotonic(), 0.05)
@@ -82,7 +85,7 @@ def probe_for(dep):
     return probe
 
 
-def _reason(e) -> str:
+def _reason(e: BaseException) -> str:
     """pika nests the broker's reply: find its (code, 'TEXT - ...') or the innermost cause."""
     import pika.exceptions
 

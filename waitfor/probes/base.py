@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from waitfor.config.model import Dependency
 
     T = TypeVar("T")
+    # a kind's OPTIONS: option name -> validator (value -> parsed value, ValueError)
+    Options = Mapping[str, Callable[[Any], Any]]
 
 
 class NotReady(Exception):
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
         Members are read-only properties so that a module's plain globals satisfy them."""
 
         @property
-        def OPTIONS(self) -> Mapping[str, Callable[[Any], Any]]: ...
+        def OPTIONS(self) -> Options: ...
         @property
         def SECRET_OPTIONS(self) -> tuple[str, ...]: ...
         @property
@@ -73,6 +75,40 @@ if TYPE_CHECKING:
         def check_url(self, parts: SplitResult) -> None: ...
         def probe_for(self, dep: Dependency) -> Probe: ...
         def cancel(self) -> None: ...
+
+
+def host_port(parts: SplitResult, default: int | None = None) -> tuple[str, int]:
+    """The URL's host and port (the port `default` when it names none). config/targets.py
+    has checked both, per the kind's PORT, before any probe is built."""
+    host, port = parts.hostname, parts.port or default
+    if host is None or port is None:
+        raise ValueError("the URL names no host and port")  # unreachable after config
+    return host, port
+
+
+def password_of(dep: Dependency, parts: SplitResult) -> str | None:
+    """The password: `password_file`'s content (a Docker or Kubernetes secret) when given,
+    else the URL's (percent-decoded), else None."""
+    if "password_file" in dep.options:
+        from waitfor.config import validators as v
+
+        return v.read_secret_file(dep.options["password_file"])
+    if parts.password is None:
+        return None
+    from urllib.parse import unquote
+
+    return unquote(parts.password)
+
+
+def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
+    """The client TLS context of a dependency's `ca_file` and `insecure` options."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=options.get("ca_file"))
+    if options.get("insecure"):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def accept_url(parts: SplitResult) -> None:
@@ -200,6 +236,7 @@ def _watch() -> None:
 
 if TYPE_CHECKING:
     import socket
+    import ssl
 
     _watcher: threading.Thread | None
     _watch_heap: list[tuple[float, int, Deadline]]

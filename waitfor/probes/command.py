@@ -38,7 +38,7 @@ check_url = accept_url
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install
 DRIVER = None
-OPTIONS: dict[str, Callable[[Any], Any]] = {}
+OPTIONS: Options = {}
 TAIL = 4096  # bytes of output kept to say why it is not ready
 _DEFAULTS = (signal.SIGPIPE, signal.SIGXFSZ)
 
@@ -47,11 +47,11 @@ MARK = "WAITFOR_PROBE"  # environment marker of everything an attempt started
 _serial = itertools.count(1)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from typing import Any
+    from collections.abc import Sequence
 
     from waitfor.config.model import Dependency
-    from waitfor.probes.base import Probe
+    from waitfor.probes.base import Options, Probe
+
 
 
 def spawn(argv: list[str], out_fd: int, env: dict[str, str] | None = None) -> int:

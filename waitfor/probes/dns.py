@@ -1,7 +1,14 @@
 """dns://name: ready when the name resolves (to any address)."""
 
+from __future__ import annotations
+
 from waitfor.probes.base import accept_url, no_cancel
 from waitfor.probes.tcp import resolve
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = 0  # no port is needed; one given is ignored
 check_url = accept_url
@@ -9,15 +16,15 @@ cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install
 DRIVER = None
-OPTIONS = {}
+OPTIONS: Options = {}
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     from urllib.parse import urlsplit
 
-    host = urlsplit(dep.url).hostname
+    host = urlsplit(dep.url).hostname or ""  # config checked it names one
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
         infos = resolve(host, None, timeout)  # bounded: getaddrinfo has no timeout of its own
         return "resolves to " + ", ".join(sorted({i[4][0] for i in infos}))
 

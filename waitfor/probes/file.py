@@ -1,30 +1,39 @@
 """file:///path: ready when the path exists (with `invert: true`, when it does not)."""
 
+from __future__ import annotations
+
 import os
 
 from waitfor.probes.base import Refused, no_cancel
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = None
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install
 DRIVER = None
-OPTIONS = {}
+OPTIONS: Options = {}
 
 
-def check_url(parts):
+def check_url(parts: SplitResult) -> None:
     if parts.netloc not in ("", "localhost"):
         raise ValueError("a file URL has no host: write file:///absolute/path")
     if not parts.path:
         raise ValueError("no path")
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     from urllib.parse import unquote, urlsplit
 
     path = unquote(urlsplit(dep.url).path)
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
         if not os.path.exists(path):
             raise Refused(f"{path} does not exist")
         return "exists"

@@ -8,15 +8,24 @@ The port is probed with a plain TCP connect first (waitfor.probes.tcp), so a ser
 not listening yet costs no HTTP/2 handshake.
 """
 
+from __future__ import annotations
+
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, no_cancel
+from waitfor.probes.base import NotReady, host_port, no_cancel
 from waitfor.probes.tcp import connect
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = "required"  # gRPC has no standard port
 cancel = no_cancel
-OPTIONS = {
+OPTIONS: Options = {
     "service": v.string,
     "tls": v.boolean,
     "ca_file": v.readable_file,
@@ -26,19 +35,19 @@ DRIVER = "grpc_health"
 EXTRA = "grpc"
 
 
-def check_url(parts) -> None:
+def check_url(parts: SplitResult) -> None:
     if parts.path not in ("", "/") or parts.query:
         raise ValueError("grpc URLs are grpc://host:port (name the service with service:)")
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     from urllib.parse import urlsplit
 
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     parts = urlsplit(dep.url)
-    host, port = parts.hostname, parts.port
+    host, port = host_port(parts)
     service = dep.options.get("service", "")
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     credentials = None
@@ -52,7 +61,7 @@ def probe_for(dep):
     status_name = health_pb2.HealthCheckResponse.ServingStatus.Name
     what = f"service {service!r}" if service else "the server"
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
         deadline = time.monotonic() + timeout
         addr = connect(host, port, timeout)
         left = max(deadline - time.monotonic(), 0.05)
@@ -76,7 +85,7 @@ def probe_for(dep):
     return probe
 
 
-def _reason(e, service: str) -> str:
+def _reason(e: BaseException, service: str) -> str:
     import grpc
 
     code = e.code() if hasattr(e, "code") else None

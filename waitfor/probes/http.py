@@ -13,7 +13,7 @@ import socket
 import ssl
 
 from waitfor.config import validators as v
-from waitfor.probes.base import Deadline, NotReady, accept_url
+from waitfor.probes.base import Deadline, NotReady, accept_url, tls_context
 
 TYPE_CHECKING = False
 
@@ -23,7 +23,8 @@ EXTRA = None  # no driver: nothing to install
 DRIVER = None
 
 
-def ca_bundle(value) -> str:
+@v._with_schema(v.readable_file.schema)  # type: ignore[attr-defined]
+def ca_bundle(value: object) -> str:
     """A readable PEM file of CA certificates: checked when the config is read (exit 2),
     not on the first attempt."""
     path = v.readable_file(value)
@@ -34,22 +35,20 @@ def ca_bundle(value) -> str:
     return path
 
 
-ca_bundle.schema = v.readable_file.schema
-
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods, header names
 
 
-def method(value) -> str:
+@v._with_schema(v.string.schema)  # type: ignore[attr-defined]
+def method(value: object) -> str:
     m = v.string(value).strip().upper()
     if not _TOKEN.fullmatch(m):
         raise ValueError(f"bad HTTP method {m!r}")
     return m
 
 
-method.schema = v.string.schema
 
-
-def headers(value) -> dict:
+@v._with_schema(v.string_map.schema)  # type: ignore[attr-defined]
+def headers(value: object) -> dict[str, str]:
     out = v.string_map(value)
     for name, val in out.items():
         if not _TOKEN.fullmatch(name):
@@ -59,9 +58,7 @@ def headers(value) -> dict:
     return out
 
 
-headers.schema = v.string_map.schema
-
-OPTIONS = {
+OPTIONS: Options = {
     "status": v.http_status,
     "body": v.regex,
     "headers": headers,
@@ -77,6 +74,9 @@ _OK = frozenset(range(200, 300))
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
     Matcher = Callable[[str, Deadline], bool]
 
@@ -164,7 +164,7 @@ def _search_in_child(pattern: str, text: str, d: Deadline) -> bool:
     return data == b"1"
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     import http.client
     from urllib.parse import urlsplit
 
@@ -172,7 +172,8 @@ def probe_for(dep):
     opts = dep.options
     accepted = opts.get("status", _OK)
     body_re = opts.get("body")
-    search = matcher(body_re.pattern) if body_re is not None else None
+    pattern = body_re.pattern if body_re is not None else None
+    search = matcher(pattern) if pattern is not None else None
     method = opts.get("method", "GET").upper()
     headers = {"User-Agent": "waitfor", "Connection": "close", **opts.get("headers", {})}
     if parts.username is not None:
@@ -182,13 +183,10 @@ def probe_for(dep):
         cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers.setdefault("Authorization", "Basic " + base64.b64encode(cred).decode())
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    host, port = parts.hostname, parts.port
+    host, port = parts.hostname or "", parts.port  # config checked the host
     context = None
     if parts.scheme == "https":
-        context = ssl.create_default_context(cafile=opts.get("ca_file"))
-        if opts.get("insecure"):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        context = tls_context(opts)
 
     def probe(timeout: float) -> str:
         from waitfor.probes.tcp import open_connection
@@ -222,7 +220,7 @@ def probe_for(dep):
             if resp.status not in accepted:
                 raise NotReady(f"HTTP {resp.status} {resp.reason}")
             if search is not None and not search(body.decode("utf-8", errors="replace"), d):
-                raise NotReady(f"HTTP {resp.status}, but the body does not match {body_re.pattern!r}")
+                raise NotReady(f"HTTP {resp.status}, but the body does not match {pattern!r}")
             return f"HTTP {resp.status}"
 
     return probe

@@ -8,16 +8,25 @@ Works with paho-mqtt 2 (CallbackAPIVersion.VERSION2) and 1.x.
 The port is probed with a plain TCP connect first (waitfor.probes.tcp).
 """
 
+from __future__ import annotations
+
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, no_cancel
+from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, password_of, tls_context
 from waitfor.probes.tcp import connect
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = 1883  # or 8883 for mqtts
 check_url = accept_url
 cancel = no_cancel
-OPTIONS = {
+OPTIONS: Options = {
     "password_file": v.readable_file,
     "ca_file": v.readable_file,
     "insecure": v.boolean,
@@ -29,7 +38,7 @@ DRIVER = "paho"
 EXTRA = "mqtt"
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     import os
     import ssl
     from urllib.parse import unquote, urlsplit
@@ -38,21 +47,15 @@ def probe_for(dep):
 
     parts = urlsplit(dep.url)
     tls = parts.scheme.lower() == "mqtts"
-    host, port = parts.hostname, parts.port or (8883 if tls else PORT)
+    host, port = host_port(parts, 8883 if tls else PORT)
     user = unquote(parts.username) if parts.username is not None else None
-    if "password_file" in dep.options:
-        password = v.read_secret_file(dep.options["password_file"])
-    else:
-        password = unquote(parts.password) if parts.password is not None else None
+    password = password_of(dep, parts)
     context = None
     if tls:
-        context = ssl.create_default_context(cafile=dep.options.get("ca_file"))
-        if dep.options.get("insecure"):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        context = tls_context(dep.options)
     v2 = hasattr(mqtt, "CallbackAPIVersion")
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
         deadline = time.monotonic() + timeout
         addr = connect(host, port, timeout)
         # A client id of our own: brokers disconnect an older session with the same id.
@@ -64,7 +67,8 @@ def probe_for(dep):
             client = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv311)
         result = {}
 
-        def on_connect(_client, _userdata, _flags, rc, _properties=None):
+        def on_connect(_client: object, _userdata: object, _flags: object, rc: Any,
+                       _properties: object = None) -> None:
             # v2: rc is a ReasonCode (0 = Success); v1: an int CONNACK return code.
             code = getattr(rc, "value", rc)
             result["rc"] = code
@@ -101,7 +105,7 @@ def probe_for(dep):
     return probe
 
 
-def _close(client, accepted: bool) -> None:
+def _close(client: Any, accepted: bool) -> None:
     """Say DISCONNECT when the session was accepted (so the broker logs a clean goodbye,
     not a lost client), then close the socket; no background loop thread is running."""
     try:

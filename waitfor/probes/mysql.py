@@ -16,16 +16,25 @@ itself. Once connected, every failure carries the server's own reason, such as
 "Access denied for user 'app'@'10.0.0.5' (using password: YES)" or "Unknown database 'app'".
 """
 
+from __future__ import annotations
+
 import socket
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import DRIVER_MARGIN, Deadline, NotReady, describe, no_cancel
+from waitfor.probes.base import DRIVER_MARGIN, Deadline, NotReady, describe, host_port, no_cancel
 from waitfor.probes.tcp import open_connection
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = 3306
 cancel = no_cancel
-OPTIONS = {
+OPTIONS: Options = {
     "query": v.string,
     "password_file": v.readable_file,
 }
@@ -34,18 +43,18 @@ DRIVER = "pymysql"
 EXTRA = "mysql"
 
 
-def check_url(parts) -> None:
+def check_url(parts: SplitResult) -> None:
     if parts.query:
         raise ValueError("mysql URLs take no query string (PyMySQL has no URL options)")
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     from urllib.parse import unquote, urlsplit
 
     import pymysql
 
     parts = urlsplit(dep.url)
-    host, port = parts.hostname, parts.port or PORT
+    host, port = host_port(parts, PORT)
     user = unquote(parts.username) if parts.username else None
     if "password_file" in dep.options:
         password = v.read_secret_file(dep.options["password_file"])
@@ -101,9 +110,9 @@ def probe_for(dep):
     return probe
 
 
-def _reason(e) -> str:
+def _reason(e: BaseException) -> str:
     """PyMySQL errors are (errno, message); show "message (errno)"."""
-    args = getattr(e, "args", ())
+    args: tuple[object, ...] = getattr(e, "args", ())
     if len(args) == 2 and isinstance(args[0], int):
         return f"{' '.join(str(args[1]).split())} (error {args[0]})"
     return " ".join(str(e).split()) or type(e).__name__

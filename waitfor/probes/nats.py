@@ -8,16 +8,25 @@ without a user, the token) from a Docker/Kubernetes secret file.
 The port is probed with a plain TCP connect first (waitfor.probes.tcp).
 """
 
+from __future__ import annotations
+
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, no_cancel, run_async
+from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, run_async
 from waitfor.probes.tcp import connect
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = 4222
 check_url = accept_url
 cancel = no_cancel
-OPTIONS = {
+OPTIONS: Options = {
     "password_file": v.readable_file,
 }
 SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
@@ -25,7 +34,7 @@ DRIVER = "nats"
 EXTRA = "nats"
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     import asyncio
     import logging
     from urllib.parse import unquote, urlsplit, urlunsplit
@@ -38,7 +47,7 @@ def probe_for(dep):
     logging.getLogger("nats").addHandler(logging.NullHandler())
 
     parts = urlsplit(dep.url)
-    host, port = parts.hostname, parts.port or PORT
+    host, port = host_port(parts, PORT)
     server = dep.url
     creds = {}
     if "password_file" in dep.options:
@@ -54,30 +63,32 @@ def probe_for(dep):
         from nats.aio.client import Client
 
         client = Client()
-        errors = []
+        errors: list[Exception] = []
         failed = asyncio.Event()
 
-        async def on_error(e):
+        async def on_error(e: Exception) -> None:
             errors.append(e)
             failed.set()
 
         # No reconnecting: the engine retries. nats-py would otherwise keep trying the
         # server (reconnect_time_wait apart) and report only "no servers available".
-        connecting = asyncio.ensure_future(client.connect(
+        # nats-py's annotations say int for its timeouts; it takes seconds as floats.
+        options: dict[str, Any] = dict(
             servers=[server], connect_timeout=left, allow_reconnect=False,
             max_reconnect_attempts=1, reconnect_time_wait=left, error_cb=on_error,
             name="waitfor", verbose=False, **creds,
-        ))
+        )
+        connecting = asyncio.ensure_future(client.connect(**options))
         failing = asyncio.ensure_future(failed.wait())
         try:
             await asyncio.wait({connecting, failing}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             if connecting.done() and connecting.exception() is None:
-                await client.flush(timeout=max(left, 0.05))
+                await client.flush(timeout=max(left, 0.05))  # type: ignore[arg-type]
                 return
             if errors:
                 raise NotReady(_reason(errors[0]))
             if connecting.done():
-                raise NotReady(_reason(connecting.exception()))
+                raise NotReady(_reason(connecting.exception() or TimeoutError()))
             raise NotReady(f"no answer within {left:.3g}s (is this a NATS server?)")
         finally:
             for task in (connecting, failing):
@@ -88,7 +99,7 @@ def probe_for(dep):
             except Exception:  # noqa: BLE001 - closing must not mask the reason of the attempt
                 pass
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
         deadline = time.monotonic() + timeout
         addr = connect(host, port, timeout)
         left = max(deadline - time.monotonic(), 0.05)
@@ -103,7 +114,7 @@ def probe_for(dep):
     return probe
 
 
-def _reason(e) -> str:
+def _reason(e: BaseException) -> str:
     import asyncio
 
     if isinstance(e, asyncio.TimeoutError):

@@ -13,17 +13,26 @@ starting up" (it accepts connections while it replays WAL), `database "x" does n
 `password authentication failed for user "x"`.
 """
 
+from __future__ import annotations
+
 import re
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import Broken, NotReady, accept_url, no_cancel, run_async
+from waitfor.probes.base import Broken, NotReady, accept_url, host_port, no_cancel, run_async
 from waitfor.probes.tcp import connect
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = 5432
 check_url = accept_url
 cancel = no_cancel
-OPTIONS = {
+OPTIONS: Options = {
     "query": v.string,
     "password_file": v.readable_file,
 }
@@ -49,7 +58,7 @@ _ENUMS = {
 _PERMANENT = re.compile(r"invalid [\w ]+ value|invalid connection option|invalid URI")
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     import asyncio
     from urllib.parse import urlsplit
 
@@ -64,7 +73,7 @@ def probe_for(dep):
         if key in params and params[key] not in allowed:
             raise ValueError(f"invalid {key} value {params[key]!r} (one of {', '.join(allowed)})")
     parts = urlsplit(dep.url)
-    host, port = parts.hostname, parts.port or PORT
+    host, port = host_port(parts, PORT)
     query = dep.options.get("query")
     extra = {}
     if "password_file" in dep.options:
@@ -75,7 +84,7 @@ def probe_for(dep):
         # hostaddr: connect to the address that just accepted, not to every address the
         # name resolves to in turn (libpq would spend connect_timeout on each); `host`
         # still names the server for TLS verification and pg_hba.
-        params = dict(extra, hostaddr=addr, connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(left)))
+        params: dict[str, Any] = dict(extra, hostaddr=addr, connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(left)))
         conn = await psycopg.AsyncConnection.connect(dep.url, autocommit=True, **params)
         try:
             if query is None:
@@ -100,7 +109,7 @@ def probe_for(dep):
         # coroutine, and leaves no never-awaited check() behind.
         return await asyncio.wait_for(check(addr, deadline), max(deadline - time.monotonic(), 0.01))
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
         deadline = time.monotonic() + timeout
         addr = connect(host, port, timeout)
         try:
@@ -119,7 +128,7 @@ def probe_for(dep):
     return probe
 
 
-def _reason(e) -> str:
+def _reason(e: BaseException) -> str:
     """The server's own words, without libpq's "connection to server at ... failed:" prefix."""
     diag = getattr(e, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None

@@ -9,18 +9,26 @@ The port is probed with a plain TCP connect first (waitfor.probes.tcp), so a ser
 not listening yet is polled cheaply.
 """
 
-import socket
+from __future__ import annotations
+
 import threading
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import DRIVER_MARGIN, Broken, Deadline, NotReady, accept_url, describe, no_cancel
+from waitfor.probes.base import DRIVER_MARGIN, Broken, Deadline, NotReady, accept_url, describe, host_port, no_cancel
 from waitfor.probes.tcp import connect
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = 6379
 check_url = accept_url
 cancel = no_cancel
-OPTIONS = {
+OPTIONS: Options = {
     "key": v.string,
     "password_file": v.readable_file,
 }
@@ -30,7 +38,7 @@ MAX_REASON = 160
 EXTRA = "redis"
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     from urllib.parse import urlsplit
 
     import redis
@@ -38,7 +46,7 @@ def probe_for(dep):
     from redis.retry import Retry
 
     parts = urlsplit(dep.url)
-    host, port = parts.hostname, parts.port or PORT
+    host, port = host_port(parts, PORT)
     key = dep.options.get("key")
     extra = {}
     if "password_file" in dep.options:
@@ -112,7 +120,7 @@ def probe_for(dep):
     return probe
 
 
-def _reason(e) -> str:
+def _reason(e: BaseException) -> str:
     import redis
 
     text = " ".join(str(e).split()) or type(e).__name__

@@ -4,11 +4,20 @@ Every address the name resolves to is tried in turn, as wait-for-it does not (it
 only what `nc`/bash's /dev/tcp picks). Also the cheap first step of every driver probe.
 """
 
+from __future__ import annotations
+
 import socket
 import threading
 import time
 
-from waitfor.probes.base import NotReady, Refused, accept_url, local_limit, no_cancel
+from waitfor.probes.base import NotReady, Refused, accept_url, host_port, local_limit, no_cancel
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = "required"
 check_url = accept_url
@@ -16,7 +25,7 @@ cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install
 DRIVER = None
-OPTIONS = {}
+OPTIONS: Options = {}
 
 
 def connect(host: str, port: int, timeout: float) -> str:
@@ -30,12 +39,12 @@ def connect(host: str, port: int, timeout: float) -> str:
     return addr
 
 
-def open_connection(host: str, port: int, timeout: float):
+def open_connection(host: str, port: int, timeout: float) -> tuple[socket.socket, str]:
     """As connect(), but keep the connected socket: -> (socket, address). The driver
     probes that need their own socket (mysql, http) use this."""
     deadline = time.monotonic() + timeout
     infos = resolve(host, port, timeout)
-    last = None
+    last: NotReady | None = None
     for family, stype, proto, _, addr in infos:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -58,7 +67,7 @@ def open_connection(host: str, port: int, timeout: float):
     raise last or NotReady(f"connect timed out ({host}:{port})")
 
 
-def resolve(host: str, port, timeout: float) -> list:
+def resolve(host: str, port: int | None, timeout: float) -> list[Any]:
     """getaddrinfo(host, port), bounded by `timeout`: getaddrinfo has no timeout of its own,
     and a resolver that does not answer can hold it for 5 s per try and name server.
 
@@ -70,10 +79,10 @@ def resolve(host: str, port, timeout: float) -> list:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except (socket.gaierror, UnicodeError):
         pass
-    box = []
+    box: list[Any] = []
     done = threading.Event()
 
-    def lookup():
+    def lookup() -> None:
         try:
             box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         except (OSError, UnicodeError) as e:
@@ -91,18 +100,18 @@ def resolve(host: str, port, timeout: float) -> list:
     return result
 
 
-def _fmt(addr) -> str:
+def _fmt(addr: tuple[Any, ...]) -> str:
     host, port = addr[0], addr[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     from urllib.parse import urlsplit
 
     parts = urlsplit(dep.url)
-    host, port = parts.hostname, parts.port
+    host, port = host_port(parts)
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
         return f"connected to {connect(host, port, timeout)}"
 
     return probe

@@ -1,29 +1,38 @@
 """unix:///path/to.sock: ready when the Unix stream socket accepts a connection."""
 
+from __future__ import annotations
+
 import errno
 import socket
 
 from waitfor.probes.base import NotReady, Refused, no_cancel
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
+    from waitfor.config.model import Dependency
+    from waitfor.probes.base import Options, Probe
 
 PORT = None
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install
 DRIVER = None
-OPTIONS = {}
+OPTIONS: Options = {}
 
 
-def check_url(parts):
+def check_url(parts: SplitResult) -> None:
     if not parts.path:
         raise ValueError("no socket path (write unix:///run/app.sock)")
 
 
-def probe_for(dep):
+def probe_for(dep: Dependency) -> Probe:
     from urllib.parse import unquote, urlsplit
 
     path = unquote(urlsplit(dep.url).path)
 
-    def probe(timeout: float):
+    def probe(timeout: float) -> str:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(timeout)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, password_of
+from waitfor.probes.base import NotReady, accept_url, close_quietly, host_port, no_cancel, password_of
 from waitfor.probes.tcp import connect
 
 TYPE_CHECKING = False
@@ -77,10 +77,7 @@ def probe_for(dep: Dependency) -> Probe:
         except pika.exceptions.AMQPError as e:
             raise NotReady(_reason(e)) from None
         finally:
-            try:
-                conn.close()
-            except pika.exceptions.AMQPError:
-                pass
+            close_quietly(conn, pika.exceptions.AMQPError)
 
     return probe
 

@@ -206,6 +206,33 @@ class Deadline:
                 _shut(sock)
 
 
+def with_deadline(attempt: Callable[[float, Deadline], str],
+                  before: Callable[[Deadline], None] | None = None) -> Probe:
+    """A probe that runs `attempt(timeout, deadline)` under one Deadline, and says so when
+    the deadline, not the server, ended it (`before(deadline)` first, if given)."""
+
+    def probe(timeout: float) -> str:
+        with Deadline(timeout) as d:
+            if before is not None:
+                before(d)
+            try:
+                return attempt(timeout, d)
+            except NotReady as e:
+                raise NotReady(d.reason(describe(e))) from None
+
+    return probe
+
+
+def close_quietly(thing: Any, *errors: type[BaseException]) -> None:
+    """thing.close(), ignoring `errors` (OSError if none): closing must not mask the
+    attempt's reason."""
+    caught: tuple[type[BaseException], ...] = errors or (OSError,)
+    try:
+        thing.close()
+    except caught:
+        pass
+
+
 def _shut(sock: socket.socket) -> None:
     import socket as _socket
 

@@ -22,7 +22,15 @@ import socket
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import DRIVER_MARGIN, Deadline, NotReady, describe, host_port, no_cancel
+from waitfor.probes.base import (
+    DRIVER_MARGIN,
+    Deadline,
+    NotReady,
+    close_quietly,
+    host_port,
+    no_cancel,
+    with_deadline,
+)
 from waitfor.probes.tcp import open_connection
 
 TYPE_CHECKING = False
@@ -63,16 +71,6 @@ def probe_for(dep: Dependency) -> Probe:
     database = unquote(parts.path.lstrip("/")) or None
     query = dep.options.get("query")
 
-    def probe(timeout: float) -> str:
-        # Every read and write of the attempt (greeting, TLS, login, the query) under one
-        # deadline: PyMySQL's read_timeout is per read, and a server dripping its greeting
-        # one byte at a time would hold the attempt (and a pool thread) for minutes.
-        with Deadline(timeout) as d:
-            try:
-                return attempt(timeout, d)
-            except NotReady as e:
-                raise NotReady(d.reason(describe(e))) from None
-
     def attempt(timeout: float, d: Deadline) -> str:
         deadline = time.monotonic() + timeout
         sock, addr = open_connection(host, port, timeout)
@@ -102,12 +100,12 @@ def probe_for(dep: Dependency) -> Probe:
         except pymysql.MySQLError as e:
             raise NotReady(_reason(e)) from None
         finally:
-            try:
-                conn.close()
-            except pymysql.MySQLError:
-                pass
+            close_quietly(conn, pymysql.MySQLError)
 
-    return probe
+    # Every read and write of the attempt (greeting, TLS, login, the query) under one
+    # deadline: PyMySQL's read_timeout is per read, and a server dripping its greeting
+    # one byte at a time would hold the attempt (and a pool thread) for minutes.
+    return with_deadline(attempt)
 
 
 def _reason(e: BaseException) -> str:

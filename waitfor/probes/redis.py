@@ -15,7 +15,17 @@ import threading
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import DRIVER_MARGIN, Broken, Deadline, NotReady, accept_url, describe, host_port, no_cancel
+from waitfor.probes.base import (
+    DRIVER_MARGIN,
+    Broken,
+    Deadline,
+    NotReady,
+    accept_url,
+    close_quietly,
+    host_port,
+    no_cancel,
+    with_deadline,
+)
 from waitfor.probes.tcp import connect
 
 TYPE_CHECKING = False
@@ -78,14 +88,6 @@ def probe_for(dep: Dependency) -> Probe:
     except (ValueError, redis.RedisError) as e:
         raise ValueError(_reason(e)) from None
 
-    def probe(timeout: float) -> str:
-        with Deadline(timeout) as d:
-            local.deadline = d
-            try:
-                return attempt(timeout, d)
-            except NotReady as e:
-                raise NotReady(d.reason(describe(e))) from None
-
     def attempt(timeout: float, d: Deadline) -> str:
         deadline = time.monotonic() + timeout
         addr = connect(host, port, timeout)
@@ -112,12 +114,12 @@ def probe_for(dep: Dependency) -> Probe:
             raise Broken(_reason(e)) from None
         finally:
             if client is not None:
-                try:
-                    client.close()
-                except redis.RedisError:
-                    pass
+                close_quietly(client, redis.RedisError)
 
-    return probe
+    def arm(d: Deadline) -> None:
+        local.deadline = d
+
+    return with_deadline(attempt, arm)
 
 
 def _reason(e: BaseException) -> str:

@@ -110,6 +110,12 @@ def bundle_image(e2e_session, nopy_base):
     containerfile = _app_stage()
     key = hashlib.sha256(((bundle / ".inputs-hash").read_text() + containerfile).encode()).hexdigest()[:16]
     tag = f"localhost/waitfor-e2e-bundle:{key}"
+    # Older keys are of no use any more: keep one bundle image per machine. No -f: an image
+    # that a container (another session's test) still uses stays.
+    for old in podman("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/waitfor-e2e-bundle",
+                      check=False).stdout.split():
+        if old != tag:
+            podman("rmi", old, check=False)
     if podman("image", "exists", tag, check=False).returncode == 0:
         _log(f"bundle image {tag} is cached")
         return tag

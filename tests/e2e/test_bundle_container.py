@@ -120,7 +120,8 @@ def bundle_image(e2e_session, nopy_base):
         _log(f"bundle image {tag} is cached")
         return tag
     ctx = work / "bundle-ctx"
-    (ctx / "docker").mkdir(parents=True)
+    # docker/ as the stage's COPY lines expect it (config, templates), minus the k8s files
+    shutil.copytree(REPO / "docker", ctx / "docker", ignore=shutil.ignore_patterns("k8s", "wheels", "*password*"))
     shutil.copytree(bundle, ctx / "waitfor-full", symlinks=True)
     (ctx / "docker" / "waitfor.yaml").write_text("# no dependencies (the tests mount their own)\n")
     (ctx / "Containerfile").write_text(containerfile)

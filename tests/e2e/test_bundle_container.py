@@ -110,11 +110,18 @@ def bundle_image(e2e_session, nopy_base):
     containerfile = _app_stage()
     key = hashlib.sha256(((bundle / ".inputs-hash").read_text() + containerfile).encode()).hexdigest()[:16]
     tag = f"localhost/waitfor-e2e-bundle:{key}"
+    # Older keys are of no use any more: keep one bundle image per machine. No -f: an image
+    # that a container (another session's test) still uses stays.
+    for old in podman("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/waitfor-e2e-bundle",
+                      check=False).stdout.split():
+        if old != tag:
+            podman("rmi", old, check=False)
     if podman("image", "exists", tag, check=False).returncode == 0:
         _log(f"bundle image {tag} is cached")
         return tag
     ctx = work / "bundle-ctx"
-    (ctx / "docker").mkdir(parents=True)
+    # docker/ as the stage's COPY lines expect it (config, templates), minus the k8s files
+    shutil.copytree(REPO / "docker", ctx / "docker", ignore=shutil.ignore_patterns("k8s", "wheels", "*password*"))
     shutil.copytree(bundle, ctx / "waitfor-full", symlinks=True)
     (ctx / "docker" / "waitfor.yaml").write_text("# no dependencies (the tests mount their own)\n")
     (ctx / "Containerfile").write_text(containerfile)

@@ -106,7 +106,7 @@ def main() -> None:
     out["sigterm_s"] = time.monotonic() - t0
 
     cfg = tmp / "yes.yaml"
-    cfg.write_text("dependencies:\n  - command: [yes]\n")
+    cfg.write_text('dependencies:\n  - command: ["yes"]\n')  # unquoted, YAML reads a boolean
     p = subprocess.Popen([sys.executable, "-m", "waitfor", "check", "-c", str(cfg), "--attempt-timeout",
                           "2s", "-t", "3s"], cwd=tree, env=dict(env, TMPDIR=str(tmp)),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -87,7 +87,9 @@ def build_probe(dep: Dependency) -> Probe:
     from waitfor.secrets import mask_urls_in, redact
 
     global _preloaded
-    if not _preloaded:
+    # Not for tcp, which the scheduler probes in its own loop: ctypes costs ~2.5 ms of
+    # start-up, and `waitfor host:port -- app` is the start-up path that is measured.
+    if not _preloaded and dep.kind != "tcp":
         preload_unwinder()
         _preloaded = True
     mod = load(dep.kind)

@@ -574,10 +574,14 @@ class Engine:
     def _delay(self, job: _Job, exc: NotReady) -> float:
         """The dependency's tenacity strategy, asked with its own RetryCallState."""
         if job.retry_state is None:
-            from tenacity import RetryCallState, Retrying
+            try:
+                from tenacity import RetryCallState, Retrying
 
-            from waitfor.wait import backoff
-
+                from waitfor.wait import backoff
+            except (OSError, ImportError):
+                # Out of fds (EMFILE) while importing the strategy: a local resource limit,
+                # not the dependency's fault; try again after one interval (issue 10 B7).
+                return self.cfg.interval
             job.retry_state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
             job.wait = backoff.wait_until_deadline(
                 backoff.strategy(self.cfg.interval, self.cfg.max_interval), job.deadline, self.clock)

@@ -48,8 +48,9 @@ class Forwarder:
     """A TCP forwarder 127.0.0.1:port -> target, listening only after `delay` seconds: a
     PostgreSQL that comes up late, without restarting the real one."""
 
-    def __init__(self, target, delay):
-        self.target, self.delay, self.port = target, delay, free_port()
+    def __init__(self, target, delay, host="127.0.0.1", port=None):
+        self.target, self.delay, self.host = target, delay, host
+        self.port = port or free_port()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -66,7 +67,7 @@ class Forwarder:
             return
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("127.0.0.1", self.port))
+            s.bind((self.host, self.port))
             s.listen(16)
             s.settimeout(0.1)
             while not self.stop.is_set():
@@ -261,3 +262,124 @@ def test_the_dockerfile_builds_in_one_step_from_the_repo_root(podman, builder_im
     assert podman.wait_exit(name, timeout=60) == 5
     out = podman.logs(name).split("\n")
     assert out[:2] == ["no-python3", "10001"] and out[2].startswith("waitfor "), out
+
+
+# ---------------------------------------------------------------- podman kube play of docker/k8s
+
+KUBE_IMAGE = "registry.example.com/myapp:1.0"
+# The app container runs `node -e ...` (docker/Dockerfile's Node base); the e2e base has no
+# Node, so the kube image adds a `node` that just keeps running: waitfor serves the probes.
+NODE_STANDIN = '#!/bin/sh\necho "node stand-in: $*"\nexec sleep infinity\n'
+
+
+def _kube_manifests(tmp_path, image, probe_port):
+    """docker/k8s/ as `podman kube play` (4.3) can play it on this machine. The image name is
+    substituted; the rest are gaps of podman 4.3 or of a cluster-less host, each one named:
+    - no cluster DNS, and bridge traffic to the host is intercepted here: --network host, so
+      the config's `postgres`/`redis` become 127.0.0.2 (a late forwarder) and 127.0.0.1, and
+      its probe port a free one; `ports:` dropped (podman: PortMappings need a bridge) and
+      one replica (two pods would share the host's probe port);
+    - a ConfigMap volume with subPath is mounted as a directory onto the file (podman 4.3):
+      the ConfigMap's waitfor.yaml becomes a hostPath File at the same mountPath;
+    - a Secret kind is not played (podman 4.3): it becomes a `podman secret` holding the same
+      Secret, and the volume says `optional: false` (podman 4.3 dereferences a nil `optional`);
+    - restartPolicy Always restarts the init container forever after it exits 0 (podman 4.3):
+      OnFailure, which Kubernetes would also apply to init containers.
+    """
+    import base64
+
+    import yaml
+
+    k8s = REPO / "docker" / "k8s"
+    text = (k8s / "configmap.yaml").read_text() + "\n---\n" + (k8s / "deployment.yaml").read_text()
+    assert KUBE_IMAGE in text
+    docs = [d for d in yaml.safe_load_all(text.replace(KUBE_IMAGE, image)) if d]
+    kinds = {d["kind"]: d for d in docs}
+    cfg_text = kinds["ConfigMap"]["data"]["waitfor.yaml"]
+    for old, new in (("@postgres:5432", "@127.0.0.2:5432"), ("redis://redis:", "redis://127.0.0.1:"),
+                     ('probe_addr: ":8081"', f'probe_addr: ":{probe_port}"')):
+        assert old in cfg_text, old
+        cfg_text = cfg_text.replace(old, new)
+    cfg = tmp_path / "waitfor.yaml"
+    cfg.write_text(cfg_text)
+    cfg.chmod(0o644)
+    secret = dict(kinds["Secret"])
+    secret["data"] = {k: base64.b64encode(v.encode()).decode() for k, v in secret.pop("stringData").items()}
+    (tmp_path / "secret.yaml").write_text(yaml.safe_dump(secret))
+    dep = kinds["Deployment"]
+    dep["spec"]["replicas"] = 1
+    pod = dep["spec"]["template"]["spec"]
+    pod["restartPolicy"] = "OnFailure"
+    for c in pod["containers"]:
+        c.pop("ports", None)
+    for v in pod["volumes"]:
+        if "configMap" in v:
+            del v["configMap"]
+            v["hostPath"] = {"path": str(cfg), "type": "File"}
+        if "secret" in v:
+            v["secret"]["optional"] = False
+    (tmp_path / "kube.yaml").write_text(yaml.safe_dump_all([dep, kinds["Service"]]))
+    return cfg_text, pod
+
+
+def test_kube_play_of_the_k8s_manifests(podman, bundle_image, e2e_session, tmp_path):
+    """docker/k8s/ in `podman kube play`: the init container (`waitfor wait`) blocks until the
+    late PostgreSQL accepts, then the app container starts with waitfor as a non-root PID 1,
+    and its probe endpoint answers /startupz, /readyz and /livez with 200."""
+    if not _accepts(PG):
+        pytest.skip("no PostgreSQL on 127.0.0.1:5432 (bash .ci/services.sh starts one)")
+    if not _accepts(("127.0.0.1", 6379)):
+        pytest.skip("no Redis on 127.0.0.1:6379 (bash .ci/services.sh starts one)")
+    if _accepts(("127.0.0.2", 5432)):
+        pytest.skip("something already listens on 127.0.0.2:5432")
+    # the manifest's role and database (the Secret's password), on the local server
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=0"]
+    subprocess.run([*psql, "-c", "CREATE ROLE app LOGIN PASSWORD 'change-me'"], capture_output=True, timeout=30)
+    subprocess.run([*psql, "-c", "CREATE DATABASE app OWNER app"], capture_output=True, timeout=30)
+    _, work, _ = e2e_session
+    ctx = work / "kube-ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "node").write_text(NODE_STANDIN)
+    (ctx / "node").chmod(0o755)
+    (ctx / "Containerfile").write_text(f"FROM {bundle_image}\nCOPY node /usr/local/bin/node\n")
+    image = "localhost/waitfor-e2e-kube:" + bundle_image.rsplit(":", 1)[1]
+    if podman("image", "exists", image, check=False).returncode != 0:
+        podman("build", "--format", "docker", "-q", "-t", image, ctx, timeout=300)
+    probe_port = free_port()
+    _, pod = _kube_manifests(tmp_path, image, probe_port)
+    sec = pod["volumes"][[("secret" in v) for v in pod["volumes"]].index(True)]["secret"]["secretName"]
+    podman("secret", "rm", sec, check=False)
+    podman("secret", "create", sec, tmp_path / "secret.yaml")
+    kube = tmp_path / "kube.yaml"
+    podman("kube", "down", kube, check=False)
+    try:
+        with Forwarder(PG, delay=4.0, host="127.0.0.2", port=5432):
+            t0 = time.monotonic()
+            # kube play returns once the init containers have exited and the pod is started
+            play = podman("kube", "play", "--network", "host", kube, timeout=120, check=False)
+            took = time.monotonic() - t0
+            assert play.returncode == 0, play.stderr[-3000:]
+            # (podman removes the init container once it has exited 0: its logs are gone)
+            assert took >= 4.0, f"the pod started after {took:.1f}s, before PostgreSQL was up"
+            deadline = time.monotonic() + 30
+            answers = {}
+            while time.monotonic() < deadline:
+                answers = {}
+                for path in ("/startupz", "/readyz", "/livez"):
+                    with contextlib.suppress(OSError):
+                        with socket.create_connection(("127.0.0.1", probe_port), timeout=2) as s:
+                            s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+                            answers[path] = s.makefile("rb").readline().split()[1:2]
+                if answers and all(v == [b"200"] for v in answers.values()) and len(answers) == 3:
+                    break
+                time.sleep(0.5)
+            app_logs = podman.logs("myapp-pod-0-app")
+            assert answers == {p: [b"200"] for p in ("/startupz", "/readyz", "/livez")}, (answers, app_logs)
+            assert "all dependencies ready" in app_logs and "node stand-in" in app_logs, app_logs
+            top = podman("top", "myapp-pod-0-app", "user", "pid", "args").stdout
+            pid1 = [line for line in top.splitlines()[1:] if line.split()[1] == "1"]
+            assert pid1 and pid1[0].split()[0] == "10001", top
+            assert "waitfor run -c /etc/waitfor.yaml -- node" in pid1[0], top
+    finally:
+        podman("kube", "down", kube, check=False, timeout=120)
+        podman("secret", "rm", sec, check=False)

@@ -74,6 +74,31 @@ def test_any_yaml_document_is_exit_0_or_2_in_one_line(tmp_path, doc):
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+_SECRET = "S3cr3t[PW]:@x"  # brackets, colon and @: what broke URL errors (issue 10 D10)
+
+
+@settings(max_examples=80, deadline=None)
+@given(scheme=st.sampled_from(["tcp", "http", "https", "postgres", "mysql", "redis", "amqp", "mqtt", "nats",
+                               "grpc", "unix", "file", "dns", "bogus", ""]),
+       host=st.text(alphabet="[]:%@/?#.-_az09\xff ", max_size=12),  # (argv holds no NUL)
+       port=st.one_of(st.none(), st.integers(-5, 70000), st.text(alphabet="0123456789:[]a", max_size=6)),
+       rest=st.text(alphabet="/?=&#%[]:@.a-", max_size=12))
+def test_any_target_url_is_exit_0_or_2_in_one_line_and_never_shows_its_password(scheme, host, port, rest):
+    """Generated target URLs with a password (hypothesis; issue 10 found 400 random URLs'
+    crashes and echoes): `validate --offline` says yes or one located line, never a
+    traceback, never the password."""
+    netloc = f"user:{_SECRET}@{host}" + ("" if port is None else f":{port}")
+    url = f"{scheme}://{netloc}{rest}" if scheme else f"{netloc}{rest}"
+    r = subprocess.run([sys.executable, "-m", "waitfor", "validate", "--offline", url], capture_output=True,
+                       cwd=REPO, env=clean_env(), timeout=20)
+    out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    assert r.returncode in (0, 2), (url, r.returncode, err)
+    assert "Traceback" not in err, err
+    assert _SECRET not in out + err and "S3cr3t" not in out + err, (url, out, err)
+    if r.returncode == 2:
+        assert len(err.strip().splitlines()) == 1, err
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--probe-addr", "[::1:18081", "--", "true"], "--probe-addr"),
     (["--probe-addr", "::1:18081", "--", "true"], "--probe-addr"),

@@ -448,3 +448,90 @@ def test_a_driver_kind_on_a_closed_port_is_refused_by_the_scheduler():
     eng.cancel()
     (o,) = eng.results()
     assert o.state == FAILED and "connection refused" not in o.reason, o.reason  # the driver's reason
+
+
+def _slow_http_server(delay):
+    """Answers every request 200 after `delay` seconds, each client in its own thread."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+
+            def answer(c=conn):
+                with c:
+                    c.recv(4096)
+                    time.sleep(delay)
+                    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+            threading.Thread(target=answer, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def test_one_attempt_each_runs_every_check_within_the_round():
+    """check, health and each watch round make one attempt per dependency and wait about
+    the attempt timeout: more blocking checks than POOL_SIZE must still all run at once (a
+    queued one would be reported as failed and could stop a healthy app)."""
+    srv = _slow_http_server(0.8)
+    try:
+        port = srv.getsockname()[1]
+        cfg = cfg_for(targets=[f"http://127.0.0.1:{port}/{i}" for i in range(POOL_SIZE * 2 + 1)],
+                      attempt_timeout="1.5s")
+        eng = Engine(cfg, cfg.dependencies, single_attempt=True).start()
+        assert eng.done.wait(2.4), [o.state for o in eng.results()]
+        eng.cancel()
+    finally:
+        srv.close()
+    assert all(o.state == READY for o in eng.results()), [(o.state, o.reason) for o in eng.results()]
+
+
+def test_a_failing_observer_does_not_hang_the_wait(tmp_path):
+    """on_change logs and saves the state file; if that raises, the engine must still
+    settle and say it is done (before: done was never set, and the wait hung)."""
+    def observer(o):
+        if o.state == READY:
+            raise OSError("disk full")
+
+    cfg = cfg_for(targets=[f"file://{tmp_path}"])
+    eng = Engine(cfg, cfg.dependencies, on_change=observer).start()
+    assert eng.done.wait(3)
+    eng.cancel()
+
+
+def test_lookups_that_hang_do_not_pile_up_and_starve_the_pool(tmp_path, monkeypatch):
+    """A resolver that does not answer (mocked: a real one that hangs cannot be made here)
+    holds a pool thread past the attempt timeout; the same dependency must not queue more
+    lookups behind it, and stale work is skipped, so other dependencies still run at once."""
+    real = socket.getaddrinfo
+
+    def hanging(host, *a, **k):
+        if str(host).startswith("slow") and not k.get("flags", 0) & socket.AI_NUMERICHOST:
+            time.sleep(3)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return real(host, *a, **k)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    late = tmp_path / "late"
+    cfg = cfg_for(targets=[f"tcp://slow{i}.invalid:80" for i in range(POOL_SIZE - 1)] + [f"file://{late}"],
+                  timeout="5s", attempt_timeout="300ms")
+    ready_at = {}
+    t0 = time.monotonic()
+    eng = Engine(cfg, cfg.dependencies,
+                 on_change=lambda o: o.state == READY and ready_at.setdefault(o.dep.kind, time.monotonic() - t0))
+    eng.start()
+    time.sleep(1.5)  # the slow lookups have timed out twice over meanwhile
+    late.write_text("x")
+    deadline = time.monotonic() + 3
+    while "file" not in ready_at and time.monotonic() < deadline:
+        time.sleep(0.02)
+    eng.cancel()
+    assert "file" in ready_at and ready_at["file"] < 2.3, ready_at
+    assert all("still running" in o.reason or "timed out" in o.reason
+               for o in eng.results() if o.dep.kind == "tcp"), [o.reason for o in eng.results()]

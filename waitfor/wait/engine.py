@@ -126,7 +126,9 @@ class _Pool:
     def submit(self, job: _Job, token: int, fn: Callable[[], object]) -> None:
         with self.ready:
             self.work.append((job, token, fn))
-            if self.idle == 0 and len(self.threads) < self.size:
+            job.busy = True
+            # a thread being woken still counts as idle: start one while work outnumbers them
+            if len(self.work) > self.idle and len(self.threads) < self.size:
                 t = threading.Thread(target=self._worker, name=f"probe pool {len(self.threads) + 1}",
                                      daemon=True)
                 self.threads.append(t)
@@ -151,23 +153,28 @@ class _Pool:
             if item is None:
                 return
             job, token, fn = item
+            if token != job.token:  # its attempt already ended (timed out, settled): skip it
+                job.busy = False
+                continue
             try:
                 result: object = fn()
             except BaseException as e:  # noqa: BLE001 - handed to the loop, which settles it
                 result = e
+            job.busy = False
             self.post((job, token, result))
 
 
 class _Job:
     """One dependency's place in the scheduler."""
 
-    __slots__ = ("addrs", "after_left", "attempts", "budget", "conn", "deadline", "dep", "fast",
+    __slots__ = ("addrs", "after_left", "attempts", "budget", "busy", "conn", "deadline", "dep", "fast",
                  "host", "last", "phase", "port", "precheck", "probe", "retry_state", "started", "token",
                  "wait")
 
     def __init__(self, dep: Dependency, probe: Probe | None, deadline: float | None) -> None:
         self.dep, self.probe, self.deadline = dep, probe, deadline
         self.attempts = self.token = 0
+        self.busy = False  # a pool thread is still on this job's work (e.g. a lookup that hangs)
         self.after_left = len(dep.after)
         self.budget = self.started = 0.0
         self.retry_state: RetryCallState | None = None
@@ -296,7 +303,11 @@ class Engine:
         self._polled: dict[int, _Job] = {}  # fd of a connect in flight -> its job
         self._wake_r: socket.socket | None = None  # the loop's wake-up pair, made by start()
         self._wake_w: socket.socket | None = None
-        self._pool = _Pool(POOL_SIZE, self._post)
+        # One attempt each (check, health, a watch round): every dependency's attempt must
+        # run within the round's deadline, so the pool may grow to their number (bounded);
+        # while waiting, POOL_SIZE threads take turns.
+        blocking = sum(1 for d in self.deps if d.kind not in ("tcp", "unix"))
+        self._pool = _Pool(min(max(POOL_SIZE, blocking), 64) if single_attempt else POOL_SIZE, self._post)
 
     # -- public -------------------------------------------------------------------
     def start(self) -> Engine:
@@ -432,6 +443,13 @@ class Engine:
             if not job.fast:
                 job.probe = self.probes.get(job.dep.name) or make_probe(job.dep)
                 now = self.clock()  # importing a driver is not the attempt's time
+        if job.busy:
+            # Its previous attempt still holds a pool thread (a lookup or driver that ignores
+            # its timeout): queueing another would only pile up behind it and starve others.
+            job.attempts += 1
+            job.token += 1
+            job.budget = 0.0
+            return self._finish(job, NotReady("the previous attempt is still running"))
         job.attempts += 1
         job.token += 1
         remaining = self.cfg.attempt_timeout if job.deadline is None else job.deadline - now
@@ -631,12 +649,14 @@ class Engine:
         job.token += 1
         self._inflight.pop(job, None)
         self._drop_conn(job)
-        self.on_change(snapshot)
-        if not self.single_attempt:
-            self._release(dep.name, state)
-        if last:
-            self.done.set()
-            self.on_settled()
+        try:
+            self.on_change(snapshot)
+        finally:  # a failing observer (a log write, the state file) must not hang the wait
+            if not self.single_attempt:
+                self._release(dep.name, state)
+            if last:
+                self.done.set()
+                self.on_settled()
 
     def _release(self, name: str, state: str) -> None:
         """`after:`: a settled dependency lets those that wait for it go, or fails them."""

@@ -38,7 +38,7 @@ def test_rendered_before_the_app_with_the_config_rules(tmpl, tmp_path):
     r = waitfor(["--template", f"{tmpl}:{dest}", "--", "cat", str(dest)], {"DB_PASSWORD": "pw"})
     assert r.returncode == 0, r.stderr
     assert r.stdout == "host=localhost\npass=pw\nprice=$5\n"
-    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600  # owner-only: it may hold a secret
     assert os.listdir(dest.parent) == ["app.conf"], "no temporary file is left"
 
 

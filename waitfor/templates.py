@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from waitfor.output import Log
 
 MAX_SIZE = 4 << 20  # a config file, not a data set
-DEFAULT_MODE = 0o644  # as a file created by a shell with the usual umask 022
+# Owner-only by default: a rendered config often carries a secret (secrets_env feeds it),
+# and its owner is the app's own user (`user:`, or waitfor's). `mode: 0644` opens it up.
+DEFAULT_MODE = 0o600
 
 
 def render(cfg: Config, env: Mapping[str, str], log: Log) -> list[tuple[str, str, int, str]]:

@@ -118,11 +118,16 @@ class ProbeServer:
         while not self._stop.is_set():
             now = time.monotonic()
             timeout = min([c.deadline for c in self.clients.values()], default=now + 1.0) - now
+            if self._accepting_paused_until:
+                timeout = min(timeout, self._accepting_paused_until - now)
             try:
                 events = self.selector.select(max(0.0, min(timeout, 1.0)))
             except OSError:  # EINTR is retried by Python; anything else: try again shortly
                 events = []
                 time.sleep(0.05)
+            if self._accepting_paused_until and time.monotonic() >= self._accepting_paused_until:
+                self._accepting_paused_until = 0.0
+                self.selector.register(self.sock, selectors.EVENT_READ, None)
             for key, mask in events:
                 try:
                     self._event(key, mask)
@@ -154,8 +159,6 @@ class ProbeServer:
         if now < self._accepting_paused_until:
             return
         for _ in range(self.max_clients):  # a burst: accept several per wake-up, but bounded
-            if len(self.clients) >= self.max_clients:
-                self._evict_oldest()
             try:
                 sock, _addr = self.sock.accept()
             except BlockingIOError:
@@ -163,10 +166,14 @@ class ProbeServer:
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # Out of fds or memory: leave the rest in the kernel's backlog a moment
-                    # rather than spin on a listener that stays readable.
+                    # rather than spin on a listener that stays readable (level-triggered:
+                    # it is taken out of the selector until the pause ends).
                     self._accepting_paused_until = now + 0.1
+                    self.selector.unregister(self.sock)
                     self._note(f"probe endpoint: cannot accept a client: {e.strerror}")
                 return
+            if len(self.clients) >= self.max_clients:  # full: only now, with a client in hand
+                self._evict_oldest()
             sock.setblocking(False)
             client = _Client(sock, now + self.client_timeout)
             self.clients[sock.fileno()] = client

@@ -449,7 +449,9 @@ class Engine:
             job.attempts += 1
             job.token += 1
             job.budget = 0.0
-            return self._finish(job, NotReady("the previous attempt is still running"))
+            previous = self.outcomes[job.dep.name]  # keep saying why it is not ready yet
+            why = previous.reason if previous.attempts else "the previous attempt is still running"
+            return self._finish(job, NotReady(why))
         job.attempts += 1
         job.token += 1
         remaining = self.cfg.attempt_timeout if job.deadline is None else job.deadline - now

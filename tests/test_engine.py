@@ -240,18 +240,23 @@ def test_cancel_stops_every_waiter_at_once():
     assert all(o.state == WAITING for o in eng.results())
 
 
-def test_threads_do_not_grow_with_the_number_of_dependencies(tmp_path):
-    """Issue 12: one scheduler thread for every tcp dependency, and a pool of at most
-    POOL_SIZE threads for the kinds that block, whatever their number."""
-    closed = [f"127.0.0.1:{free_port()}" for _ in range(150)]
-    files = [f"file://{tmp_path}/missing-{i}" for i in range(20)]
-    cfg = cfg_for(targets=closed + files, timeout="1.5s")
+def _run_counting_threads(cfg):
+    """Run the engine to the end; -> (engine, the most threads it added at once)."""
     before = threading.active_count()
     eng = Engine(cfg, cfg.dependencies).start()
     peak = 0
     while not eng.done.wait(0.05):
         peak = max(peak, threading.active_count() - before)
     eng.cancel()
+    return eng, peak
+
+
+def test_threads_do_not_grow_with_the_number_of_dependencies(tmp_path):
+    """Issue 12: one scheduler thread for every tcp dependency, and a pool of at most
+    POOL_SIZE threads for the kinds that block, whatever their number."""
+    closed = [f"127.0.0.1:{free_port()}" for _ in range(150)]
+    files = [f"file://{tmp_path}/missing-{i}" for i in range(20)]
+    eng, peak = _run_counting_threads(cfg_for(targets=closed + files, timeout="1.5s"))
     assert 1 <= peak <= 1 + POOL_SIZE, peak
     res = eng.results()
     assert all(o.state == FAILED for o in res)
@@ -415,12 +420,7 @@ def test_unix_sockets_are_probed_in_the_scheduler(tmp_path):
     threading.Timer(0.4, listen).start()
     cfg = cfg_for(targets=[f"unix://{tmp_path}/missing.sock", f"unix://{stale}", f"unix://{late}"],
                   timeout="1.2s")
-    before = threading.active_count()
-    eng = Engine(cfg, cfg.dependencies).start()
-    peak = 0
-    while not eng.done.wait(0.05):
-        peak = max(peak, threading.active_count() - before)
-    eng.cancel()
+    eng, peak = _run_counting_threads(cfg)
     srv.close()
     res = {o.dep.url: o for o in eng.results()}
     assert peak == 1, peak  # the scheduler alone

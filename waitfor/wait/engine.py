@@ -598,9 +598,10 @@ class Engine:
                 from tenacity import RetryCallState, Retrying
 
                 from waitfor.wait import backoff
-            except (OSError, ImportError):
-                # Out of fds (EMFILE) while importing the strategy: a local resource limit,
-                # not the dependency's fault; try again after one interval (issue 10 B7).
+            except Exception:  # noqa: BLE001 - OSError, ImportError, or the AttributeError of a
+                # half-imported tenacity: out of fds (EMFILE) while importing the strategy is a
+                # local resource limit, not the dependency's fault; try again after one
+                # interval (issue 10 B7).
                 return self.cfg.interval
             job.retry_state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
             job.wait = backoff.wait_until_deadline(

@@ -1,10 +1,13 @@
 """Before and after a change, side by side in one run: start-up and the idle init's RSS of
 two waitfor source trees on the same interpreter (issue 8: "no worse than before").
 
-    python3 bench/compare_trees.py BEFORE_TREE AFTER_TREE [--runs 60]
+    python3 bench/compare_trees.py BEFORE_TREE AFTER_TREE [--runs 60] [--venv]
 
 BEFORE_TREE is e.g. a `git worktree add /tmp/before <commit>`. Each tree runs as
 `PYTHONPATH=TREE python3 TREE/bin/waitfor ...`, so both pay the same interpreter start.
+With --venv, each tree is installed in a clean venv of this interpreter (bench/make_venv.sh,
+SRC=TREE) and runs as VENV/bin/waitfor, as a container image has it: no .pth files of the
+development interpreter; the floor is then the venv's `python -c pass`.
 
 - start-up: `waitfor run -- /bin/true`, and `waitfor run -c deps.yaml -- /bin/true` with one
   TCP dependency that a listener of this script holds open; commands interleaved run by run
@@ -57,8 +60,8 @@ def children(pid):
     return out
 
 
-def idle_rss_kib(tree, env, port):
-    p = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", PY, f"{tree}/bin/waitfor",
+def idle_rss_kib(waitfor, env, port):
+    p = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *waitfor,
                           f"127.0.0.1:{port}", "--", "sleep", "1000"], env=env,
                          stderr=subprocess.DEVNULL)
     try:
@@ -93,8 +96,19 @@ def main():
     ap.add_argument("before")
     ap.add_argument("after")
     ap.add_argument("--runs", type=int, default=60)
+    ap.add_argument("--venv", action="store_true", help="install each tree in a clean venv first")
     args = ap.parse_args()
     trees = {"before": os.path.abspath(args.before), "after": os.path.abspath(args.after)}
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("WAITFOR_", "PYTHON"))}
+    waitfor, envs, floor_py = {}, {}, PY
+    for name, tree in trees.items():
+        if args.venv:
+            venv = os.path.join(tempfile.gettempdir(), f"waitfor-compare-{name}")
+            subprocess.run(["sh", os.path.join(os.path.dirname(os.path.abspath(__file__)), "make_venv.sh"), venv],
+                           env=dict(os.environ, SRC=tree), check=True, stdout=subprocess.DEVNULL)
+            waitfor[name], envs[name], floor_py = [f"{venv}/bin/waitfor"], base_env, f"{venv}/bin/python"
+        else:
+            waitfor[name], envs[name] = [PY, f"{tree}/bin/waitfor"], dict(base_env, PYTHONPATH=tree)
     port = free_port()
     sock = listener(port)
     threading.Thread(target=drain, args=(sock,), daemon=True).start()
@@ -102,14 +116,11 @@ def main():
     deps = os.path.join(tmp, "deps.yaml")
     with open(deps, "w") as f:
         f.write(f"dependencies:\n  - tcp://127.0.0.1:{port}\n")
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("WAITFOR_", "PYTHON"))}
     commands = {}
-    for name, tree in trees.items():
-        env = dict(base_env, PYTHONPATH=tree)
-        commands[f"{name}: -- /bin/true"] = ([PY, f"{tree}/bin/waitfor", "--", "/bin/true"], env)
-        commands[f"{name}: -c deps.yaml -- /bin/true"] = (
-            [PY, f"{tree}/bin/waitfor", "-c", deps, "--", "/bin/true"], env)
-    commands["python -c pass"] = ([PY, "-c", "pass"], base_env)
+    for name in trees:
+        commands[f"{name}: -- /bin/true"] = ([*waitfor[name], "--", "/bin/true"], envs[name])
+        commands[f"{name}: -c deps.yaml -- /bin/true"] = ([*waitfor[name], "-c", deps, "--", "/bin/true"], envs[name])
+    commands["python -c pass"] = ([floor_py, "-c", "pass"], base_env)
     results = {k: [] for k in commands}
     for _ in range(3):  # warm the page cache and the .pyc files
         for argv, env in commands.values():
@@ -131,7 +142,7 @@ def main():
         a = median([w for w, _ in results[f"after: {what}"]])
         print(f"after/before {what}: {a / b:.2f}x")
     if os.geteuid() == 0:
-        rss = {name: idle_rss_kib(tree, dict(base_env, PYTHONPATH=tree), port) for name, tree in trees.items()}
+        rss = {name: idle_rss_kib(waitfor[name], envs[name], port) for name in trees}
         print(f"== idle init RSS after a TCP wait (KiB): before {rss['before']}, after {rss['after']}")
     sock.close()
 

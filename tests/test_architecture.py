@@ -5,7 +5,10 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections import namedtuple
 from pathlib import Path
+
+import pytest
 
 from helpers.core import REPO
 from waitfor.config import model
@@ -25,7 +28,7 @@ def _stub_fields(class_name: str) -> list[str]:
 
 
 def test_typed_stubs_match_the_records():
-    """Config and Dependency are namedtuples (cheap at start-up) whose field types mypy reads
+    """Config and Dependency are Records (cheap at start-up) whose field types mypy reads
     from a TYPE_CHECKING block: the two must name the same fields in the same order."""
     assert _stub_fields("Dependency") == list(model.Dependency._fields)
     assert _stub_fields("Config") == list(model.Config._fields)
@@ -70,3 +73,50 @@ def test_start_up_path_imports_no_driver_or_typing():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1:] in ([], [""]), r.stdout
+
+
+def test_record_behaves_as_namedtuple():
+    """model.Record stands in for collections.namedtuple (whose import costs 1 ms of the
+    exec-only start-up): the same construction, defaults, errors, _replace, equality and
+    pickling, side by side."""
+    class Point(model.Record, fields=("x", "y", "z"), defaults=(0,)):
+        __slots__ = ()
+
+    Ref = namedtuple("Ref", ["x", "y", "z"], defaults=(0,))
+    for args, kw in [((1, 2), {}), ((1,), {"y": 2}), ((), {"x": 1, "y": 2, "z": 3}), ((1, 2, 3), {})]:
+        p, r = Point(*args, **kw), Ref(*args, **kw)
+        assert tuple(p) == tuple(r) and p == r and hash(p) == hash(r)
+        assert (p.x, p.y, p.z) == (r.x, r.y, r.z)
+        assert p._replace(y=9) == r._replace(y=9) and type(p._replace(y=9)) is Point
+    assert Point._fields == Ref._fields
+    dep = model.Dependency("db", "tcp", "tcp://db:5432", timeout=3.0)
+    assert dep.timeout == 3.0 and dep.after == () and dep.options == {}
+    assert repr(Point(1, 2)) == "Point(x=1, y=2, z=0)"
+    for args, kw in [((1,), {}), ((1, 2, 3, 4), {}), ((1, 2), {"x": 1}), ((1, 2), {"w": 1})]:
+        with pytest.raises(TypeError):
+            Ref(*args, **kw)
+        with pytest.raises(TypeError):
+            Point(*args, **kw)
+    with pytest.raises(TypeError):
+        Point(1, 2)._replace(w=1)
+    with pytest.raises(AttributeError):
+        Point(1, 2).x = 5  # type: ignore[misc]
+    assert not hasattr(Point(1, 2), "__dict__")
+
+
+def test_exec_only_path_imports_little():
+    """`waitfor -- app` (no dependencies) is the start-up figure of BENCHMARKS.md: it loads
+    no YAML, no target parsing, no engine, no re/urllib, and not collections or types."""
+    code = (f"import os, sys; before = set(sys.modules); sys.path.insert(0, {str(REPO)!r})\n"
+            "os.execvp = lambda *a: (os.write(1, ','.join(sorted(set(sys.modules) - before)).encode()), os._exit(0))\n"
+            "import waitfor.cli as c\n"
+            "c.main(['run', '--', '/bin/true'])\n")
+    env = {"PATH": "/usr/bin:/bin"}
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, cwd=REPO,
+                       timeout=30, env=env)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stdout.strip().split(","))
+    assert "waitfor.supervise.launch" in loaded, loaded  # the probe: it ran up to the exec
+    heavy = {"yaml", "re", "urllib.parse", "collections", "types", "typing", "waitfor.config.targets",
+             "waitfor.wait.engine", "ipaddress", "socket", "threading"}
+    assert loaded & heavy == set()

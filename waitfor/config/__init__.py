@@ -95,6 +95,9 @@ def _cross_checks(values: dict[str, object], src: Sources) -> None:
 
 
 def _dependencies(src: Sources, offline: bool) -> tuple[list[Dependency], tuple[Dependency, ...] | None]:
+    cli_targets: list[str] = src.cli.get("targets") or []  # type: ignore[assignment]
+    if src.doc is None and not cli_targets and not src.env.get("WAITFOR_TARGETS"):
+        return [], None  # `waitfor -- app`: the exec-only path does not load targets
     from waitfor.config import targets
 
     deps: list[Dependency] = []
@@ -116,7 +119,6 @@ def _dependencies(src: Sources, offline: bool) -> tuple[list[Dependency], tuple[
                 health = tuple(parsed)
     for i, t in enumerate(targets.split_targets(src.env.get("WAITFOR_TARGETS", ""))):
         deps.append(targets.from_target(t, f"WAITFOR_TARGETS (item {i + 1})", offline))
-    cli_targets: list[str] = src.cli.get("targets") or []  # type: ignore[assignment]
     for i, t in enumerate(cli_targets):
         from waitfor.secrets import mask_url  # only here: re and urllib cost ~7 ms of start-up
 

@@ -8,8 +8,6 @@ imported here. Building the probes, which imports the drivers, is the next stage
 
 from __future__ import annotations
 
-from types import MappingProxyType
-
 from waitfor.config import validators as v
 from waitfor.config.model import COMMON_KEYS, Dependency
 from waitfor.errors import UsageError, at
@@ -213,7 +211,7 @@ def _dependency(kind: str, *, url: str, argv: tuple[str, ...], options: dict[str
             raise at(where, f"the {kind} driver ({mod.DRIVER}) is not installed: {driver_hint(kind, mod.EXTRA)}")
     return Dependency(
         name=str(name) if name else _default_name(kind, url, argv), named=bool(name), kind=kind, url=url,
-        argv=tuple(argv), options=MappingProxyType(options), timeout=timeout, after=tuple(after),
+        argv=tuple(argv), options=v.MappingProxyType(options), timeout=timeout, after=tuple(after),
         invert=invert, secrets=frozenset(s for s in secrets if s), where=where,
     )
 

@@ -19,12 +19,14 @@ The in-process supervisor (waitfor.supervise.inprocess) runs the same loop with 
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from waitfor import exitcodes
 from waitfor.output import Log
-from waitfor.signals import Inherited, catchable, decode, encode, restore, signal_name
+
+# `signal` is the C module here (see waitfor.signals): the stdlib wrapper imports enum,
+# functools and collections, 0.8 MiB of the idle supervisor's RSS (BENCHMARKS.md).
+from waitfor.signals import Inherited, catchable, decode, encode, restore, signal, signal_name
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 

@@ -304,6 +304,32 @@ def _local_reason(num: int) -> str:
     return why + ")"
 
 
+def fmt_addr(addr: tuple[Any, ...] | str) -> str:
+    """host:port, [v6]:port, or a unix socket's path: how reasons name an address."""
+    if isinstance(addr, str):
+        return addr
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def connect_error(err: int, addr: tuple[Any, ...] | str) -> NotReady:
+    """Why a connect to `addr` failed with errno `err`: the one wording of the tcp and unix
+    probes and of the scheduler's own connects (waitfor.wait.engine). Nothing there yet
+    (refused, or no socket file) is Refused, retried fast."""
+    where = fmt_addr(addr)
+    if err in _LOCAL:
+        return NotReady(f"{_local_reason(err)} ({where})")
+    if isinstance(addr, str):  # unix
+        if err in (errno.ENOENT, errno.ECONNREFUSED):
+            return Refused(f"{where}: {os.strerror(err)}")
+        if err == errno.EAGAIN:  # listen backlog full: it is there, but busy
+            return NotReady(f"{where}: backlog full")
+        return NotReady(f"{where}: {os.strerror(err)}")
+    if err == errno.ECONNREFUSED:
+        return Refused(f"connection refused ({where})")
+    return NotReady(f"{os.strerror(err)} ({where})")
+
+
 def bounded(probe: Probe) -> Probe:
     """`probe`, with a local resource limit reported as one, whatever layer it came from."""
 

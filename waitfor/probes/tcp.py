@@ -10,7 +10,16 @@ import socket
 import threading
 import time
 
-from waitfor.probes.base import NotReady, Refused, accept_url, host_port, local_limit, no_cancel
+from waitfor.probes.base import (
+    NotReady,
+    Refused,
+    accept_url,
+    connect_error,
+    fmt_addr,
+    host_port,
+    local_limit,
+    no_cancel,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,12 +66,10 @@ def open_connection(host: str, port: int, timeout: float) -> tuple[socket.socket
             sock.settimeout(remaining)
             sock.connect(addr)
             return sock, addr[0]
-        except ConnectionRefusedError:
-            last = Refused(f"connection refused ({_fmt(addr)})")
         except socket.timeout:
-            last = NotReady(f"connect timed out ({_fmt(addr)})")
+            last = NotReady(f"connect timed out ({fmt_addr(addr)})")
         except OSError as e:
-            last = NotReady(f"{e.strerror or e} ({_fmt(addr)})")
+            last = connect_error(e.errno, addr) if e.errno else NotReady(f"{e} ({fmt_addr(addr)})")
         sock.close()
     raise last or NotReady(f"connect timed out ({host}:{port})")
 
@@ -98,11 +105,6 @@ def resolve(host: str, port: int | None, timeout: float) -> list[Any]:
     if isinstance(result, BaseException):
         raise NotReady(f"cannot resolve {host}: {result}")
     return result
-
-
-def _fmt(addr: tuple[Any, ...]) -> str:
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def probe_for(dep: Dependency) -> Probe:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import errno
 import socket
 
-from waitfor.probes.base import NotReady, Refused, no_cancel
+from waitfor.probes.base import NotReady, connect_error, no_cancel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,14 +36,10 @@ def probe_for(dep: Dependency) -> Probe:
         try:
             sock.settimeout(timeout)
             sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError) as e:
-            raise Refused(f"{path}: {e.strerror}") from None
         except socket.timeout:
             raise NotReady(f"{path}: connect timed out") from None
         except OSError as e:
-            if e.errno == errno.EAGAIN:  # listen backlog full: it is there, but busy
-                raise NotReady(f"{path}: backlog full") from None
-            raise NotReady(f"{path}: {e.strerror}") from None
+            raise connect_error(e.errno, path) if e.errno else NotReady(f"{path}: {e}") from None
         finally:
             sock.close()
         return "accepted"

@@ -31,7 +31,7 @@ import time
 from collections import deque
 
 from waitfor.config.model import FAILED, READY, WAITING
-from waitfor.probes.base import Broken, NotReady, Refused, describe
+from waitfor.probes.base import Broken, NotReady, Refused, connect_error, describe, fmt_addr, local_limit
 from waitfor.secrets import redact
 
 TYPE_CHECKING = False
@@ -167,7 +167,7 @@ class _Pool:
 class _Job:
     """One dependency's place in the scheduler."""
 
-    __slots__ = ("addrs", "after_left", "attempts", "budget", "busy", "conn", "deadline", "dep", "fast",
+    __slots__ = ("addrs", "after_left", "attempts", "budget", "busy", "conn", "deadline", "dep", "failure", "fast",
                  "host", "last", "phase", "port", "precheck", "probe", "retry_state", "started", "token",
                  "wait")
 
@@ -204,6 +204,8 @@ class _Job:
         # the connect in flight: (socket, address, the addresses still to try)
         self.conn: tuple[socket.socket, tuple, list[tuple]] | None = None
         self.last: NotReady | None = None
+        # the last connect failure (errno, address, its reason), reused while it repeats
+        self.failure: tuple[int, tuple | str, NotReady] | None = None
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -253,13 +255,6 @@ def _numeric(host: str, port: int) -> list[tuple] | None:
     except (OSError, UnicodeError):
         return None
     return [(family, addr) for family, _, _, _, addr in infos]
-
-
-def _fmt(addr: tuple | str) -> str:
-    if isinstance(addr, str):  # a unix socket's path
-        return addr
-    host, port = addr[0], addr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _connected_detail(addr: tuple | str) -> str:
@@ -427,7 +422,7 @@ class Engine:
             if job.conn is not None:
                 _, addr, _ = job.conn
                 self._drop_conn(job)
-                self._finish(job, NotReady(f"connect timed out ({_fmt(addr)})"))
+                self._finish(job, NotReady(f"connect timed out ({fmt_addr(addr)})"))
             else:
                 job.token += 1  # a late lookup result is dropped
                 self._finish(job, NotReady(f"resolving {job.host} timed out after {job.budget:.3g}s"))
@@ -495,11 +490,11 @@ class Engine:
         while addrs:
             family, addr = addrs.pop(0)
             try:
-                sock = socket.socket(family, socket.SOCK_STREAM)
+                # SOCK_NONBLOCK: non-blocking from the start, one system call less per attempt
+                sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
             except OSError as e:  # EMFILE and the like: ours, not the dependency's (issue 10 B7)
-                job.last = NotReady(f"local resource limit: {e.strerror} (cannot open a socket)")
+                job.last = local_limit(e) or NotReady(f"cannot open a socket: {e.strerror}")
                 continue
-            sock.setblocking(False)
             err = sock.connect_ex(addr)
             if err == errno.EINPROGRESS:
                 # Over loopback the kernel has the answer before connect() returns: a closed
@@ -513,7 +508,7 @@ class Engine:
             sock.close()
             if err == 0:
                 return self._accepted(job, addr)
-            job.last = self._connect_error(err, addr)
+            job.last = self._connect_error(job, err, addr)
         self._finish(job, job.last or NotReady(f"connect timed out ({job.host}:{job.port})"))
 
     def _connected(self, job: _Job) -> None:
@@ -523,7 +518,7 @@ class Engine:
         self._drop_conn(job)
         if err == 0:
             return self._accepted(job, addr)
-        job.last = self._connect_error(err, addr)
+        job.last = self._connect_error(job, err, addr)
         self._connect(job, rest)
 
     def _accepted(self, job: _Job, addr: tuple | str) -> None:
@@ -539,21 +534,15 @@ class Engine:
         self._run_probe(job, job.budget if job.budget - left < 0.05 else max(left, 0.001))
 
     @staticmethod
-    def _connect_error(err: int, addr: tuple | str) -> NotReady:
-        """The same reasons as probes/tcp.py and probes/unix.py give."""
-        from os import strerror
-
-        if isinstance(addr, str):  # unix
-            if err in (errno.ENOENT, errno.ECONNREFUSED):
-                return Refused(f"{addr}: {strerror(err)}")
-            if err == errno.EAGAIN:  # listen backlog full: it is there, but busy
-                return NotReady(f"{addr}: backlog full")
-            return NotReady(f"{addr}: {strerror(err)}")
-        if err == errno.ECONNREFUSED:
-            return Refused(f"connection refused ({_fmt(addr)})")
-        if err in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-            return NotReady(f"local resource limit: {strerror(err)} ({_fmt(addr)})")
-        return NotReady(f"{strerror(err)} ({_fmt(addr)})")
+    def _connect_error(job: _Job, err: int, addr: tuple | str) -> NotReady:
+        """The probes' own reason (connect_error), made once for as long as it stays the
+        same: a closed port is asked ~20 times a second, and its reason does not change."""
+        cached = job.failure
+        if cached is not None and cached[0] == err and cached[1] == addr:
+            return cached[2]
+        exc = connect_error(err, addr)
+        job.failure = (err, addr, exc)
+        return exc
 
     def _drop_conn(self, job: _Job) -> None:
         if job.conn is not None:

@@ -535,3 +535,55 @@ def test_lookups_that_hang_do_not_pile_up_and_starve_the_pool(tmp_path, monkeypa
     assert "file" in ready_at and ready_at["file"] < 2.3, ready_at
     assert all("still running" in o.reason or "timed out" in o.reason
                for o in eng.results() if o.dep.kind == "tcp"), [o.reason for o in eng.results()]
+
+
+def _attempt_times(cfg, seconds):
+    """Run the engine on `cfg` for `seconds`; -> {dependency name: [when each attempt began]}
+    (the scheduler's clock), recorded as the loop starts each attempt."""
+    eng = Engine(cfg, cfg.dependencies)
+    times = {d.name: [] for d in cfg.dependencies}
+    timer = eng._timer
+
+    def recording(job, what):
+        if what == "attempt":
+            times[job.dep.name].append(eng.clock())
+        return timer(job, what)
+
+    eng._timer = recording  # the loop looks it up on the instance at each turn
+    eng.start()
+    time.sleep(seconds)
+    eng.cancel()
+    assert not eng.done.is_set()  # still waiting: every port stayed closed
+    return times
+
+
+def test_refused_retries_share_wake_ups_and_keep_the_interval():
+    """Issue 12: ten closed ports refused together are asked in the same turn of the loop
+    (one wake-up per interval, not ten), and none more than once per interval."""
+    cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}" for _ in range(10)], timeout="30s")
+    times = _attempt_times(cfg, 1.2)
+    for name, ts in times.items():
+        gaps = [b - a for a, b in zip(ts, ts[1:])]
+        assert 15 <= len(ts) <= 25, (name, len(ts))  # ~18 a second: the interval, and its jitter
+        assert min(gaps) >= 0.05 - 0.0005, (name, min(gaps))  # never below the interval
+    # every attempt after the first falls in a turn shared with the nine others
+    starts = sorted(t for ts in times.values() for t in ts[1:])
+    turns = 1 + sum(1 for a, b in zip(starts, starts[1:]) if b - a > 0.002)
+    assert turns <= 25, turns  # ~20; unshared, it would be ~180
+
+
+def test_refused_retries_stretch_to_the_shared_connect_rate(monkeypatch):
+    """Issue 12: beyond CONNECT_RATE x interval refused dependencies, each is asked less
+    often, so that all of them together stay near CONNECT_RATE attempts a second (here
+    lowered to 200 a second for 40 closed ports: each ~5 a second instead of ~18)."""
+    from waitfor.wait import engine
+
+    monkeypatch.setattr(engine, "CONNECT_RATE", 200)
+    cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}" for _ in range(40)], timeout="30s")
+    times = _attempt_times(cfg, 2.0)
+    total = sum(len(ts) - 1 for ts in times.values())  # after the first round
+    assert total <= 200 * 2.0 * 1.1, total
+    assert total >= 200 * 2.0 * 0.5, total  # still asked: stretched, not stopped
+    for name, ts in times.items():  # (the first retries come while the count still grows)
+        gaps = [b - a for a, b in zip(ts[1:], ts[2:])]
+        assert min(gaps) >= 0.05 * 40 / (200 * 0.05) - 0.001, (name, min(gaps))

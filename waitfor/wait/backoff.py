@@ -62,8 +62,12 @@ class wait_until_deadline(wait_base):
         return max(0.0, min(delay, self.deadline - self.clock()))
 
 
+# A refused retry waits `interval` plus up to this much of it, at random.
+REFUSED_JITTER = 0.2
+
+
 def strategy(interval: float, max_interval: float) -> wait_base:
     return wait_by_reason(
-        refused=wait_fixed(interval) + wait_random(0, interval / 5),
+        refused=wait_fixed(interval) + wait_random(0, interval * REFUSED_JITTER),
         other=wait_exponential(multiplier=interval, max=max_interval) + wait_random(0, interval),
     )

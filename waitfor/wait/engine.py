@@ -50,9 +50,15 @@ __all__ = ["FAILED", "POOL_SIZE", "READY", "WAITING", "Engine", "Outcome", "buil
 # one of them for at most its attempt timeout; tcp dependencies never need one.
 POOL_SIZE = 4
 
-# Timers due within this much of the first one run in the same wake-up: with every
-# dependency's jitter, 300 of them would otherwise wake the loop ~5,000 times a second.
-SLACK = 0.005
+# An attempt that ends this close to its deadline is the last one (poll() counts in
+# milliseconds: asking again a few ms before the deadline would only burst).
+SLACK = 0.001
+
+# At most this many attempts a second on refused dependencies, all of them together: each
+# one waits `interval` (20 a second at the default 50ms) until more than 100 are refused;
+# beyond, each waits longer, so that waiting on any number costs about the same CPU (one
+# refused loopback connect costs ~20 us, BENCHMARKS.md; 2,000 a second, ~4 % of a core).
+CONNECT_RATE = 2000
 
 
 class Outcome:
@@ -167,9 +173,30 @@ class _Pool:
 class _Job:
     """One dependency's place in the scheduler."""
 
-    __slots__ = ("addrs", "after_left", "attempts", "budget", "busy", "conn", "deadline", "dep", "failure", "fast",
-                 "host", "last", "phase", "port", "precheck", "probe", "retry_state", "started", "token",
-                 "wait")
+    __slots__ = (
+        "addrs",
+        "after_left",
+        "attempts",
+        "budget",
+        "busy",
+        "conn",
+        "deadline",
+        "dep",
+        "failure",
+        "fast",
+        "host",
+        "last",
+        "noted",
+        "phase",
+        "port",
+        "precheck",
+        "probe",
+        "refused",
+        "retry_state",
+        "started",
+        "token",
+        "wait",
+    )
 
     def __init__(self, dep: Dependency, probe: Probe | None, deadline: float | None) -> None:
         self.dep, self.probe, self.deadline = dep, probe, deadline
@@ -206,6 +233,8 @@ class _Job:
         self.last: NotReady | None = None
         # the last connect failure (errno, address, its reason), reused while it repeats
         self.failure: tuple[int, tuple | str, NotReady] | None = None
+        self.noted: NotReady | None = None  # the failure whose reason the outcome holds
+        self.refused = False  # its last attempt was refused (counted in Engine._refused)
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -289,6 +318,10 @@ class Engine:
         self.deadline: float | None = None  # monotonic time, or None: no overall deadline
         # the scheduler's state, touched only by its thread (results arrive through _post)
         self._timers: list[tuple[float, int, str, _Job, int]] = []
+        self._ticks: list[float] = []  # upcoming wake-ups of refused retries, ascending
+        self._refused = 0  # waiting dependencies whose last attempt was refused
+        self._jitter = 0.0  # backoff.REFUSED_JITTER, once backoff is imported
+        self._pass = 0.0  # when this turn of the loop began
         self._seq = 0
         self._jobs: dict[str, _Job] = {}
         self._results: deque[tuple[_Job, int, object]] = deque()
@@ -340,6 +373,7 @@ class Engine:
         assert self._wake_r is not None and self._wake_w is not None
         poll.register(self._wake_r, select.POLLIN)
         wake_fd = self._wake_r.fileno()
+        self._pass = self.started
         try:
             for dep in self.deps:
                 job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
@@ -353,7 +387,9 @@ class Engine:
                     next_at = self._timers[0][0]
                 timeout = None if next_at is None else max(0.0, next_at - self.clock())
                 # poll() takes milliseconds: round up, so that a timer is never woken for early
-                for fd, _ in poll.poll(None if timeout is None else -(-timeout * 1000 // 1)):
+                events = poll.poll(None if timeout is None else -(-timeout * 1000 // 1))
+                self._pass = now = self.clock()
+                for fd, _ in events:
                     if fd == wake_fd:
                         self._drain_wake()
                     elif fd in self._polled:
@@ -363,11 +399,10 @@ class Engine:
                     job, token, result = self._results.popleft()
                     if token == job.token and not self.cancelled.is_set():
                         self._guarded(job, self._pool_result, job, result)
-                now = self.clock()
                 for job in [j for j, t in self._inflight.items() if t <= now]:
                     self._guarded(job, self._timer, job, "timeout")
                 pushed = self._seq  # a timer set in this pass waits for the next select()
-                while (self._timers and self._timers[0][0] <= now + SLACK and self._timers[0][1] <= pushed
+                while (self._timers and self._timers[0][0] <= now and self._timers[0][1] <= pushed
                        and not self.cancelled.is_set()):
                     _, _, what, job, token = heapq.heappop(self._timers)
                     if token == job.token:
@@ -454,9 +489,9 @@ class Engine:
         if not job.fast and not job.precheck:
             return self._run_probe(job, job.budget)
         job.phase = "connect"
-        self._inflight[job] = now + max(job.budget, 0.001)
         job.last = None
         if job.addrs is None:
+            self._inflight[job] = now + max(job.budget, 0.001)
             host, port = job.host, job.port
             self._pool.submit(job, job.token, lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         else:
@@ -501,6 +536,8 @@ class Engine:
                 # port's refusal is known now, without a round through epoll (issue 12's cost).
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.EINPROGRESS
             if err == errno.EINPROGRESS:
+                # the attempt's deadline (kept if a lookup or an earlier address set it)
+                self._inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
                 job.conn = (sock, addr, addrs)
                 self._poll.register(sock, select.POLLOUT)
                 self._polled[sock.fileno()] = job
@@ -525,8 +562,8 @@ class Engine:
         if job.fast:
             return self._finish(job, None, _connected_detail(addr))
         # a driver kind's pre-check: something listens now; the probe gets what is left
-        now = self.clock()
-        left = self._inflight.pop(job, now) - now
+        deadline = self._inflight.pop(job, None)  # None: it connected at once
+        left = job.budget if deadline is None else deadline - self.clock()
         job.precheck = False
         # A quick connect (a few ms, as over loopback or a pod network) is not taken from the
         # probe, whose reason then names the attempt timeout as set ("within 1s"); a slow
@@ -558,7 +595,8 @@ class Engine:
         job.token += 1  # its timers and late results no longer count
         self._inflight.pop(job, None)
         dep = job.dep
-        elapsed = self.clock() - job.started
+        now = self.clock()
+        elapsed = now - job.started
         if exc is None:
             return self._settle(dep, READY, detail or READY, job.attempts, elapsed=elapsed)
         if isinstance(exc, Broken):
@@ -566,19 +604,79 @@ class Engine:
                                 elapsed=elapsed)
         if not isinstance(exc, NotReady):  # a pool attempt's unexpected error: not ready
             exc = NotReady(redact(describe(exc), dep.secrets))
-        reason = str(exc)
-        if job.budget < 0.1 and job.attempts > 1 and "timed out" in reason:
-            # The last attempt, squeezed against the deadline, timed out: the reason
-            # before it ("HTTP 503", "starting up") says more.
-            reason = self.outcomes[dep.name].reason
+        if exc is job.noted:
+            # The same failure as the last attempt (a closed port, again; see _connect_error):
+            # only the count changes. (One attribute, written by this thread only: results()
+            # copies it under the lock.)
+            o = self.outcomes[dep.name]
+            o.attempts, reason = job.attempts, o.reason
         else:
-            self._note(dep, reason, job.attempts)
-        now = self.clock()
-        # (within SLACK of the deadline counts as there: the last attempt may have run up to
-        # SLACK early, and asking again a few ms before the deadline would only burst)
+            reason = str(exc)
+            if job.budget < 0.1 and job.attempts > 1 and "timed out" in reason:
+                # The last attempt, squeezed against the deadline, timed out: the reason
+                # before it ("HTTP 503", "starting up") says more.
+                reason = self.outcomes[dep.name].reason
+            else:
+                self._note(dep, reason, job.attempts)
+                job.noted = exc
         if self.single_attempt or (job.deadline is not None and now >= job.deadline - SLACK):
             return self._settle(dep, FAILED, reason, job.attempts, elapsed=elapsed)
-        self._at(now + self._delay(job, exc), "attempt", job)
+        self._at(self._retry_at(job, now, exc), "attempt", job)
+
+    def _retry_at(self, job: _Job, now: float, exc: NotReady) -> float:
+        """When to try again: when the dependency's tenacity strategy says. A refused retry
+        waits the interval plus up to REFUSED_JITTER of it, drawn at random; any time in
+        that window is as fair a draw, so where other refused retries wake the loop in it
+        already, this one joins them (without asking the strategy): ten closed ports then
+        cost one wake-up per interval rather than ten, each still asked at most once per
+        interval. With more than CONNECT_RATE x interval of them refused, the window
+        stretches for all of them alike."""
+        refused = isinstance(exc, Refused)
+        if refused != job.refused:
+            job.refused = refused
+            self._refused += 1 if refused else -1
+        # A refused retry's window counts from this turn of the loop (when the attempt began,
+        # or its answer came): the same for every dependency refused in it, so that they can
+        # share the next.
+        began = self._pass
+        if refused and job.retry_state is not None:
+            shared = self._shared_tick(job, began)
+            if shared is not None:
+                self._record(job, exc)
+                return shared
+        delay = self._delay(job, exc)
+        if not refused or delay < self.cfg.interval:  # (shorter: cut by the deadline)
+            return now + delay
+        shared = self._shared_tick(job, began)
+        if shared is not None:
+            return shared
+        lo, hi = self._window(job, began)
+        own = min(max(lo, began + delay * self._stretch()), hi)  # (a tick below lo is not shared)
+        self._ticks.append(own)
+        self._ticks.sort()
+        return own
+
+    def _shared_tick(self, job: _Job, now: float) -> float | None:
+        """The first wake-up of refused retries in this one's window, if any."""
+        lo, hi = self._window(job, now)
+        ticks = self._ticks
+        if ticks and ticks[0] < now:
+            ticks[:] = [t for t in ticks if t >= now]
+        for t in ticks:
+            if lo <= t <= hi:
+                return t
+        return None
+
+    def _stretch(self) -> float:
+        return max(1.0, self._refused / (CONNECT_RATE * self.cfg.interval))
+
+    def _window(self, job: _Job, now: float) -> tuple[float, float]:
+        """The times a refused retry may take: from the interval to the interval and its
+        jitter after `now`, stretched; not past the deadline."""
+        interval, stretch = self.cfg.interval, self._stretch()
+        lo = now + interval * stretch
+        hi = now + interval * (1 + self._jitter) * stretch
+        return lo, hi if job.deadline is None else min(hi, job.deadline)
 
     def _delay(self, job: _Job, exc: NotReady) -> float:
         """The dependency's tenacity strategy, asked with its own RetryCallState."""
@@ -592,22 +690,29 @@ class Engine:
                 # local resource limit, not the dependency's fault; try again after one
                 # interval (issue 10 B7).
                 return self.cfg.interval
+            self._jitter = backoff.REFUSED_JITTER
             job.retry_state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
             job.wait = backoff.wait_until_deadline(
                 backoff.strategy(self.cfg.interval, self.cfg.max_interval), job.deadline, self.clock)
             job.retry_state.set_exception((type(exc), exc, None))
         else:
-            rs = job.retry_state
-            if rs.outcome is not None and type(rs.outcome.exception()) is type(exc):
-                # Same failure as last time (a closed port, again): the strategy reads only
-                # the attempt number and the exception's type, so keep the outcome instead of
-                # a new Future (and its Condition) for every attempt.
-                rs.attempt_number += 1
-            else:
-                rs.prepare_for_next_attempt()
-                rs.set_exception((type(exc), exc, None))
+            self._record(job, exc)
         assert job.wait is not None
         return job.wait(job.retry_state)
+
+    @staticmethod
+    def _record(job: _Job, exc: NotReady) -> None:
+        """One more failed attempt in the dependency's RetryCallState, as tenacity counts."""
+        rs = job.retry_state
+        assert rs is not None
+        if rs.outcome is not None and type(rs.outcome.exception()) is type(exc):
+            # Same failure as last time (a closed port, again): the strategy reads only
+            # the attempt number and the exception's type, so keep the outcome instead of
+            # a new Future (and its Condition) for every attempt.
+            rs.attempt_number += 1
+        else:
+            rs.prepare_for_next_attempt()
+            rs.set_exception((type(exc), exc, None))
 
     # -- per dependency -------------------------------------------------------------
     def _deadline_for(self, dep: Dependency) -> float | None:
@@ -641,6 +746,9 @@ class Engine:
         job.token += 1
         self._inflight.pop(job, None)
         self._drop_conn(job)
+        if job.refused:
+            job.refused = False
+            self._refused -= 1
         try:
             self.on_change(snapshot)
         finally:  # a failing observer (a log write, the state file) must not hang the wait

@@ -38,7 +38,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from tenacity import RetryCallState
+    from tenacity import RetryCallState, Retrying
     from tenacity.wait import wait_base
 
     from waitfor.config.model import Config, Dependency
@@ -321,6 +321,7 @@ class Engine:
         self._ticks: list[float] = []  # upcoming wake-ups of refused retries, ascending
         self._refused = 0  # waiting dependencies whose last attempt was refused
         self._jitter = 0.0  # backoff.REFUSED_JITTER, once backoff is imported
+        self._strategy: tuple[Retrying, wait_base] | None = None  # made once backoff is imported
         self._pass = 0.0  # when this turn of the loop began
         self._seq = 0
         self._jobs: dict[str, _Job] = {}
@@ -690,10 +691,12 @@ class Engine:
                 # local resource limit, not the dependency's fault; try again after one
                 # interval (issue 10 B7).
                 return self.cfg.interval
-            self._jitter = backoff.REFUSED_JITTER
-            job.retry_state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
-            job.wait = backoff.wait_until_deadline(
-                backoff.strategy(self.cfg.interval, self.cfg.max_interval), job.deadline, self.clock)
+            if self._strategy is None:  # one for all: only the deadline is the dependency's own
+                self._jitter = backoff.REFUSED_JITTER
+                self._strategy = (Retrying(), backoff.strategy(self.cfg.interval, self.cfg.max_interval))
+            retrying, strategy = self._strategy
+            job.retry_state = RetryCallState(retrying, fn=None, args=(), kwargs={})
+            job.wait = backoff.wait_until_deadline(strategy, job.deadline, self.clock)
             job.retry_state.set_exception((type(exc), exc, None))
         else:
             self._record(job, exc)

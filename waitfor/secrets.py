@@ -21,7 +21,9 @@ MASK = "***"
 # client_secret, token, access-token, api-key, apikey, sslkey, credentials, auth, authToken.
 # Over-masking a harmless key costs a `***` in a log line; under-masking leaks.
 _SECRET_KEY_PARTS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
-_QUERY_PAIR = re.compile(r"([^&=;]+)=([^&;]*)")
+# Patterns are compiled on first use (re keeps them): compiling all at import would cost
+# start-up time that a URL without a query never needs.
+_QUERY_PAIR = r"([^&=;]+)=([^&;]*)"
 
 
 def secret_query_key(key: str) -> bool:
@@ -48,7 +50,7 @@ def mask_url(url: str) -> str:
             user, colon, _password = userinfo.partition(":")
             rest = f"{user}:{MASK}@{after}" if colon else f"{MASK}@{after}"
         head, qmark, query = rest.partition("?")
-        masked_query = _QUERY_PAIR.sub(
+        masked_query = re.sub(_QUERY_PAIR,
             lambda m: f"{m.group(1)}={MASK}" if secret_query_key(m.group(1)) else m.group(0), query)
         return f"{scheme}{sep}{head}{qmark}{masked_query}"
     netloc = parts.netloc
@@ -66,8 +68,8 @@ def mask_url(url: str) -> str:
             netloc = f"{user}:{MASK}@{hostport}"
         elif parts.scheme in TOKEN_USERINFO_SCHEMES:
             netloc = f"{MASK}@{hostport}"
-    query = _QUERY_PAIR.sub(
-        lambda m: f"{m.group(1)}={MASK}" if secret_query_key(m.group(1)) else m.group(0),
+    query = parts.query and re.sub(
+        _QUERY_PAIR, lambda m: f"{m.group(1)}={MASK}" if secret_query_key(m.group(1)) else m.group(0),
         parts.query,
     )
     # Edit the URL as written: urlunsplit would turn unix:///x into unix:/x.
@@ -83,16 +85,16 @@ def mask_url(url: str) -> str:
     return out
 
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+_URL_IN_TEXT = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+"
 
 
 def urls_in(text: str) -> list:
-    return _URL_IN_TEXT.findall(text)
+    return re.findall(_URL_IN_TEXT, text)
 
 
 def mask_urls_in(text: str) -> str:
     """mask_url for every URL inside free text, such as a command's argument `--dsn=pg://u:pw@h`."""
-    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+    return re.sub(_URL_IN_TEXT, lambda m: mask_url(m.group(0)), text) if "://" in text else text
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -120,7 +122,7 @@ def url_secrets(url: str) -> set[str]:
     elif username and parts.scheme in TOKEN_USERINFO_SCHEMES:
         found.update({username, unquote(username)})  # nats://TOKEN@host
         found.add(base64.b64encode(f"{unquote(username)}:".encode()).decode())  # http Basic
-    for m in _QUERY_PAIR.finditer(parts.query):
+    for m in re.finditer(_QUERY_PAIR, parts.query) if parts.query else ():
         key, val = m.group(1), m.group(2)
         if val and secret_query_key(key):
             found.update({val, unquote(val), unquote_plus(val)})

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # compiled on first use (re keeps it): most configs have no $
 _OPS = (":-", ":?", ":+", "-", "?", "+")
 
 
@@ -50,7 +50,7 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
 
     def bad(at: int) -> ValueError:
         # Only `$` and what follows it: the rest of the string may be a password.
-        m = _NAME.match(text, at + 2) if text.startswith("${", at) else None
+        m = re.compile(_NAME).match(text, at + 2) if text.startswith("${", at) else None
         ref = text[at:m.end()] if m else text[at:at + 2]
         return ValueError(f"bad variable reference {ref!r} at character {at + 1} (write $$ for a literal $)")
 
@@ -68,7 +68,7 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
             i = start + 2
             continue
         if nxt != "{":
-            m = _NAME.match(text, start + 1)
+            m = re.compile(_NAME).match(text, start + 1)
             if not m:
                 raise bad(start)
             if m.group() not in env and unset_names is not None:
@@ -76,7 +76,7 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
             out.append(env.get(m.group()) or "")
             i = m.end()
             continue
-        m = _NAME.match(text, start + 2)
+        m = re.compile(_NAME).match(text, start + 2)
         end = _closing(text, m.end()) if m else None
         if end is None or m is None:
             raise bad(start)

@@ -346,6 +346,24 @@ class Engine:
             self.done.set()
             self.on_settled()
             return self
+        # select.poll rather than the selectors module (1 ms of start-up): few sockets are in
+        # flight at once, and poll() is POSIX
+        self._poll = select.poll()
+        self._pass = self.started
+        for dep in self.deps:
+            job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
+            if self.single_attempt or not job.after_left:
+                self._at(self.started, "attempt", job)
+            elif job.deadline is not None:
+                self._at(job.deadline, "held", job)
+        # The first attempts the loop would make itself (tcp and unix at an address that
+        # needs no lookup) are made here, in the caller's thread: when every dependency is
+        # ready at once, as when a container restarts, no thread is started at all.
+        for job in list(self._jobs.values()):
+            if job.fast and job.addrs is not None and (self.single_attempt or not job.after_left):
+                self._guarded(job, self._timer, job, "attempt")  # its heap entry is stale now
+        if not self._left:
+            return self
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
         threading.Thread(target=self._loop, name="waitfor scheduler", daemon=True).start()
@@ -368,20 +386,11 @@ class Engine:
 
     # -- the scheduler loop -----------------------------------------------------------
     def _loop(self) -> None:
-        # select.poll rather than the selectors module (1 ms of start-up): few sockets are in
-        # flight at once, and poll() is POSIX
-        self._poll = poll = select.poll()
+        poll = self._poll
         assert self._wake_r is not None and self._wake_w is not None
         poll.register(self._wake_r, select.POLLIN)
         wake_fd = self._wake_r.fileno()
-        self._pass = self.started
         try:
-            for dep in self.deps:
-                job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
-                if self.single_attempt or not job.after_left:
-                    self._at(self.started, "attempt", job)
-                elif job.deadline is not None:
-                    self._at(job.deadline, "held", job)
             while not self.cancelled.is_set() and self._left:
                 next_at = min(self._inflight.values(), default=None)
                 if self._timers and (next_at is None or self._timers[0][0] < next_at):

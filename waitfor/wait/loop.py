@@ -74,7 +74,8 @@ def wait_for(cfg: Config, deps: Iterable[Dependency], log: Log, *, probes: Mappi
         report(o)
         if observe is not None:
             observe(o)
-        if o.state != WAITING:
+        if o.state != WAITING and threading.get_ident() != main_thread:
+            # (the engine makes the first attempts in this thread: no need to wake it then)
             signal.pthread_kill(main_thread, signal.SIGCHLD)
 
     engine = Engine(cfg, deps, probes=probes, single_attempt=single_attempt, on_change=on_change).start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import socket
 import subprocess
 import sys
 from collections import namedtuple
@@ -120,3 +121,51 @@ def test_exec_only_path_imports_little():
     heavy = {"yaml", "re", "urllib.parse", "collections", "types", "typing", "waitfor.config.targets",
              "waitfor.wait.engine", "ipaddress", "socket", "threading"}
     assert loaded & heavy == set()
+
+
+def _fresh(code: str) -> str:
+    """Run `code` in a fresh interpreter without site (the development install's .pth files
+    import urllib.parse and ipaddress before any test could), waitfor and the installed
+    packages on sys.path; -> its stdout."""
+    import site
+
+    paths = [str(REPO), *site.getsitepackages()]
+    r = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = {paths!r}\n{code}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_urls_defer_ipaddress_until_a_bracketed_host():
+    """waitfor.urls: urllib.parse without its 0.9 ms ipaddress import, until a [v6] host
+    needs it; then the real module, the same one any `import ipaddress` gets."""
+    out = _fresh(
+        "from waitfor.urls import parse, urlsplit\n"
+        "print('ipaddress' in sys.modules, urlsplit('tcp://db:5432').port)\n"
+        "print(urlsplit('tcp://[::1]:80').hostname, 'ipaddress' in sys.modules)\n"
+        "import ipaddress; print(parse.ipaddress is ipaddress)\n"
+        "try:\n    urlsplit('tcp://[::zz]:80')\nexcept ValueError as e:\n    print('ValueError', e)\n")
+    assert out.splitlines() == ["False 5432", "::1 True", "True",
+                                "ValueError '::zz' does not appear to be an IPv4 or IPv6 address"], out
+
+
+def test_a_yaml_tcp_wait_loads_no_ipaddress(tmp_path):
+    """The start-up figure with a YAML file (BENCHMARKS.md) stays without ipaddress."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    deps = tmp_path / "deps.yaml"
+    deps.write_text(f"dependencies:\n  - tcp://127.0.0.1:{srv.getsockname()[1]}\n")
+    with srv:
+        out = _fresh("import os\n"
+                     "os.execvp = lambda *a: (os.write(1, str('ipaddress' in sys.modules).encode()), os._exit(0))\n"
+                     "import waitfor.cli\n"
+                     f"waitfor.cli.main(['run', '-q', '-c', {str(deps)!r}, '--', '/bin/true'])\n")
+    assert out == "False", out
+
+
+def test_urllib_parse_is_imported_through_waitfor_urls_only():
+    offenders = [str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py")
+                 if (p.name != "urls.py" and "from urllib.parse import" in p.read_text())
+                 or (p.name != "urls.py" and "import urllib.parse" in p.read_text())]
+    assert offenders == []

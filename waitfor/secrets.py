@@ -9,7 +9,8 @@ password files, options marked secret), and every message about it passes throug
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
+
+from waitfor.urls import unquote, unquote_plus, urlsplit, urlunsplit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

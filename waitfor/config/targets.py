@@ -44,10 +44,9 @@ def _check_brackets(url: str, where: str) -> None:
 
 def parse_target_url(text: str, where: str) -> tuple[str, str]:
     """-> (kind, url). Bare `host:port` means tcp://host:port."""
-    from urllib.parse import urlsplit
-
     from waitfor.probes import table
     from waitfor.secrets import mask_url
+    from waitfor.urls import urlsplit
 
     text = text.strip()
     if not text:

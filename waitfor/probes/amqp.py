@@ -35,11 +35,11 @@ EXTRA = "amqp"
 
 
 def probe_for(dep: Dependency) -> Probe:
-    from urllib.parse import unquote, urlsplit, urlunsplit
-
     import pika
     import pika.exceptions
     from pika.adapters.utils import connection_workflow as workflow
+
+    from waitfor.urls import unquote, urlsplit, urlunsplit
 
     parts = urlsplit(dep.url)
     host, port = host_port(parts, 5671 if parts.scheme.lower() == "amqps" else PORT)

@@ -30,9 +30,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Mapping
     from typing import Any, Protocol, TypeVar
-    from urllib.parse import SplitResult
 
     from waitfor.config.model import Dependency
+    from waitfor.urls import SplitResult
 
     T = TypeVar("T")
     # a kind's OPTIONS: option name -> validator (value -> parsed value, ValueError)
@@ -95,7 +95,7 @@ def password_of(dep: Dependency, parts: SplitResult) -> str | None:
         return v.read_secret_file(dep.options["password_file"])
     if parts.password is None:
         return None
-    from urllib.parse import unquote
+    from waitfor.urls import unquote
 
     return unquote(parts.password)
 

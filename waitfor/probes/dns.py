@@ -20,7 +20,7 @@ OPTIONS: Options = {}
 
 
 def probe_for(dep: Dependency) -> Probe:
-    from urllib.parse import urlsplit
+    from waitfor.urls import urlsplit
 
     host = urlsplit(dep.url).hostname or ""  # config checked it names one
 

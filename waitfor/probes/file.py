@@ -8,10 +8,9 @@ from waitfor.probes.base import Refused, no_cancel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from urllib.parse import SplitResult
-
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = None
 cancel = no_cancel
@@ -29,7 +28,7 @@ def check_url(parts: SplitResult) -> None:
 
 
 def probe_for(dep: Dependency) -> Probe:
-    from urllib.parse import unquote, urlsplit
+    from waitfor.urls import unquote, urlsplit
 
     path = unquote(urlsplit(dep.url).path)
 

@@ -18,10 +18,9 @@ from waitfor.probes.tcp import connect
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from urllib.parse import SplitResult
-
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = "required"  # gRPC has no standard port
 cancel = no_cancel
@@ -41,10 +40,10 @@ def check_url(parts: SplitResult) -> None:
 
 
 def probe_for(dep: Dependency) -> Probe:
-    from urllib.parse import urlsplit
-
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from waitfor.urls import urlsplit
 
     parts = urlsplit(dep.url)
     host, port = host_port(parts)

@@ -166,7 +166,8 @@ def _search_in_child(pattern: str, text: str, d: Deadline) -> bool:
 
 def probe_for(dep: Dependency) -> Probe:
     import http.client
-    from urllib.parse import urlsplit
+
+    from waitfor.urls import urlsplit
 
     parts = urlsplit(dep.url)
     opts = dep.options
@@ -178,7 +179,8 @@ def probe_for(dep: Dependency) -> Probe:
     headers = {"User-Agent": "waitfor", "Connection": "close", **opts.get("headers", {})}
     if parts.username is not None:
         import base64
-        from urllib.parse import unquote
+
+        from waitfor.urls import unquote
 
         cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers.setdefault("Authorization", "Basic " + base64.b64encode(cred).decode())

@@ -41,9 +41,10 @@ EXTRA = "mqtt"
 def probe_for(dep: Dependency) -> Probe:
     import os
     import ssl
-    from urllib.parse import unquote, urlsplit
 
     import paho.mqtt.client as mqtt
+
+    from waitfor.urls import unquote, urlsplit
 
     parts = urlsplit(dep.url)
     tls = parts.scheme.lower() == "mqtts"

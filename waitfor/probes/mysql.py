@@ -35,10 +35,9 @@ from waitfor.probes.tcp import open_connection
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from urllib.parse import SplitResult
-
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = 3306
 cancel = no_cancel
@@ -57,9 +56,9 @@ def check_url(parts: SplitResult) -> None:
 
 
 def probe_for(dep: Dependency) -> Probe:
-    from urllib.parse import unquote, urlsplit
-
     import pymysql
+
+    from waitfor.urls import unquote, urlsplit
 
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)

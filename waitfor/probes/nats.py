@@ -37,9 +37,10 @@ EXTRA = "nats"
 def probe_for(dep: Dependency) -> Probe:
     import asyncio
     import logging
-    from urllib.parse import unquote, urlsplit, urlunsplit
 
     import nats  # noqa: F401 - imported here, not at start-up
+
+    from waitfor.urls import unquote, urlsplit, urlunsplit
 
     # nats-py logs asynchronous errors at ERROR on the "nats.aio.client" logger; with no
     # handler configured Python's last-resort handler would print them with a traceback

@@ -60,10 +60,11 @@ _PERMANENT = re.compile(r"invalid [\w ]+ value|invalid connection option|invalid
 
 def probe_for(dep: Dependency) -> Probe:
     import asyncio
-    from urllib.parse import urlsplit
 
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
+
+    from waitfor.urls import urlsplit
 
     try:  # libpq's own parser: an unknown parameter is exit 2 now
         params = conninfo_to_dict(dep.url)

@@ -49,11 +49,11 @@ EXTRA = "redis"
 
 
 def probe_for(dep: Dependency) -> Probe:
-    from urllib.parse import urlsplit
-
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+
+    from waitfor.urls import urlsplit
 
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)

@@ -108,7 +108,7 @@ def resolve(host: str, port: int | None, timeout: float) -> list[Any]:
 
 
 def probe_for(dep: Dependency) -> Probe:
-    from urllib.parse import urlsplit
+    from waitfor.urls import urlsplit
 
     parts = urlsplit(dep.url)
     host, port = host_port(parts)

@@ -8,10 +8,9 @@ from waitfor.probes.base import NotReady, connect_error, no_cancel
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from urllib.parse import SplitResult
-
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = None
 cancel = no_cancel
@@ -27,7 +26,7 @@ def check_url(parts: SplitResult) -> None:
 
 
 def probe_for(dep: Dependency) -> Probe:
-    from urllib.parse import unquote, urlsplit
+    from waitfor.urls import unquote, urlsplit
 
     path = unquote(urlsplit(dep.url).path)
 

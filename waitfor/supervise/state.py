@@ -96,7 +96,7 @@ def public_name(dep: Dependency, index: int) -> str:
         return dep.name
     if dep.kind == "command" or not dep.url:
         return f"{dep.kind}#{index}"
-    from urllib.parse import urlsplit
+    from waitfor.urls import urlsplit
 
     try:
         parts = urlsplit(dep.url)

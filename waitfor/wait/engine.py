@@ -212,7 +212,7 @@ class _Job:
         self.host, self.port = "", 0
         self.addrs: list[tuple] | None = None
         if self.fast and dep.kind == "unix":
-            from urllib.parse import unquote, urlsplit
+            from waitfor.urls import unquote, urlsplit
 
             self.host = unquote(urlsplit(dep.url).path)
             self.addrs = [(socket.AF_UNIX, self.host)]
@@ -238,7 +238,7 @@ class _Job:
 
 
 def _host_port(url: str) -> tuple[str, int]:
-    from urllib.parse import urlsplit
+    from waitfor.urls import urlsplit
 
     parts = urlsplit(url)
     return parts.hostname or "", parts.port or 0
@@ -250,7 +250,7 @@ def _precheck_target(dep: Dependency) -> tuple[str, int] | None:
     without a port, whose default only the kind's module knows): the probe then runs as is."""
     if dep.invert or dep.kind in ("tcp", "unix", "file", "dns", "command"):
         return None
-    from urllib.parse import urlsplit
+    from waitfor.urls import urlsplit
 
     try:
         parts = urlsplit(dep.url)

@@ -74,6 +74,17 @@ def listener(port: int, backlog: int = 4096) -> socket.socket:
     return s
 
 
+def drain(sock: socket.socket) -> None:
+    """Accept and close until the socket is closed, so that the backlog never fills however
+    many runs connect (run it in a daemon thread)."""
+    while True:
+        try:
+            c, _ = sock.accept()
+            c.close()
+        except OSError:
+            return
+
+
 def table(headers, rows) -> str:
     cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

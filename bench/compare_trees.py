@@ -27,16 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PY, free_port, listener, median, table
-
-
-def drain(sock):
-    while True:
-        try:
-            c, _ = sock.accept()
-            c.close()
-        except OSError:
-            return
+from _common import PY, drain, free_port, listener, median, table
 
 
 def run_once(argv, env):

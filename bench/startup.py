@@ -28,17 +28,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PY, WAITFOR, free_port, listener, median, pct, save, table, verdict
-
-
-def drain(sock):
-    """Accept and close, so the backlog never fills however many runs connect."""
-    while True:
-        try:
-            c, _ = sock.accept()
-            c.close()
-        except OSError:
-            return
+from _common import PY, WAITFOR, drain, free_port, listener, median, pct, save, table, verdict
 
 
 def run_hyperfine(argv, runs, warmup):

@@ -6,7 +6,15 @@ of CPU per probe and a thread each). It keeps a heap of timers and a `poll()` lo
 a tcp dependency is probed there with a non-blocking connect, so waiting for 300 closed
 ports costs one thread. Attempts that block (name lookups, the other kinds' probes and
 their drivers) run in a small pool (`POOL_SIZE` threads, started only when needed) that
-never grows with the number of dependencies.
+never grows with the number of dependencies. The first tcp/unix attempts are made in the
+caller's thread before the scheduler starts: when every dependency is up already, as when
+a container restarts, no thread is started at all.
+
+What waiting costs is mostly wake-ups and the kernel's side of each refused connect
+(~20 us here, BENCHMARKS.md). So refused retries share wake-ups (each takes a time in its
+strategy's jitter window at which others run already: ten closed ports cost one wake-up
+per interval), and beyond CONNECT_RATE attempts a second in all, every refused retry waits
+longer alike: the CPU of waiting stays about the same for any number of dependencies.
 
 Each dependency's next delay is still its tenacity strategy (waitfor.wait.backoff: the
 fast fixed interval for `Refused`, backoff for `NotReady`, `Broken` fails at once),
@@ -22,6 +30,7 @@ The engine only produces outcomes; what to do with them is the caller's business
 
 from __future__ import annotations
 
+import _socket
 import errno
 import heapq
 import select
@@ -191,6 +200,7 @@ class _Job:
         "port",
         "precheck",
         "probe",
+        "recorded",
         "refused",
         "retry_state",
         "started",
@@ -229,12 +239,13 @@ class _Job:
             self.addrs = _numeric(self.host, self.port)
         self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
         # the connect in flight: (socket, address, the addresses still to try)
-        self.conn: tuple[socket.socket, tuple, list[tuple]] | None = None
+        self.conn: tuple[_socket.socket, tuple, list[tuple]] | None = None
         self.last: NotReady | None = None
         # the last connect failure (errno, address, its reason), reused while it repeats
         self.failure: tuple[int, tuple | str, NotReady] | None = None
         self.noted: NotReady | None = None  # the failure whose reason the outcome holds
         self.refused = False  # its last attempt was refused (counted in Engine._refused)
+        self.recorded: type | None = None  # the failure type its retry state holds
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -321,6 +332,7 @@ class Engine:
         self._ticks: list[float] = []  # upcoming wake-ups of refused retries, ascending
         self._refused = 0  # waiting dependencies whose last attempt was refused
         self._jitter = 0.0  # backoff.REFUSED_JITTER, once backoff is imported
+        self._interval, self._attempt_timeout = cfg.interval, cfg.attempt_timeout  # (read per attempt)
         self._strategy: tuple[Retrying, wait_base] | None = None  # made once backoff is imported
         self._pass = 0.0  # when this turn of the loop began
         self._seq = 0
@@ -494,8 +506,8 @@ class Engine:
             return self._finish(job, NotReady(why))
         job.attempts += 1
         job.token += 1
-        remaining = self.cfg.attempt_timeout if job.deadline is None else job.deadline - now
-        job.budget = min(self.cfg.attempt_timeout, remaining)
+        remaining = self._attempt_timeout if job.deadline is None else job.deadline - now
+        job.budget = min(self._attempt_timeout, remaining)
         if not job.fast and not job.precheck:
             return self._run_probe(job, job.budget)
         job.phase = "connect"
@@ -535,8 +547,10 @@ class Engine:
         while addrs:
             family, addr = addrs.pop(0)
             try:
-                # SOCK_NONBLOCK: non-blocking from the start, one system call less per attempt
-                sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+                # SOCK_NONBLOCK: non-blocking from the start, one system call less per attempt;
+                # the C socket type (_socket) that socket.socket wraps in Python-level
+                # __init__ and close(): two frames less, at ~20 attempts a second each
+                sock = _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
             except OSError as e:  # EMFILE and the like: ours, not the dependency's (issue 10 B7)
                 job.last = local_limit(e) or NotReady(f"cannot open a socket: {e.strerror}")
                 continue
@@ -649,26 +663,25 @@ class Engine:
         # or its answer came): the same for every dependency refused in it, so that they can
         # share the next.
         began = self._pass
+        lo, hi, stretch = self._window(job, began) if refused else (0.0, 0.0, 1.0)
         if refused and job.retry_state is not None:
-            shared = self._shared_tick(job, began)
+            shared = self._shared_tick(lo, hi, began)
             if shared is not None:
                 self._record(job, exc)
                 return shared
         delay = self._delay(job, exc)
-        if not refused or delay < self.cfg.interval:  # (shorter: cut by the deadline)
+        if not refused or delay < self._interval:  # (shorter: cut by the deadline)
             return now + delay
-        shared = self._shared_tick(job, began)
+        shared = self._shared_tick(lo, hi, began)  # (a first attempt: _delay made its state)
         if shared is not None:
             return shared
-        lo, hi = self._window(job, began)
-        own = min(max(lo, began + delay * self._stretch()), hi)  # (a tick below lo is not shared)
+        own = min(max(lo, began + delay * stretch), hi)  # (a tick below lo is not shared)
         self._ticks.append(own)
         self._ticks.sort()
         return own
 
-    def _shared_tick(self, job: _Job, now: float) -> float | None:
-        """The first wake-up of refused retries in this one's window, if any."""
-        lo, hi = self._window(job, now)
+    def _shared_tick(self, lo: float, hi: float, now: float) -> float | None:
+        """The first wake-up of refused retries in [lo, hi], if any."""
         ticks = self._ticks
         if ticks and ticks[0] < now:
             ticks[:] = [t for t in ticks if t >= now]
@@ -677,16 +690,14 @@ class Engine:
                 return t
         return None
 
-    def _stretch(self) -> float:
-        return max(1.0, self._refused / (CONNECT_RATE * self.cfg.interval))
-
-    def _window(self, job: _Job, now: float) -> tuple[float, float]:
-        """The times a refused retry may take: from the interval to the interval and its
-        jitter after `now`, stretched; not past the deadline."""
-        interval, stretch = self.cfg.interval, self._stretch()
+    def _window(self, job: _Job, now: float) -> tuple[float, float, float]:
+        """The times a refused retry may take, from the interval to the interval and its
+        jitter after `now`, stretched (not past the deadline); and the stretch."""
+        interval = self._interval
+        stretch = max(1.0, self._refused / (CONNECT_RATE * interval))
         lo = now + interval * stretch
         hi = now + interval * (1 + self._jitter) * stretch
-        return lo, hi if job.deadline is None else min(hi, job.deadline)
+        return lo, hi if job.deadline is None else min(hi, job.deadline), stretch
 
     def _delay(self, job: _Job, exc: NotReady) -> float:
         """The dependency's tenacity strategy, asked with its own RetryCallState."""
@@ -699,7 +710,7 @@ class Engine:
                 # half-imported tenacity: out of fds (EMFILE) while importing the strategy is a
                 # local resource limit, not the dependency's fault; try again after one
                 # interval (issue 10 B7).
-                return self.cfg.interval
+                return self._interval
             if self._strategy is None:  # one for all: only the deadline is the dependency's own
                 self._jitter = backoff.REFUSED_JITTER
                 self._strategy = (Retrying(), backoff.strategy(self.cfg.interval, self.cfg.max_interval))
@@ -707,6 +718,7 @@ class Engine:
             job.retry_state = RetryCallState(retrying, fn=None, args=(), kwargs={})
             job.wait = backoff.wait_until_deadline(strategy, job.deadline, self.clock)
             job.retry_state.set_exception((type(exc), exc, None))
+            job.recorded = type(exc)
         else:
             self._record(job, exc)
         assert job.wait is not None
@@ -717,7 +729,7 @@ class Engine:
         """One more failed attempt in the dependency's RetryCallState, as tenacity counts."""
         rs = job.retry_state
         assert rs is not None
-        if rs.outcome is not None and type(rs.outcome.exception()) is type(exc):
+        if job.recorded is type(exc):
             # Same failure as last time (a closed port, again): the strategy reads only
             # the attempt number and the exception's type, so keep the outcome instead of
             # a new Future (and its Condition) for every attempt.
@@ -725,6 +737,7 @@ class Engine:
         else:
             rs.prepare_for_next_attempt()
             rs.set_exception((type(exc), exc, None))
+            job.recorded = type(exc)
 
     # -- per dependency -------------------------------------------------------------
     def _deadline_for(self, dep: Dependency) -> float | None:

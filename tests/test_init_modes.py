@@ -129,7 +129,13 @@ def test_leftovers_term_sends_one_term_and_exits_at_once(pid1):
         _need_ns()
     code, took, lines, still, err = leftover_run(["--leftovers", "term"], pid1)
     assert code == 5, err
-    assert "kid TERM" in lines, (lines, err)
+    assert "sending SIGTERM to the processes left, and not waiting" in err, err
+    if not pid1:
+        assert "kid TERM" in lines, (lines, err)
+    # As PID 1 the kernel SIGKILLs the namespace as soon as waitfor exits, right after the
+    # SIGTERM: the kid's handler runs only if it gets the CPU in between, which is not
+    # promised (1 run in 6-15 here it did not). That kill(-1, SIGTERM) reaches every
+    # process as PID 1 is checked where waitfor waits for the grace (test_pid1.py).
     assert took < 5, f"no waiting out the 8 s grace: {took:.1f}s"
     assert still or pid1, "outside PID 1 the leftover keeps running"
 

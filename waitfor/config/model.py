@@ -7,7 +7,7 @@ the JSON Schema and `validate`'s output (waitfor.commands), and the supervisor's
 (waitfor.supervise.init.Options.from_config). Adding a flag is one row here and the code
 that uses its value. (As pre-commit's clientlib declares its config once.)
 
-Records are tuples with named fields made by _record below, not typing.NamedTuple or
+Records are tuples with named fields (Record below), not typing.NamedTuple or
 dataclasses, whose imports cost 3 to 5 ms each, nor collections.namedtuple, whose import
 (collections, operator, reprlib, keyword) costs 1 ms: `waitfor -- app` is budgeted at 1.5x
 `python -c pass` and at no worse than before this layout (BENCHMARKS.md).

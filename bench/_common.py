@@ -74,6 +74,18 @@ def listener(port: int, backlog: int = 4096) -> socket.socket:
     return s
 
 
+def tree_venv(tree: str, name: str) -> str:
+    """A clean venv of this interpreter with the waitfor source tree `tree` installed
+    (bench/make_venv.sh with SRC=tree), as an image has it; -> the venv's directory."""
+    import subprocess
+    import tempfile
+
+    venv = os.path.join(tempfile.gettempdir(), f"waitfor-compare-{name}")
+    subprocess.run(["sh", os.path.join(os.path.dirname(os.path.abspath(__file__)), "make_venv.sh"), venv],
+                   env=dict(os.environ, SRC=os.path.abspath(tree)), check=True, stdout=subprocess.DEVNULL)
+    return venv
+
+
 def drain(sock: socket.socket) -> None:
     """Accept and close until the socket is closed, so that the backlog never fills however
     many runs connect (run it in a daemon thread)."""

@@ -27,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PY, drain, free_port, listener, median, table
+from _common import PY, drain, free_port, listener, median, table, tree_venv
 
 
 def run_once(argv, env):
@@ -94,9 +94,7 @@ def main():
     waitfor, envs, floor_py = {}, {}, PY
     for name, tree in trees.items():
         if args.venv:
-            venv = os.path.join(tempfile.gettempdir(), f"waitfor-compare-{name}")
-            subprocess.run(["sh", os.path.join(os.path.dirname(os.path.abspath(__file__)), "make_venv.sh"), venv],
-                           env=dict(os.environ, SRC=tree), check=True, stdout=subprocess.DEVNULL)
+            venv = tree_venv(tree, name)
             waitfor[name], envs[name], floor_py = [f"{venv}/bin/waitfor"], base_env, f"{venv}/bin/python"
         else:
             waitfor[name], envs[name] = [PY, f"{tree}/bin/waitfor"], dict(base_env, PYTHONPATH=tree)

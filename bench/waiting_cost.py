@@ -13,7 +13,9 @@ The peer: wait-for-it on N=1 (it takes one dependency; a chain waits for one at 
 so its cost does not grow with N).
 
 Each tree runs as `PYTHONPATH=TREE python3 TREE/bin/waitfor`, so both pay the same
-interpreter. Nothing is asserted; the figures go to BENCHMARKS.md.
+interpreter; with --venv, from a clean venv of each tree instead (bench/make_venv.sh), as an
+image has it: the development interpreter's .pth files add ~2 MiB and some CPU to every
+run. Nothing is asserted; the figures go to BENCHMARKS.md.
 """
 
 import argparse
@@ -23,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import PY, free_port, table
+from _common import PY, free_port, table, tree_venv
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -77,7 +79,10 @@ def main():
     ap.add_argument("-n", default="1,10,50,300", help="numbers of closed ports (default 1,10,50,300)")
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--rounds", type=int, default=1, help="measure each case this many times; report the median")
+    ap.add_argument("--venv", action="store_true", help="run each tree from a clean venv of its own")
     a = ap.parse_args()
+    venvs = {label: tree_venv(tree, label) for label, tree in (("before", a.before), ("after", a.after))} \
+        if a.venv else {}
     rows = []
     for n in [int(x) for x in a.n.split(",")]:
         ports = []
@@ -88,8 +93,12 @@ def main():
         targets = [f"127.0.0.1:{p}" for p in ports]
         figures = {}
         for label, tree in (("before", a.before), ("after", a.after)):
-            env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
-            argv = [PY, os.path.join(tree, "bin", "waitfor"), "wait", "-q", "-t", "30s", *targets]
+            if venvs:
+                env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+                argv = [os.path.join(venvs[label], "bin", "waitfor"), "wait", "-q", "-t", "30s", *targets]
+            else:
+                env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+                argv = [PY, os.path.join(tree, "bin", "waitfor"), "wait", "-q", "-t", "30s", *targets]
             runs = sorted((measure(argv, env, a.seconds) for _ in range(a.rounds)), key=lambda r: r[0])
             figures[label] = runs[len(runs) // 2]
             cpu, threads, rss = figures[label]

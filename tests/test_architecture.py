@@ -78,8 +78,8 @@ def test_start_up_path_imports_no_driver_or_typing():
 
 def test_record_behaves_as_namedtuple():
     """model.Record stands in for collections.namedtuple (whose import costs 1 ms of the
-    exec-only start-up): the same construction, defaults, errors, _replace, equality and
-    pickling, side by side."""
+    exec-only start-up): the same construction, defaults, errors, _replace and equality,
+    side by side."""
     class Point(model.Record, fields=("x", "y", "z"), defaults=(0,)):
         __slots__ = ()
 

@@ -157,12 +157,16 @@ def zombies():
 while zombies() and time.monotonic() - t0 < 5:
     time.sleep(0.01)
 say(f"zombies {zombies()}")
-# a child left behind: the supervisor, now nobody, must still stop it (SIGTERM)
+# a child left behind: the supervisor, now nobody, must still stop it (SIGTERM). The app
+# exits only once the child's handler is in place: else the SIGTERM may come first.
+ready_r, ready_w = os.pipe()
 if os.fork() == 0:
     signal.signal(signal.SIGTERM, lambda *a: (say("left TERM"), os._exit(0)))
     say("left ready")
+    os.write(ready_w, b".")
     time.sleep(30)
     os._exit(1)
+os.read(ready_r, 1)
 """
 
 

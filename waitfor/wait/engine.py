@@ -672,7 +672,8 @@ class Engine:
         delay = self._delay(job, exc)
         if not refused or delay < self._interval:  # (shorter: cut by the deadline)
             return now + delay
-        shared = self._shared_tick(lo, hi, began)  # (a first attempt: _delay made its state)
+        lo, hi, stretch = self._window(job, began)  # (again: the first _delay sets the jitter)
+        shared = self._shared_tick(lo, hi, began)
         if shared is not None:
             return shared
         own = min(max(lo, began + delay * stretch), hi)  # (a tick below lo is not shared)

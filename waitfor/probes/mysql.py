@@ -29,6 +29,7 @@ from waitfor.probes.base import (
     close_quietly,
     host_port,
     no_cancel,
+    password_of,
     with_deadline,
 )
 from waitfor.probes.tcp import open_connection
@@ -63,10 +64,7 @@ def probe_for(dep: Dependency) -> Probe:
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)
     user = unquote(parts.username) if parts.username else None
-    if "password_file" in dep.options:
-        password = v.read_secret_file(dep.options["password_file"])
-    else:
-        password = unquote(parts.password) if parts.password else ""
+    password = password_of(dep, parts) or ""
     database = unquote(parts.path.lstrip("/")) or None
     query = dep.options.get("query")
 

@@ -1,3 +1,3 @@
-from waitfor.cli import main
+from waitfor.cli import exit_process, main
 
-raise SystemExit(main())
+exit_process(main())

@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
     from types import SimpleNamespace
+    from typing import NoReturn
 
     from waitfor.config.model import Config
     from waitfor.signals import Inherited
@@ -76,6 +77,25 @@ def main(argv: list[str] | None = None) -> int:
         # Docker reserves exit code 2 of a HEALTHCHECK: a broken config is "unhealthy".
         code = exitcodes.NOT_READY
     return code
+
+
+def exit_process(code: int) -> NoReturn:
+    """Leave the process with `code` (bin/waitfor and `python -m waitfor` end here).
+
+    When a thread of the wait still runs (a pool thread in a driver's attempt, cut off by
+    the overall deadline), skip the interpreter's finalization: a daemon thread in a
+    driver's C code while the interpreter shuts down can crash it (seen here: SIGSEGV
+    instead of exit 124 after "gave up", with PyMySQL, about one CI run in ten). The one
+    thing finalization would do for waitfor, flush stdout and stderr, is done first."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed, or a reader that left: nothing to keep
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 def unfreeze_environ(environ: MutableMapping[str, str]) -> None:

@@ -151,7 +151,7 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
             hint = f" (options of a {kind} dependency: {', '.join(sorted(allowed))})" if allowed else ""
             raise at(where_of(key), f"unknown key, or an option that does not belong to a {kind} dependency{hint}")
         parse = allowed[key]
-        if offline and getattr(parse, "reads_file", False):
+        if offline and isinstance(parse, v.Validator) and parse.reads_file:
             parse = v.string  # validate --offline: the file need not exist on this machine
         options[key] = get(key, parse)
     return _dependency(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import yaml
 
+from waitfor.config.files import read_small
 from waitfor.errors import UsageError
 
 TYPE_CHECKING = False
@@ -127,7 +128,7 @@ MAX_FILE_BYTES = 1 << 20  # a config is a few KiB
 def load(path: str) -> Any:
     """Return the document as LDict/LList/scalars, or raise UsageError naming file and line."""
     try:
-        text = read_small_file(path, MAX_FILE_BYTES)
+        text = read_small(path, MAX_FILE_BYTES, devnull=False)
     except OSError as e:
         raise UsageError(f"{path}: cannot read config: {e.strerror}") from None
     except ValueError as e:
@@ -150,24 +151,3 @@ def load(path: str) -> Any:
         raise UsageError(f"{path}:{at_line}: invalid YAML: {e.reason} (#x{ch:02x})") from None
     except yaml.YAMLError as e:
         raise UsageError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
-
-
-def read_small_file(path: str, limit: int) -> bytes:
-    """A regular file's bytes, at most `limit` of them: a FIFO would block, and /dev/zero
-    or a huge file would be read without end. ValueError when it is not such a file."""
-    import os
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError("not a regular file")
-        if st.st_size > limit:
-            raise ValueError(f"larger than {limit // 1024} KiB")
-        data = os.read(fd, limit + 1)
-        if len(data) > limit:
-            raise ValueError(f"larger than {limit // 1024} KiB")
-        return data
-    finally:
-        os.close(fd)

@@ -333,17 +333,20 @@ def templates(value: object) -> tuple[tuple[str, str, int | None], ...]:
 
 
 def file_mode(value: object) -> int:
-    """0640 as YAML 1.1 reads it (an int: 416), or the string "0640" / "640" (octal)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        mode = value
-    else:
-        text = string(value).strip()
-        try:
-            mode = int(text[2:] if text.lower().startswith("0o") else text, 8)
-        except ValueError:
-            raise ValueError(f"expected an octal file mode such as 0640, got {text!r}") from None
-    if not 0 <= mode <= 0o7777:
-        raise ValueError(f"expected an octal file mode such as 0640, got {oct(mode)}")
+    """A mode as chmod reads it: up to four octal digits, however YAML typed them (`644` is
+    the int 644, `0644` the string "0644": waitfor.config.yamlfile keeps what was written),
+    or "0o644". Set-user-id, set-group-id and sticky bits are refused: a rendered config
+    file has no use for them, and a set-id file owned by the app's user is a way back."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an octal file mode such as 0640, got {value!r}")
+    text = str(value) if isinstance(value, int) else string(value).strip()
+    digits = text[2:] if text[:2].lower() == "0o" else text
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 4 and "8" not in digits and "9" not in digits):
+        raise ValueError(f"expected an octal file mode such as 0640, got {text!r}")
+    mode = int(digits, 8)
+    if mode > 0o777:
+        raise ValueError(f"set-user-id, set-group-id and sticky bits are not allowed, got {text!r} "
+                         "(give three digits, such as 0640)")
     return mode
 
 

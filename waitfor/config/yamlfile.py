@@ -3,7 +3,8 @@ so that every config error can name `file:line: key`.
 
 Only what a config needs is loaded: mappings, lists, strings, numbers, booleans and
 null. Any other tag (`!!python/object`, `!!binary`, `!!set`, a custom `!tag`) is an
-error; an implicit timestamp (`timeout: 2001-13-45`) stays the string it was written as;
+error; an implicit timestamp (`timeout: 2001-13-45`) and an integer with a leading zero
+(`mode: 0640`, which YAML 1.1 reads as octal 416) stay the strings they were written as;
 a scalar that its explicit tag cannot read (`!!int abc`) is an error at its line.
 Nesting and size are bounded, so no document makes the loader recurse or run away.
 """
@@ -42,6 +43,7 @@ MAX_DEPTH = 32  # a config nests four or five deep
 MAX_INT = 2**63  # far beyond any count, port or number of seconds a config holds
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_INT = "tag:yaml.org,2002:int"
 
 
 class _Walk:
@@ -56,6 +58,10 @@ def _scalar(node: yaml.Node, constructor: yaml.constructor.SafeConstructor, path
     line = node.start_mark.line + 1
     if node.tag == _TIMESTAMP:
         return node.value  # a config has no dates: keep what was written
+    if node.tag == _INT and len(node.value.lstrip("+-")) > 1 and node.value.lstrip("+-")[0] == "0":
+        # YAML 1.1 reads 0644 as octal (420) and 0x1A4 as hex: the one octal number of a
+        # config is a file mode, which chmod reads from its digits; keep what was written.
+        return node.value
     if node.tag not in _SCALAR_TAGS:
         raise UsageError(f"{path}:{line}: unsupported YAML tag {node.tag!r}")
     try:

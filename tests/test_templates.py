@@ -395,3 +395,34 @@ def test_safe_layouts_still_work(tree):
     # a relative path with .. is walked as the kernel would
     r = waitfor(["--template", f"{src}:{base}/real/../real/b.ini", "--", "true"])
     assert r.returncode == 0 and os.path.exists(f"{base}/real/b.ini"), r.stderr
+
+
+def test_validate_checks_templates_as_run_would(tmpl, tmp_path):
+    """A missing source, a missing destination folder, a missing required variable: exit 2
+    from `validate` as from `run`; `--offline` (CI, another machine) checks no file."""
+    cases = [
+        (f"{tmp_path}/missing.tmpl", f"{tmp_path}/x", {"DB_PASSWORD": "pw"}, "cannot read it"),
+        (str(tmpl), f"{tmp_path}/no/such/x", {"DB_PASSWORD": "pw"}, "does not exist"),
+        (str(tmpl), f"{tmp_path}/x", {}, "required variable DB_PASSWORD is not set"),
+    ]
+    for src, dest, env, words in cases:
+        cfg = tmp_path / "w.yaml"
+        cfg.write_text(f"templates:\n  - src: {src}\n    dest: {dest}\n")
+        r = waitfor(["validate", "-c", str(cfg)], env)
+        assert r.returncode == 2 and words in r.stderr and r.stdout == "", (src, dest, r.stderr)
+        r = waitfor(["validate", "--offline", "-c", str(cfg)], env)
+        assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "x").exists(), "validate writes nothing"
+    r = waitfor(["validate", "-c", str(cfg)], {"DB_PASSWORD": "pw"})
+    assert r.returncode == 0 and not (tmp_path / "x").exists(), r.stderr
+
+
+def test_validate_refuses_an_unsafe_path(tree):
+    _base, data, secret, src, nobody = tree
+    p = as_nobody(nobody, "import os, sys; os.symlink(sys.argv[1], sys.argv[2])", secret, f"{data}/conf")
+    assert p.wait(10) == 0, p.stderr.read()
+    cfg = f"{_base}/w.yaml"
+    with open(cfg, "w") as f:
+        f.write(f"templates:\n  - src: {src}\n    dest: {data}/conf/app.ini\n")
+    r = waitfor(["validate", "-c", cfg])
+    assert r.returncode == 2 and "unsafe path" in r.stderr, r.stderr

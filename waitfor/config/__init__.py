@@ -43,6 +43,8 @@ def build(args: object, env: Mapping[str, str]) -> Config:
     src = Sources(cli, env, path, doc, typed=cli.get("given"))
     values = {s.key: src.value(s) for s in SETTINGS if s.key != "config"}
     _cross_checks(values, src)
+    if (cli.get("mode") or "run") == "run" or (cli.get("mode") == "validate" and not cli.get("offline")):
+        _check_user(values, src)
     deps, health = _dependencies(src, bool(cli.get("offline")))
     if unset and values["verbosity"] == 0:
         _warn_unset(str(path), sorted(unset), str(values["log_format"]))
@@ -92,6 +94,18 @@ def _cross_checks(values: dict[str, object], src: Sources) -> None:
     # A `watch:` mapping turns the watch on, at its default interval unless it names one.
     if src.raw(BY_KEY["watch_interval"]) is None and src.in_file("watch")[0]:
         values["watch_interval"] = DEFAULT_WATCH_INTERVAL
+
+
+def _check_user(values: dict[str, object], src: Sources) -> None:
+    """Only root may switch user: said where `user` was given (`deps.yaml:3: user`,
+    `--user`, `WAITFOR_USER`), before anything waits."""
+    from waitfor.config.users import check_switch
+    from waitfor.errors import at
+
+    try:
+        check_switch(values["user"])
+    except ValueError as e:
+        raise at(src.where(BY_KEY["user"]), str(e)) from None
 
 
 def _dependencies(src: Sources, offline: bool) -> tuple[list[Dependency], tuple[Dependency, ...] | None]:

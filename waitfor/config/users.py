@@ -63,10 +63,11 @@ def resolve(spec: str) -> tuple[str, int, int, tuple[int, ...], str]:
     return spec, uid, gid, groups, home
 
 
-def check_switch(user: tuple[str, int, int, tuple[int, ...], str] | None) -> None:
-    """Only root may switch user; switching to the ids waitfor already has is a no-op, as
-    `gosu $(id -u)` is. ValueError, located by the caller at the setting's source."""
-    if user is None or os.geteuid() == 0:
+def check_switch(user: object) -> None:
+    """Only root may switch user (`user` as resolve() returns it, or None); switching to
+    the ids waitfor already has is a no-op, as `gosu $(id -u)` is. ValueError, located by
+    the caller at the setting's source."""
+    if not isinstance(user, tuple) or os.geteuid() == 0:
         return
     _, uid, gid, groups, _ = user
     if (uid, gid) == (os.getuid(), os.getgid()) == (os.geteuid(), os.getegid()) and (

@@ -63,7 +63,8 @@ def test_deeply_nested_defaults_and_long_after_chains(tmp_path):
         children, max_size=4),
     max_leaves=12))
 def test_any_yaml_document_is_exit_0_or_2_in_one_line(tmp_path, doc):
-    """Generated configs (hypothesis): never a crash (70), never a traceback, one line."""
+    """Generated configs (hypothesis): never a crash (70), never a traceback, one line per
+    error (validate reports each of them, one per line of the file, sorted)."""
     import yaml
 
     path = yaml_file(tmp_path, yaml.safe_dump(doc), "fuzz.yaml")
@@ -71,7 +72,13 @@ def test_any_yaml_document_is_exit_0_or_2_in_one_line(tmp_path, doc):
     assert r.returncode in (0, 2), (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr
     if r.returncode == 2:
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert lines and all(line.startswith("waitfor: error: ") for line in lines), r.stderr
+        import re
+
+        numbers = [int(m.group(1)) if m else 0
+                   for m in (re.match(rf"waitfor: error: {re.escape(str(path))}:(\d+):", line) for line in lines)]
+        assert numbers == sorted(numbers) and len(set(numbers) - {0}) == len([n for n in numbers if n]), r.stderr
 
 
 _SECRET = "S3cr3t[PW]:@x"  # brackets, colon and @: what broke URL errors (issue 10 D10)

@@ -436,3 +436,51 @@ def test_rewriting_a_signal_that_is_never_forwarded_is_an_error(spec):
 def test_supervision_flags_apply_only_to_run(flag):
     r = waitfor("wait", *flag)
     assert r.returncode == 2 and "applies only to run" in r.stderr
+
+
+# --------------------------------------------------------------------------- every error at once
+
+MANY_ERRORS = """\
+timeout: soon
+dependencies:
+  - url: tcp://db:5432
+    colour: blue
+  - url: http://api:8080/healthz
+    status: 999
+interval: -1s
+bogus: 1
+watch:
+  failure_threshold: zero
+"""
+
+
+def test_validate_reports_every_error_of_the_file_sorted_by_line(tmp_path):
+    """As JSON Schema validators and kubectl do: one line each, in file order (the loader
+    meets `interval:` and `watch:` before the dependencies, and `bogus:` first of all)."""
+    p = tmp_path / "bad.yaml"
+    p.write_text(MANY_ERRORS)
+    r = waitfor("validate", "-c", p)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    lines = r.stderr.splitlines()
+    assert [line.split(":")[4].strip() for line in lines] == [
+        "timeout", "dependencies[0].colour", "dependencies[1].status", "interval", "bogus", "watch.failure_threshold",
+    ], lines
+    assert all(line.startswith(f"waitfor: error: {p}:") for line in lines)
+    assert [int(line.split(":")[3]) for line in lines] == [1, 4, 6, 7, 8, 10]
+
+
+def test_run_stops_at_the_first_error(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(MANY_ERRORS)
+    r = waitfor("-c", p, "--", "true")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_validate_puts_flag_errors_before_the_file_s(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("dependencies:\n  - url: tcp://db:99999\n")
+    r = waitfor("validate", "-c", p, "-t", "never")
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and len(lines) == 2, r.stderr
+    assert lines[0].startswith("waitfor: error: --timeout") or lines[0].startswith("waitfor: error: -t"), lines
+    assert lines[1].startswith(f"waitfor: error: {p}:2:"), lines

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from waitfor.config.sources import Errors
+
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # compiled on first use (re keeps it): most configs have no $
 _OPS = (":-", ":?", ":+", "-", "?", "+")
 
@@ -120,7 +122,7 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
 
 
 def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int = 0, key: str = "",
-                    unset_names: set[str] | None = None) -> Any:
+                    unset_names: set[str] | None = None, errors: Errors | None = None) -> Any:
     """Interpolate every string value in the YAML document, keeping line numbers.
     An error names `file:line: key`, such as `deps.yaml:4: dependencies[0].url`.
     (Recursive: yamlfile caps the nesting of the document first.)"""
@@ -132,10 +134,10 @@ def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int =
         out.line, out.lines = node.line, node.lines
         for k, val in node.items():
             out[k] = interpolate_doc(val, env, path, node.lines.get(k, node.line), f"{key}.{k}" if key else k,
-                                     unset_names)
+                                     unset_names, errors)
         return out
     if isinstance(node, LList):
-        items = LList(interpolate_doc(val, env, path, ln, f"{key}[{i}]", unset_names)
+        items = LList(interpolate_doc(val, env, path, ln, f"{key}[{i}]", unset_names, errors)
                       for i, (val, ln) in enumerate(zip(node, node.lines)))
         items.line, items.lines = node.line, node.lines
         return items
@@ -143,5 +145,8 @@ def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int =
         try:
             return interpolate(node, env, unset_names)
         except ValueError as e:
-            raise UsageError(f"{path}:{line}: {key}: {e}" if key else f"{path}:{line}: {e}") from None
+            error = UsageError(f"{path}:{line}: {key}: {e}" if key else f"{path}:{line}: {e}")
+            if errors is None:
+                raise error from None
+            errors.add(error)  # validate: every error of the file (waitfor.config.sources.Errors)
     return node

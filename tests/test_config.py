@@ -3,6 +3,7 @@ YAML shapes, and one-line errors that name file:line: key, a flag or a variable 
 nothing started, no traceback)."""
 
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -484,3 +485,48 @@ def test_validate_puts_flag_errors_before_the_file_s(tmp_path):
     assert r.returncode == 2 and len(lines) == 2, r.stderr
     assert lines[0].startswith("waitfor: error: --timeout") or lines[0].startswith("waitfor: error: -t"), lines
     assert lines[1].startswith(f"waitfor: error: {p}:2:"), lines
+
+
+# --------------------------------------------------------------------------- one declaration
+
+
+def test_schema_output_is_unchanged():
+    """`waitfor schema` as it was before validators became objects (tests/data: the output
+    of d205844). A setting added since may add a property; none may change."""
+    import json
+
+    from waitfor.commands.schema import schema
+
+    with open(os.path.join(REPO, "tests", "data", "waitfor.schema.json")) as f:
+        before = json.load(f)
+    now = json.loads(json.dumps(schema()))
+    assert {k: v for k, v in now.items() if k != "properties"} == {k: v for k, v in before.items() if k != "properties"}
+    for key, value in before["properties"].items():
+        assert now["properties"].get(key) == value, key
+
+
+def test_config_stub_types_are_the_validators_return_types():
+    """config/model.py's typed Config stub states each setting's type once more for mypy:
+    it must say what the setting's validator returns (`| None` when the default is None)."""
+    import ast
+    import inspect
+
+    from waitfor.config import model
+    from waitfor.config.validators import Validator
+
+    tree = ast.parse(inspect.getsource(model))
+    stub = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == "Config":
+            for stmt in node.body:
+                if isinstance(stmt, ast.If):
+                    stub = {a.target.id: ast.unparse(a.annotation) for a in stmt.body if isinstance(a, ast.AnnAssign)}
+    assert stub, "no typed stub in Config"
+    for s in model.SETTINGS:
+        if s.key == "config":
+            continue
+        fn = s.parse.check if isinstance(s.parse, Validator) else s.parse
+        returns = fn.__name__ if isinstance(fn, type) else inspect.signature(fn).return_annotation
+        if s.default is None and "None" not in returns:
+            returns += " | None"
+        assert stub[s.key] == returns, (s.key, stub[s.key], returns)

@@ -426,3 +426,28 @@ def test_validate_refuses_an_unsafe_path(tree):
         f.write(f"templates:\n  - src: {src}\n    dest: {data}/conf/app.ini\n")
     r = waitfor(["validate", "-c", cfg])
     assert r.returncode == 2 and "unsafe path" in r.stderr, r.stderr
+
+
+def test_a_source_the_user_redirected_is_not_read(tree):
+    """Root reads the sources, and the rendering lands in a file the user may read: a
+    source in the user's folder that is a symlink to a root-only file (or a hard link to
+    one) would hand its content over. Refused; the user's own file is read as before."""
+    base, data, secret, _src, nobody = tree
+    with open(f"{secret}/key", "w") as f:
+        f.write("root-only\n")
+    p = as_nobody(nobody, "import os, sys; os.symlink(sys.argv[1], sys.argv[2])", f"{secret}/key",
+                  f"{data}/app.tmpl")
+    assert p.wait(10) == 0, p.stderr.read()
+    out = f"{base}/out.ini"
+    r = waitfor(["--template", f"{data}/app.tmpl:{out}", "--", "true"])
+    assert r.returncode == 2 and "unsafe path" in r.stderr and not os.path.exists(out), r.stderr
+    os.unlink(f"{data}/app.tmpl")
+    os.link(f"{secret}/key", f"{data}/app.tmpl")  # as if the user could link it (protected_hardlinks=0)
+    r = waitfor(["--template", f"{data}/app.tmpl:{out}", "--", "true"])
+    assert r.returncode == 2 and "owned by uid 0, in a folder owned by uid" in r.stderr, r.stderr
+    assert not os.path.exists(out)
+    os.unlink(f"{data}/app.tmpl")
+    p = as_nobody(nobody, "open(__import__('sys').argv[1], 'w').write('own=${X:-1}\\n')", f"{data}/app.tmpl")
+    assert p.wait(10) == 0, p.stderr.read()
+    r = waitfor(["--template", f"{data}/app.tmpl:{out}", "--", "true"])
+    assert r.returncode == 0 and open(out).read() == "own=1\n", r.stderr

@@ -56,18 +56,13 @@ _ENTRY = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def render(cfg: Config, env: Mapping[str, str], log: Log) -> list[tuple[str, str, int, bytes]]:
     """[(src, dest, mode, data)], or a UsageError naming the template (and line)."""
-    from waitfor.config.files import read_small, size_text
+    from waitfor.config.files import size_text
     from waitfor.config.interpolate import TooLong, interpolate
 
     out = []
     for src, dest, mode in cfg.templates:
         where = f"template {src}"
-        try:
-            source = os.fsdecode(read_small(src, MAX_SIZE, devnull=True))
-        except OSError as e:
-            raise UsageError(f"{where}: cannot read it: {e.strerror}") from None
-        except ValueError as e:
-            raise UsageError(f"{where}: cannot read it: {e}") from None
+        source = os.fsdecode(read_source(src, MAX_SIZE))
         unset: set[str] = set()
         try:
             text = interpolate(source, env, unset, limit=MAX_RENDERED)
@@ -148,13 +143,20 @@ def _unsafe(folder: os.stat_result, entry: os.stat_result, trusted: tuple[int, .
 
 
 def open_folder(folder: str, context: str) -> int:
-    """An O_PATH descriptor of `folder` (absolute), reached from / one component at a time
-    with O_NOFOLLOW, each checked by _unsafe before it is entered or followed; `..` goes
-    back to the folder it came from. A UsageError starting with `context` otherwise."""
+    """An O_PATH descriptor of `folder` (absolute), reached safely (walk)."""
+    return walk(folder, context)[0]
+
+
+def walk(path: str, context: str, file: bool = False) -> tuple[int, str]:
+    """(an O_PATH descriptor of `path`, "") reached from / one component at a time with
+    O_NOFOLLOW, each checked by _unsafe before it is entered or followed; `..` goes back
+    to the folder it came from. With `file`: (the descriptor of the folder that holds the
+    last component, once its symlinks are followed, and that component's name), for the
+    caller to open with O_NOFOLLOW. A UsageError starting with `context` otherwise."""
     trusted = (0, os.geteuid())
     stack = [os.open("/", _DIR)]  # the folders entered; their names:
     names: list[str] = []
-    todo = [part for part in reversed(folder.split("/")) if part]
+    todo = [part for part in reversed(path.split("/")) if part]
     links = 0
     try:
         while todo:
@@ -169,10 +171,12 @@ def open_folder(folder: str, context: str) -> int:
             shown = "/" + "/".join([*names, part])
             try:
                 fd = os.open(part, _ENTRY, dir_fd=stack[-1])
+            except FileNotFoundError:
+                if file and not todo:
+                    return stack.pop(), part  # the caller's open says it
+                raise UsageError(f"{context}: its folder {shown} does not exist") from None
             except OSError as e:
-                why = "does not exist" if e.errno == 2 else e.strerror
-                raise UsageError(f"{context}: its folder {shown} {why}"
-                                 if e.errno == 2 else f"{context}: {shown}: {why}") from None
+                raise UsageError(f"{context}: {shown}: {e.strerror}") from None
             try:
                 st = os.fstat(fd)
                 why = _unsafe(os.fstat(stack[-1]), st, trusted)
@@ -189,20 +193,52 @@ def open_folder(folder: str, context: str) -> int:
                         while len(stack) > 1:
                             os.close(stack.pop())
                         names.clear()
-                elif not stat.S_ISDIR(st.st_mode):
-                    raise UsageError(f"{context}: {shown} is not a folder")
-                if stat.S_ISLNK(st.st_mode):
                     os.close(fd)
                     continue
+                if file and not todo:
+                    os.close(fd)
+                    return stack.pop(), part
+                if not stat.S_ISDIR(st.st_mode):
+                    raise UsageError(f"{context}: {shown} is not a folder")
             except BaseException:
                 os.close(fd)
                 raise
             stack.append(fd)  # an O_PATH descriptor serves as the dir_fd of the next step
             names.append(part)
-        return stack.pop()
+        return stack.pop(), ""
     finally:
         for fd in stack:
             os.close(fd)
+
+
+def read_source(src: str, limit: int) -> bytes:
+    """A template source, read as root may read it: reached by a safe walk (walk), opened
+    with O_NOFOLLOW in the folder found, and, in a folder that another user owns, only a
+    file of that user's (a hard link to a root-only file, or a file swapped in after the
+    walk, is refused by the same rule: fstat of the very file read). A FIFO, a device or
+    more than `limit` bytes is refused (waitfor.config.files)."""
+    from waitfor.config.files import open_small, read_fd
+
+    where = f"template {src}"
+    dir_fd, name = walk(os.path.join(os.getcwd(), src), f"{where}: cannot read it", file=True)
+    try:
+        try:
+            fd = open_small(name, limit, dir_fd=dir_fd)
+        except OSError as e:
+            raise UsageError(f"{where}: cannot read it: {e.strerror}") from None
+        except ValueError as e:
+            raise UsageError(f"{where}: cannot read it: {e}") from None
+        try:
+            why = _unsafe(os.fstat(dir_fd), os.fstat(fd), (0, os.geteuid()))
+            if why:
+                raise UsageError(f"{where}: cannot read it: unsafe path: {src} is {why}")
+            return read_fd(fd, limit)
+        except ValueError as e:
+            raise UsageError(f"{where}: cannot read it: {e}") from None
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dir_fd)
 
 
 def write(rendered: list[tuple[str, str, int, bytes]], owner: tuple[int, int] | None, log: Log) -> None:

@@ -20,10 +20,12 @@ def size_text(limit: int) -> str:
     return f"{limit >> 20} MiB" if limit >= 1 << 20 and not limit & 0xFFFFF else f"{limit >> 10} KiB"
 
 
-def open_small(path: str, limit: int, devnull: bool = True) -> int:
+def open_small(path: str, limit: int, devnull: bool = True, dir_fd: int | None = None) -> int:
     """An fd of `path` if it is a regular file of at most `limit` bytes (or /dev/null, when
-    `devnull`). Never blocks: O_NONBLOCK makes the open of a FIFO return, fstat refuses it."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    `devnull`). Never blocks: O_NONBLOCK makes the open of a FIFO return, fstat refuses it.
+    With `dir_fd`: `path` is a name in that folder, not followed if it is a symlink."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+    fd = os.open(path, flags | os.O_NOFOLLOW, dir_fd=dir_fd) if dir_fd is not None else os.open(path, flags)
     try:
         st = os.fstat(fd)
         if devnull and stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
@@ -43,15 +45,20 @@ def read_small(path: str, limit: int, devnull: bool = True) -> bytes:
     read stops one byte past the limit)."""
     fd = open_small(path, limit, devnull)
     try:
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        return read_fd(fd, limit)
     finally:
         os.close(fd)
+
+
+def read_fd(fd: int, limit: int) -> bytes:
+    """At most `limit` bytes of an open file (ValueError past them)."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
     if size > limit:
         raise ValueError(f"larger than {size_text(limit)}")
     return b"".join(chunks)

@@ -282,3 +282,11 @@ def test_repo_layout_has_no_stale_modules():
     for old in ("config.py", "engine.py", "waiting.py", "handover.py", "supervisor.py", "runtime.py",
                 "status.py", "health.py", "effective.py", "masking.py", "sigstate.py", "signames.py", "log.py"):
         assert not (REPO / "waitfor" / old).exists(), old
+
+
+def test_a_password_before_the_scheme_separator_is_not_echoed():
+    """`user:S3cr3t@x@://` (hypothesis found it): its "scheme" is the password; it is no
+    scheme (RFC 3986: a letter, then letters, digits, + - .), so it is not repeated."""
+    r = waitfor("validate", "--offline", f"user:{_SECRET}@x@://")
+    assert r.returncode == 2 and "no scheme before ://" in r.stderr, r.stderr
+    assert "S3cr3t" not in r.stderr

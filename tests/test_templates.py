@@ -451,3 +451,13 @@ def test_a_source_the_user_redirected_is_not_read(tree):
     assert p.wait(10) == 0, p.stderr.read()
     r = waitfor(["--template", f"{data}/app.tmpl:{out}", "--", "true"])
     assert r.returncode == 0 and open(out).read() == "own=1\n", r.stderr
+
+
+def test_validate_reports_every_template_s_error(tmp_path):
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"templates:\n  - src: {tmp_path}/one.tmpl\n    dest: {tmp_path}/x\n"
+                   f"  - src: {tmp_path}/two.tmpl\n    dest: {tmp_path}/y\n")
+    r = waitfor(["validate", "-c", str(cfg)])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines() == [f"waitfor: error: template {tmp_path}/{n}.tmpl: cannot read it: "
+                                     "No such file or directory" for n in ("one", "two")], r.stderr

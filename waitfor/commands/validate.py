@@ -100,10 +100,18 @@ def run_validate(cfg: Config, offline: bool = False) -> int:
         for var in removed:
             env.pop(var, None)
         env.update(values)
-    if cfg.templates and not offline:
+    if cfg.templates and not offline:  # every template's error, as every error of the file
         from waitfor import templates
+        from waitfor.errors import UsageError, UsageErrors
         from waitfor.output import Log
 
-        templates.render(cfg, env, Log(cfg.log_format))
+        errors = []
+        for one in cfg.templates:
+            try:
+                templates.render(cfg._replace(templates=(one,)), env, Log(cfg.log_format))
+            except UsageError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0] if len(errors) == 1 else UsageErrors(errors)
     write_stdout(text)
     return 0

@@ -60,6 +60,9 @@ def parse_target_url(text: str, where: str) -> tuple[str, str]:
     kind = table.SCHEMES.get(scheme)
     if kind is None:
         known = ", ".join(sorted(table.SCHEMES))
+        if not (scheme[:1].isalpha() and all(c.isalnum() or c in "+-." for c in scheme) and scheme.isascii()):
+            # not a scheme (RFC 3986 3.1): `user:pass@host://`, whose "scheme" is a password
+            raise at(where, f"bad URL: no scheme before :// (known: {known})")
         raise at(where, f"unknown scheme {scheme!r} in {mask_url(text)!r} (known: {known})")
     _check_brackets(text, where)
     try:

@@ -69,7 +69,9 @@ def render(cfg: Config, env: Mapping[str, str], log: Log) -> list[tuple[str, str
             data = os.fsencode(text)
         except TooLong:
             raise UsageError(f"{where}: rendered, it is larger than {size_text(MAX_RENDERED)}") from None
-        except ValueError as e:  # UnicodeEncodeError too: a value that no byte string spells
+        except UnicodeEncodeError:  # not from the environment nor a file: they decode to bytes
+            raise UsageError(f"{where}: a value holds text the file system encoding cannot write") from None
+        except ValueError as e:
             raise UsageError(f"{where}:{_line_of_error(source, env)}: {e}") from None
         if len(data) > MAX_RENDERED:
             raise UsageError(f"{where}: rendered, it is larger than {size_text(MAX_RENDERED)}")
@@ -106,7 +108,7 @@ def _line_of_error(source: str, env: Mapping[str, str]) -> int | str:
 
     for n, line in enumerate(source.splitlines(), 1):
         try:
-            os.fsencode(interpolate(line, env))
+            interpolate(line, env, limit=MAX_RENDERED)
         except ValueError:
             return n
     return "?"

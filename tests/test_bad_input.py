@@ -290,3 +290,14 @@ def test_a_password_before_the_scheme_separator_is_not_echoed():
     r = waitfor("validate", "--offline", f"user:{_SECRET}@x@://")
     assert r.returncode == 2 and "no scheme before ://" in r.stderr, r.stderr
     assert "S3cr3t" not in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--success-exit", "--failure-threshold", "--stop-signal", "--probe-addr"])
+@pytest.mark.parametrize("digits", ["²", "١٥"])
+def test_only_ascii_digits_are_numbers(flag, digits):
+    """str.isdigit() is true of `²` (int() then fails with Python's own message) and of
+    `١٥` (which int() reads as 15): neither is a number to waitfor, as to strtol."""
+    value = f"127.0.0.1:{digits}" if flag == "--probe-addr" else digits
+    r = waitfor(flag, value, "--", "true")
+    assert r.returncode == 2 and r.stderr.startswith(f"waitfor: error: {flag}: "), r.stderr
+    assert "int()" not in r.stderr and r.stderr.count("\n") == 1, r.stderr

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import os
 
+from waitfor.config.validators import is_number
+
 MAX_ID = 0xFFFFFFFE  # (uid_t)-1 is "no change" to setresuid(2)
-
-
-def is_number(text: str) -> bool:
-    return text.isascii() and text.isdigit()
 
 
 def resolve(spec: str) -> tuple[str, int, int, tuple[int, ...], str]:

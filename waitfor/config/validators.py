@@ -57,6 +57,12 @@ def validator(schema: Mapping[str, Any], reads_file: bool = False) -> Callable[[
     return wrap
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() is also true of `١٢٣` (which int() reads as 123)
+    and `²` (which int() rejects with a message of Python's)."""
+    return text.isascii() and text.isdigit()
+
+
 # YAML 1.1's booleans and the environment's: the one spelling of true and false.
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
@@ -119,7 +125,7 @@ def sorted_list(values: object) -> list[object]:
 
 def exit_code(value: object) -> int:
     text = string(value).strip()
-    if not text.isdigit() or not 0 <= int(text) <= 255:
+    if not is_number(text) or not 0 <= int(text) <= 255:
         raise ValueError(f"expected an exit code 0-255, got {text!r}")
     return int(text)
 
@@ -135,7 +141,7 @@ def listen_addr(value: object) -> tuple[str, int]:
     """HOST:PORT, [::1]:PORT or :PORT (all interfaces) -> (host, port)."""
     text = string(value)
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not is_number(port) or not 0 < int(port) < 65536:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
     if host.startswith("[") or host.endswith("]"):
         if not (host.startswith("[") and host.endswith("]")) or ":" not in host[1:-1] or "[" in host[1:-1] \
@@ -186,10 +192,10 @@ def string(value: object) -> str:
 def positive_int(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got {value!r}")
-    try:
-        n = int(str(value))
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {value!r}") from None
+    text = str(value).strip()
+    if not is_number(text.lstrip("+-")):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    n = int(text)
     if n < 1:
         raise ValueError(f"must be at least 1, got {n}")
     return n

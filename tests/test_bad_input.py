@@ -96,8 +96,7 @@ def test_any_target_url_is_exit_0_or_2_in_one_line_and_never_shows_its_password(
     traceback, never the password."""
     netloc = f"user:{_SECRET}@{host}" + ("" if port is None else f":{port}")
     url = f"{scheme}://{netloc}{rest}" if scheme else f"{netloc}{rest}"
-    r = subprocess.run([sys.executable, "-m", "waitfor", "validate", "--offline", url], capture_output=True,
-                       cwd=REPO, env=clean_env(), timeout=20)
+    r = waitfor("validate", "--offline", url, text=False, cwd=REPO, env=clean_env(), timeout=20)
     out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
     assert r.returncode in (0, 2), (url, r.returncode, err)
     assert "Traceback" not in err, err
@@ -170,18 +169,16 @@ def test_control_characters_cannot_forge_a_log_line(tmp_path, where):
 
 def test_closed_stderr_does_not_stop_the_app():
     with TcpServer() as srv:
-        r = subprocess.run([sys.executable, "-m", "waitfor", "--init", f"127.0.0.1:{srv.port}", "--",
-                            sys.executable, "-c", "print('app ran')"],
-                           stderr=subprocess.DEVNULL, capture_output=False, stdout=subprocess.PIPE, text=True,
-                           env=clean_env(), timeout=30, preexec_fn=lambda: os.close(2))
+        r = waitfor("--init", f"127.0.0.1:{srv.port}", "--", sys.executable, "-c", "print('app ran')",
+                    stderr=subprocess.DEVNULL, capture_output=False, stdout=subprocess.PIPE, text=True,
+                    env=clean_env(), timeout=30, preexec_fn=lambda: os.close(2))
     assert r.returncode == 0 and r.stdout == "app ran\n", (r.returncode, r.stdout)
 
 
 @pytest.mark.parametrize("args", [["validate", "db:5432"], ["schema"], ["--help"]])
 def test_full_stdout_is_one_error_and_a_closed_pipe_is_quiet(args):
     with open("/dev/full", "w") as full:
-        r = subprocess.run([sys.executable, "-m", "waitfor", *args], stdout=full, stderr=subprocess.PIPE,
-                           text=True, env=clean_env(), timeout=30)
+        r = waitfor(*args, stdout=full, stderr=subprocess.PIPE, text=True, env=clean_env(), timeout=30)
     assert r.returncode == 74 and "No space left" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     p = subprocess.run(f"{sys.executable} -m waitfor schema | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
                        shell=True, executable="/bin/bash", capture_output=True, text=True, env=clean_env(),

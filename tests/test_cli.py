@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers.core import HttpServer, TcpServer, clean_env, free_port, waitfor
+from helpers.core import HttpServer, TcpServer, clean_env, free_port, spawn, waitfor
 
 SUBCOMMANDS = ("run", "wait", "check", "validate", "schema")
 
@@ -264,8 +264,8 @@ def test_schema_json():
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_while_waiting_stops_at_once(sig, tmp_path):
     marker = tmp_path / "ran"
-    p = subprocess.Popen([sys.executable, "-m", "waitfor", "-t", "30", closed(), "--", "touch", str(marker)],
-                         env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = spawn("-t", "30", closed(), "--", "touch", str(marker),
+              env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 5
         # wait until it is waiting (it has said so), then signal

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from tenacity import RetryCallState, Retrying
 
-from helpers.core import HttpServer, TcpServer, free_port, waitfor
+from helpers.core import HttpServer, TcpServer, free_port, spawn, waitfor
 from waitfor import config
 from waitfor.probes.base import NotReady, Refused
 from waitfor.wait import backoff
@@ -346,7 +346,6 @@ def test_a_command_probe_still_running_is_killed_when_the_wait_stops(tmp_path):
     # and the program must not be left behind, re-parented to init.
     import signal
     import subprocess
-    import sys
 
     marker = tmp_path / "started"
     cfg = tmp_path / "c.yaml"
@@ -355,8 +354,7 @@ def test_a_command_probe_still_running_is_killed_when_the_wait_stops(tmp_path):
         "dependencies:\n"
         f"  - command: [sh, -c, 'touch {marker}; exec sleep 7.25']\n"
     )
-    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "wait", "-c", str(cfg)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = spawn("wait", "-c", str(cfg), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.02)

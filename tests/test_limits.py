@@ -8,19 +8,18 @@ asserted are generous ("a few seconds instead of 30"); the figures are in bench/
 import os
 import stat
 import subprocess
-import sys
 import time
 
 import pytest
 
-from helpers.servers import REPO, Drip, waitfor_env
+from helpers.core import REPO, clean_env, spawn, waitfor
+from helpers.servers import Drip
 
 
 def run(*args, limit=60):
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "waitfor", *map(str, args)], capture_output=True,
-                          text=True, timeout=limit, cwd=REPO, env=waitfor_env())
-    return proc, time.monotonic() - t0
+    """(CompletedProcess, seconds) of `waitfor ARGS`."""
+    proc = waitfor(*args, timeout=limit, cwd=REPO)
+    return proc, proc.took
 
 
 @pytest.fixture
@@ -112,9 +111,8 @@ def test_sigterm_is_prompt_during_a_catastrophic_body_regex(drip, tmp_path):
 
     d = drip(payload=b"HTTP/1.0 200 OK\r\n\r\n" + b"a" * 40 + b"!", every=0)
     cfg = body_config(tmp_path, d.port, CATASTROPHIC["child"])
-    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "wait", "-c", str(cfg), "-t", "30s",
-                             "--attempt-timeout", "20s"], cwd=REPO, env=waitfor_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn("wait", "-c", str(cfg), "-t", "30s", "--attempt-timeout", "20s", cwd=REPO, env=clean_env(),
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     kids = psutil.Process(proc.pid).children(recursive=True)
     assert kids, "the match runs in a child"
@@ -177,10 +175,8 @@ def test_command_output_is_bounded_in_memory_and_on_disk(tmp_path):
     import psutil
 
     cfg = command_config(tmp_path, ["yes"])
-    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "check", "-c", str(cfg),
-                             "--attempt-timeout", "2s", "-t", "3s"], cwd=REPO,
-                            env=waitfor_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = spawn("check", "-c", str(cfg), "--attempt-timeout", "2s", "-t", "3s", cwd=REPO,
+                 env=clean_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     me = psutil.Process(proc.pid)
     rss = files = 0
     while proc.poll() is None:
@@ -215,9 +211,8 @@ def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
     cfg = tmp_path / "w.yaml"
     cfg.write_text("dependencies:\n" + "".join(
         f"  - {{name: pg{i}, url: 'postgres://root@127.0.0.1:5432/test'}}\n" for i in range(30)))
-    argv = f"ulimit -n 16; exec {sys.executable} -m waitfor wait -c {cfg} -t 3s"
-    proc = subprocess.run(["bash", "-c", argv], capture_output=True, text=True, timeout=60,
-                          cwd=REPO, env=waitfor_env())
+    proc = waitfor("wait", "-c", cfg, "-t", "3s", prefix=["bash", "-c", 'ulimit -n 16; exec "$@"', "bash"],
+                   capture_output=True, text=True, timeout=60, cwd=REPO, env=clean_env())
     assert proc.returncode in (0, 124), proc  # not 134 (glibc abort) nor 70
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "libgcc_s" not in proc.stderr, proc.stderr

@@ -4,25 +4,19 @@ clean environment (a developer's own *_FILE variables, such as TF_CLI_CONFIG_FIL
 otherwise take part)."""
 
 import os
-import subprocess
-import sys
-import time
 
 import pytest
 
-from helpers.pid1 import REPO
+from helpers import core
+from helpers.core import bare_env
 
 SECRET = "s3cr3t-Value!"
 SHOW = 'printf "%s|%s|%s" "${DB_PASSWORD-unset}" "${DB_PASSWORD_FILE-unset}" "${OTHER-unset}"'
 
 
 def waitfor(args, env=None, timeout=20):
-    full = {"PATH": os.environ["PATH"], "PYTHONPATH": REPO, **(env or {})}
-    t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "waitfor", *args], capture_output=True, text=True,
-                       env=full, timeout=timeout)
-    r.took = time.monotonic() - t0
-    return r
+    """`waitfor ARGS` with only PATH, PYTHONPATH and `env` in its environment."""
+    return core.waitfor(*args, env=bare_env(**(env or {})), timeout=timeout)
 
 
 @pytest.fixture

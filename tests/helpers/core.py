@@ -46,14 +46,15 @@ def repo_env(**extra):
 
 def waitfor(*args, env=None, timeout=30, cwd=None, input=None, prefix=(), **popen):
     """Run `python -m waitfor ARGS` (after `prefix`, e.g. unshare's argv) to the end and return
-    the CompletedProcess (text mode, output captured); `.took` is how long it ran, in seconds.
-    `env` defaults to clean_env()."""
+    the CompletedProcess; `.took` is how long it ran, in seconds. Text mode and both streams
+    captured unless `popen` says otherwise (text=False, stdout=..., stderr=...); `env`
+    defaults to clean_env()."""
+    if "stdout" not in popen and "stderr" not in popen:
+        popen.setdefault("capture_output", True)
+    popen.setdefault("text", True)
     t0 = time.monotonic()
-    r = subprocess.run(
-        [*map(str, prefix), *WAITFOR, *map(str, args)],
-        env=clean_env() if env is None else env, cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, input=input, **popen,
-    )
+    r = subprocess.run([*map(str, prefix), *WAITFOR, *map(str, args)], env=clean_env() if env is None else env,
+                       cwd=cwd, timeout=timeout, input=input, **popen)
     r.took = time.monotonic() - t0
     return r
 

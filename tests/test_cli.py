@@ -202,7 +202,7 @@ def test_check_one_attempt_all_or_nothing():
         assert time.monotonic() - t0 < 3  # no retries until the 60 s default timeout
         assert a.accepted == 2  # one attempt each time, no retries
         assert "connection refused" in r.stdout + r.stderr
-    # Nothing to check is a failure with its reason, not a silent success (issue 10 A1).
+    # Nothing to check is a failure with its reason, not a silent success.
     r = waitfor("check")
     assert r.returncode == 1 and "nothing to check" in r.stdout, r
     r = waitfor("health")

@@ -1,4 +1,4 @@
-"""Issue #4: real readiness for databases and brokers, through their own drivers.
+"""Real readiness for databases and brokers, through their own drivers.
 
 Everything here talks to real servers: the machine's shared PostgreSQL, MariaDB, Redis,
 RabbitMQ, Mosquitto and NATS (started by .ci/services.sh), and servers the tests start
@@ -237,7 +237,7 @@ def startup_time(kind: str) -> float:
 @pytest.mark.parametrize("kind", KINDS)
 def test_closed_port_times_out_with_reason(kind):
     # The bound is on the wait (-t 1.5 s), not on start-up: a fixed 4 s failed once on a
-    # fresh, busy machine (redis: 5.71 s, issue 10 F25). Start-up is measured under the
+    # fresh, busy machine (redis: 5.71 s). Start-up is measured under the
     # same load and added; on a quiet machine the bound is tighter than the old 4 s.
     startup = startup_time(kind)
     port = servers.free_port()

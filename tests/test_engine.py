@@ -252,7 +252,7 @@ def _run_counting_threads(cfg):
 
 
 def test_threads_do_not_grow_with_the_number_of_dependencies(tmp_path):
-    """Issue 12: one scheduler thread for every tcp dependency, and a pool of at most
+    """One scheduler thread for every tcp dependency, and a pool of at most
     POOL_SIZE threads for the kinds that block, whatever their number."""
     closed = [f"127.0.0.1:{free_port()}" for _ in range(150)]
     files = [f"file://{tmp_path}/missing-{i}" for i in range(20)]
@@ -430,7 +430,7 @@ def test_unix_sockets_are_probed_in_the_scheduler(tmp_path):
 
 
 def test_a_driver_kind_on_a_closed_port_is_refused_by_the_scheduler():
-    """Issue 12: while nothing listens, a driver kind's attempts are the scheduler's own
+    """While nothing listens, a driver kind's attempts are the scheduler's own
     connects (no pool thread, no driver); once something listens, the kind's probe runs in
     the pool (here it meets a server that hangs up: not ready, from the driver)."""
     pytest.importorskip("redis")
@@ -556,7 +556,7 @@ def _attempt_times(cfg, seconds):
 
 
 def test_refused_retries_share_wake_ups_and_keep_the_interval():
-    """Issue 12: ten closed ports refused together are asked in the same turn of the loop
+    """Ten closed ports refused together are asked in the same turn of the loop
     (one wake-up per interval, not ten), and none more than once per interval."""
     cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}" for _ in range(10)], timeout="30s")
     times = _attempt_times(cfg, 1.2)
@@ -571,7 +571,7 @@ def test_refused_retries_share_wake_ups_and_keep_the_interval():
 
 
 def test_refused_retries_stretch_to_the_shared_connect_rate(monkeypatch):
-    """Issue 12: beyond CONNECT_RATE x interval refused dependencies, each is asked less
+    """Beyond CONNECT_RATE x interval refused dependencies, each is asked less
     often, so that all of them together stay near CONNECT_RATE attempts a second (here
     lowered to 200 a second for 40 closed ports: each ~5 a second instead of ~18)."""
     from waitfor.wait import engine

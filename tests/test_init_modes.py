@@ -1,4 +1,4 @@
-"""Issue 11 item 4, parity with tini and dumb-init: `--pdeathsig SIG` (tini -p),
+"""Init options at parity with tini and dumb-init: `--pdeathsig SIG` (tini -p),
 `--leftovers kill|term|keep` (dumb-init's process-group and setsid modes), and the
 supervisor's working directory (dumb-init's chdir("/")). Black-box, through the real CLI,
 as PID 1 of a PID namespace or as a plain process with --init / exec mode."""

@@ -1,4 +1,4 @@
-"""Issue #3, "PID 1 done right": black-box tests of `waitfor run` as a container's init.
+"""PID 1 done right: black-box tests of `waitfor run` as a container's init.
 
 waitfor runs through its real CLI as PID 1 of a fresh PID namespace (as a container runtime
 starts it), or as a plain process for `--init` / exec mode. What the apps saw comes back

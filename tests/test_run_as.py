@@ -1,4 +1,4 @@
-"""Issue 11 item 1: `--user USER[:GROUP]` (gosu/su-exec in waitfor). Black-box, as root,
+"""`--user USER[:GROUP]` (gosu/su-exec in waitfor). Black-box, as root,
 as PID 1 of a PID namespace (the lean supervisor) and in exec mode: the app's real,
 effective, saved and filesystem ids and its groups, read from /proc/PID/status; signals
 still forwarded and orphans still reaped once the supervisor itself has dropped root.

@@ -1,4 +1,4 @@
-"""Issue 11 item 2: `secrets_env` / `--secrets-env` / WAITFOR_SECRETS_ENV, the file_env of
+"""`secrets_env` / `--secrets-env` / WAITFOR_SECRETS_ENV, the file_env of
 the official postgres and mysql images. Black-box through the real CLI, each run with a
 clean environment (a developer's own *_FILE variables, such as TF_CLI_CONFIG_FILE, would
 otherwise take part)."""

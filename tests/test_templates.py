@@ -1,4 +1,4 @@
-"""Issue 11 item 3: `templates:` / `--template SRC:DEST`, rendered with the config's own
+"""`templates:` / `--template SRC:DEST`, rendered with the config's own
 interpolation (waitfor.config.interpolate), checked before the wait, written atomically
 after it and before the app. Black-box through the real CLI."""
 
@@ -262,7 +262,8 @@ def test_set_id_sticky_and_non_octal_modes_are_exit_2(tmp_path, written, words):
 
 
 # --------------------------------------------------------------------------- unsafe paths
-# As root, with a real non-root user (nobody) who owns /data: the layout of issue 16 A3.
+# As root, with a real non-root user (nobody) who owns /data, as in an image whose app user
+# owns its data folder and could plant symlinks there.
 # The tree lives in its own 0755 folder under /tmp (pytest's own is root-only, which
 # nobody could not reach).
 

@@ -24,12 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers.core import TcpServer, free_port
+from helpers.core import REPO, TcpServer, free_port
 
 pytestmark = pytest.mark.e2e
 
 PG = ("127.0.0.1", 5432)
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _log(msg):

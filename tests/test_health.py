@@ -23,7 +23,17 @@ import time
 
 import pytest
 
-from helpers.core import APP_TRAPS_TERM, env_with_state, free_port, get, spawn, wait_until, waitfor, write_config
+from helpers.core import (
+    APP_TRAPS_TERM,
+    clean_env,
+    env_with_state,
+    free_port,
+    get,
+    spawn,
+    wait_until,
+    waitfor,
+    write_config,
+)
 from waitfor import args as arguments
 from waitfor import config
 from waitfor.supervise import state as st
@@ -39,8 +49,8 @@ def health(*argv, env, timeout=20):
 
 
 def env_for(tmp_path, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAITFOR_")}
-    return {**env, "WAITFOR_STATE_FILE": str(tmp_path / "state.json"), **extra}
+    """clean_env() with the state file in tmp_path, plus `extra`."""
+    return clean_env(WAITFOR_STATE_FILE=str(tmp_path / "state.json"), **extra)
 
 
 def cfg_of(path, env):

@@ -118,9 +118,13 @@ def unfreeze_environ(environ: MutableMapping[str, str]) -> None:
 
 
 def dispatch(cfg: Config, args: SimpleNamespace, inherited: Inherited) -> int:
-    from waitfor.output import Log
+    from waitfor.output import Log, mask
 
     log = Log(cfg.log_format, cfg.verbosity)
+    # Every secret the config holds (URL passwords, header values, password files) is
+    # masked in every text that leaves waitfor from now on, whichever dependency it
+    # belongs to (issue 16 B4); secrets_env's values join them when they are read.
+    mask(cfg.secrets)
     if cfg.mode == "validate":
         from waitfor.commands.validate import run_validate
 

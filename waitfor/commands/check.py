@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from waitfor import exitcodes
 from waitfor.config.model import READY, WAITING
-from waitfor.output import Log, clean, write_stdout
+from waitfor.output import Log, clean, cut, masked, write_stdout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,12 +72,14 @@ def run_health(cfg: Config, log: Log, checks: Sequence[Dependency], use_supervis
     except waiting.Stopped as s:
         return exitcodes.from_signal(s.signum)
     ok = all(o.state == READY for o in results)
-    lines = [f"{'ok' if o.state == READY else 'FAIL'} {o.dep.name}: {o.reason[:200]}" for o in results]
+    lines = [f"{'ok' if o.state == READY else 'FAIL'} {o.dep.name}: {cut(o.reason, 200, o.dep.secrets)}"
+             for o in results]
     _print(cfg, ok, lines)
     return exitcodes.OK if ok else exitcodes.NOT_READY
 
 
 def _print(cfg: Config, ok: bool, lines: list[str]) -> None:
+    lines = [masked(line) for line in lines]  # before it is rendered and cut (issue 16 B5)
     if cfg.log_format == "json":
         import json
 

@@ -79,18 +79,21 @@ def run_validate(cfg: Config, offline: bool = False) -> int:
     what a driver rejects in a URL or an option fails here, as it would at start."""
     import yaml
 
-    from waitfor.output import write_stdout
+    from waitfor.output import masked_data, write_stdout
 
     if not offline:
         from waitfor.wait.engine import build_probes
 
         build_probes(cfg.dependencies + (cfg.health or ()))
-    text = yaml.safe_dump(effective(cfg), sort_keys=False, default_flow_style=False)
     if cfg.secrets_env:  # a bad NAME_FILE fails here as at start; its value never shows
         import os
 
         from waitfor.config.secrets_env import read
+        from waitfor.output import mask
 
-        text = redact(text, read(os.environ, cfg.secrets_env)[0].values())
+        mask(read(os.environ, cfg.secrets_env)[0].values())
+    # Masked before YAML renders it (a long string may be folded, a quote escaped), and
+    # again by write_stdout as it leaves.
+    text = yaml.safe_dump(masked_data(effective(cfg)), sort_keys=False, default_flow_style=False)
     write_stdout(text)
     return 0

@@ -152,7 +152,7 @@ def test_templates_see_secrets_env(tmpl, tmp_path):
     sec.write_text("from-file\n")
     dest = tmp_path / "app.conf"
     r = waitfor(["--secrets-env", "--template", f"{tmpl}:{dest}", "--", "cat", str(dest)],
-                {"DB_PASSWORD_FILE": str(sec)})
+                {"DB_PASSWORD_FILE": str(sec), "WAITFOR_SECRETS_DIRS": str(tmp_path)})
     assert r.returncode == 0 and "pass=from-file\n" in r.stdout, r.stderr
 
 

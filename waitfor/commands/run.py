@@ -47,7 +47,7 @@ def load_secrets(cfg: Config) -> dict[str, str]:
     from waitfor.config import secrets_env
     from waitfor.output import mask
 
-    values, removed = secrets_env.read(os.environ, cfg.secrets_env)
+    values, removed = secrets_env.read(os.environ, cfg.secrets_env, cfg.secrets_dirs)
     mask(values.values())
     secrets_env.apply(values, removed)
     return values

@@ -91,7 +91,7 @@ def run_validate(cfg: Config, offline: bool = False) -> int:
         from waitfor.config.secrets_env import read
         from waitfor.output import mask
 
-        mask(read(os.environ, cfg.secrets_env)[0].values())
+        mask(read(os.environ, cfg.secrets_env, cfg.secrets_dirs)[0].values())
     # Masked before YAML renders it (a long string may be folded, a quote escaped), and
     # again by write_stdout as it leaves.
     text = yaml.safe_dump(masked_data(effective(cfg)), sort_keys=False, default_flow_style=False)

@@ -15,6 +15,7 @@ dataclasses, whose imports cost 3 to 5 ms each, nor collections.namedtuple, whos
 
 from __future__ import annotations
 
+from waitfor.config import secrets_env as se
 from waitfor.config import validators as v
 from waitfor.config.validators import MappingProxyType
 
@@ -268,6 +269,11 @@ SETTINGS: tuple[Setting, ...] = (
             default=False, run_only=True, show=lambda x: list(x) if isinstance(x, tuple) else x, flags=(
                 Flag(("--secrets-env",), "give the app NAME with the content of the file in NAME_FILE, "
                      "for each NAME_FILE variable (as the official images' file_env)", const=True),)),
+    Setting("secrets_dirs", SUPERVISION, env="WAITFOR_SECRETS_DIRS", yaml="secrets_dirs", parse=se.secrets_dirs,
+            default=se.DEFAULT_DIRS, run_only=True, show=lambda x: list(x) if isinstance(x, tuple) else x,
+            flags=(
+                Flag(("--secrets-dir",), "a folder whose NAME_FILE files secrets_env true takes; repeatable "
+                     "(default /run/secrets)", "DIR", append=True),)),
     Setting("templates", SUPERVISION, yaml="templates", parse=v.templates, default=(), run_only=True,
             show=v.show_templates, flags=(
                 Flag(("--template",), "render SRC to DEST with ${VAR} from the environment before the app starts; "
@@ -330,6 +336,7 @@ class Config(Record, fields=_CONFIG_FIELDS, defaults=((), (), None, *(s.default 
         success_exit: frozenset[int]
         user: tuple[str, int, int, tuple[int, ...], str] | None
         secrets_env: bool | tuple[str, ...]
+        secrets_dirs: tuple[str, ...]
         templates: tuple[tuple[str, str, int | None], ...]
         watch_interval: float | None
         failure_threshold: int

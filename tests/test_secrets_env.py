@@ -228,3 +228,46 @@ def test_bad_secrets_dirs_are_exit_2(value):
         assert r.returncode == 0, r.stderr  # an empty list: true then takes nothing
         return
     assert r.returncode == 2 and "WAITFOR_SECRETS_DIRS" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+# --------------------------------------------------------------------------- issue 16 B7
+
+NEEDS_PASSWORD = f"""\
+secrets_env: [DB_PASSWORD]
+timeout: 5s
+dependencies:
+  - name: login
+    command: [sh, -c, 'test "$$DB_PASSWORD" = "{SECRET}" || {{ echo "wrong password: $$DB_PASSWORD"; exit 1; }}']
+"""
+
+
+@pytest.mark.parametrize("mode", ["run", "wait", "check", "health"])
+def test_probes_see_secrets_env_under_every_subcommand(secret, tmp_path, mode):
+    """The setting applies wherever probes run: a command dependency that needs
+    $DB_PASSWORD passes under health, check and wait as it does under run."""
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(NEEDS_PASSWORD)
+    tail = ["--", "true"] if mode == "run" else []
+    env = {"DB_PASSWORD_FILE": secret, "WAITFOR_STATE_FILE": str(tmp_path / "state.json")}
+    r = waitfor([mode, "-c", str(cfg), *tail], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    if mode in ("check", "health"):
+        assert r.stdout == "ok login: exit 0\n", r.stdout
+    # and with the flag, the environment's name list, a wrong value: masked in the output
+    bad = tmp_path / "bad"
+    bad.write_text("wrong-secret-value\n")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(NEEDS_PASSWORD.replace("secrets_env: [DB_PASSWORD]\ntimeout: 5s\n", "timeout: 1s\n"))
+    r = waitfor([mode, "-c", str(plain), *tail], {**env, "DB_PASSWORD_FILE": str(bad),
+                                                  "WAITFOR_SECRETS_ENV": "DB_PASSWORD"})
+    assert r.returncode == (1 if mode in ("check", "health") else 124), r.stdout + r.stderr
+    assert "wrong password: ***" in r.stdout + r.stderr and "wrong-secret-value" not in r.stdout + r.stderr
+    r = waitfor([mode, "--secrets-env", "--secrets-dir", os.path.dirname(secret), "-c", str(plain), *tail], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_health_with_a_bad_secret_file_is_unhealthy_not_2(tmp_path):
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(NEEDS_PASSWORD)
+    r = waitfor(["health", "-c", str(cfg)], {"DB_PASSWORD_FILE": str(tmp_path / "missing")})
+    assert r.returncode == 1 and "DB_PASSWORD_FILE" in r.stderr and "cannot read" in r.stderr, r.stderr

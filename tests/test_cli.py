@@ -320,3 +320,19 @@ def test_a_mistyped_scheme_is_reported_as_written(written, meant):
 def test_an_unknown_scheme_close_to_a_known_one_is_suggested():
     r = waitfor("check", "htp://localhost:8080/x")
     assert r.returncode == 2 and "did you mean http://?" in r.stderr, r.stderr
+
+
+def test_validate_offline_still_runs_the_drivers_own_url_checks(tmp_path):
+    """Issue 16 E23: --offline skips secret files and missing drivers, not the checks of a
+    driver that is installed (libpq's parser rejects an unknown URL parameter)."""
+    pytest.importorskip("psycopg")
+    r = waitfor("validate", "--offline", "postgres://app@db/app?bogus=1")
+    assert r.returncode == 2 and "bogus" in r.stderr, r.stdout + r.stderr
+    y = tmp_path / "d.yaml"
+    y.write_text("dependencies:\n"
+                 "  - {url: 'postgres://app@db/app', password_file: /nonexistent/pw}\n"
+                 "  - {url: 'https://h/x', ca_file: /nonexistent/ca.pem}\n")
+    r = waitfor("validate", "--offline", "-c", y)
+    assert r.returncode == 0, r.stderr
+    r = waitfor("validate", "-c", y)
+    assert r.returncode == 2 and "/nonexistent/" in r.stderr, r.stderr

@@ -74,6 +74,30 @@ def effective(cfg: Config) -> dict[str, object]:
     return out
 
 
+def _offline_probes(deps: tuple[Dependency, ...]) -> None:
+    """validate --offline: each probe is still built, so that the driver's own checks of a
+    URL or option run (libpq's parser rejects `?bogus=1`), when the driver is installed
+    here (issue 16 E23); without it, and without the options that read files (a secret
+    file need not exist where CI runs), which build_probe would otherwise read."""
+    from importlib.util import find_spec
+
+    from waitfor.config.validators import MappingProxyType
+    from waitfor.probes import table
+    from waitfor.wait.engine import build_probes
+
+    built = []
+    for dep in deps:
+        mod = table.load(dep.kind)
+        try:
+            if mod.DRIVER and find_spec(mod.DRIVER) is None:
+                continue
+        except (ImportError, ValueError):
+            continue
+        kept = {k: val for k, val in dep.options.items() if not getattr(mod.OPTIONS.get(k), "reads_file", False)}
+        built.append(dep._replace(options=MappingProxyType(kept)))
+    build_probes(built)
+
+
 def run_validate(cfg: Config, offline: bool = False) -> int:
     """Print the effective config. Unless `offline`, each probe is also built, so that
     what a driver rejects in a URL or an option fails here, as it would at start."""
@@ -81,7 +105,9 @@ def run_validate(cfg: Config, offline: bool = False) -> int:
 
     from waitfor.output import masked_data, write_stdout
 
-    if not offline:
+    if offline:
+        _offline_probes(cfg.dependencies + (cfg.health or ()))
+    else:
         from waitfor.wait.engine import build_probes
 
         build_probes(cfg.dependencies + (cfg.health or ()))

@@ -172,3 +172,33 @@ def test_cut_masks_before_it_cuts():
     assert output.cut("x" * 190 + SECRET, 200, {SECRET}) == "x" * 190 + "***"
     assert command.last_line(bytearray(b"x" * 190 + SECRET.encode() + b"\n"), frozenset({SECRET})) \
         == ": " + "x" * 190 + "***"
+
+
+@pytest.mark.pid1
+@pytest.mark.parametrize("how", ["pid1", "init"])
+def test_the_lean_supervisor_masks_secrets_env_values_too(tmp_path, secret_file, how):
+    """As PID 1 (a container's default) or with --init, waitfor re-execs into the lean
+    supervisor, which gets the NAMEs (never the values) and masks their values."""
+    from helpers.pid1 import NS, pid_namespace_unavailable
+
+    if how == "pid1" and pid_namespace_unavailable():
+        pytest.skip(pid_namespace_unavailable())
+    env = clean_env(DB_PASSWORD_FILE=secret_file, WAITFOR_SECRETS_DIRS=str(tmp_path))
+    argv = [sys.executable, "-m", "waitfor", "--secrets-env", "--", SECRET]
+    argv = [*NS, *argv] if how == "pid1" else [*argv[:3], "--init", *argv[3:]]
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 127, r.stderr
+    assert "***: command not found" in r.stderr, r.stderr
+    no_leak(r.stderr)
+
+
+def test_the_secret_names_survive_the_reexec_argv_and_no_value_is_in_it(secret_file):
+    from waitfor import args, config
+    from waitfor.signals import Inherited
+    from waitfor.supervise.init import Options
+
+    cfg = config.build(args.parse(["--", "app"]), env={"WAITFOR_SECRETS_ENV": "DB_PASSWORD,API_TOKEN"})
+    before = Options.from_config(cfg, Inherited(frozenset(), frozenset()))
+    argv = before.to_argv()
+    assert Options.from_argv(argv).secret_env == ("DB_PASSWORD", "API_TOKEN")
+    assert "--mask-env" in argv and SECRET not in " ".join(argv)

@@ -231,7 +231,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("secrets_env", WAITING_GROUP, env="WAITFOR_SECRETS_ENV", yaml="secrets_env", parse=v.secrets_env,
             default=False, show=lambda x: list(x) if isinstance(x, tuple) else x, flags=(
                 Flag(("--secrets-env",), "give the app NAME with the content of the file in NAME_FILE, "
-                     "for each NAME_FILE variable (as the official images' file_env)", const=True),)),
+                     "for each NAME_FILE whose file is in a secrets folder (as the official images' file_env)",
+                     const=True),)),
     Setting("secrets_dirs", WAITING_GROUP, env="WAITFOR_SECRETS_DIRS", yaml="secrets_dirs", parse=se.secrets_dirs,
             default=se.DEFAULT_DIRS, show=lambda x: list(x) if isinstance(x, tuple) else x,
             flags=(

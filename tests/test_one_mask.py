@@ -202,3 +202,42 @@ def test_the_secret_names_survive_the_reexec_argv_and_no_value_is_in_it(secret_f
     argv = before.to_argv()
     assert Options.from_argv(argv).secret_env == ("DB_PASSWORD", "API_TOKEN")
     assert "--mask-env" in argv and SECRET not in " ".join(argv)
+
+
+# ------------------------------------------------------------------ the mask, attacked
+
+
+@pytest.fixture
+def registry():
+    saved = list(output._MASKED)
+    output._MASKED.clear()
+    yield
+    output._MASKED[:] = saved
+
+
+def _property_test():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    secrets = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+                      min_size=6, max_size=40).filter(lambda s: len(s.strip()) >= 6 and "*" not in s)
+    around = st.text(alphabet="abc xyz-=:/\t", max_size=30)
+
+    @given(secret=secrets, before=around, after=around, ending=st.sampled_from(["", "\n", "\r\n", "\r"]))
+    def check(registry, secret, before, after, ending):
+        """Whatever the secret holds (quotes, backslashes, controls, non-ASCII, CR), a line
+        that shows it, as written or stripped the way a command's output is, shows none of
+        it: neither as text log, nor JSON log, nor stdout."""
+        output.mask([secret + ending])
+        shown = (secret + ending).strip()
+        for text in (before + secret + ending + after, before + shown + after):
+            line = output.format_line("text", "info", text).removeprefix("waitfor: ")
+            assert output.clean(shown) not in line, line
+            doc = json.loads(output.format_line("json", "info", "m", {"reason": text, "list": [text]}))
+            assert shown not in doc["reason"] and shown not in doc["list"][0], doc
+            assert shown not in output.cut(text, 200)
+
+    return check
+
+
+test_the_mask_holds_for_any_secret = _property_test()

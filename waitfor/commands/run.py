@@ -47,7 +47,7 @@ def load_secrets(cfg: Config) -> dict[str, str]:
     from waitfor.config import secrets_env
     from waitfor.output import mask
 
-    values, removed = secrets_env.read(os.environ, cfg.secrets_env)
+    values, removed = secrets_env.read(os.environ, cfg.secrets_env, cfg.secrets_dirs)
     mask(values.values())
     secrets_env.apply(values, removed)
     return values
@@ -63,7 +63,8 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     supervise = launch.supervises(cfg)
     cfg = launch.check_user(cfg)  # exit 2 before any waiting
     if cfg.secrets_env:
-        load_secrets(cfg)
+        # `true` resolved to the NAMEs it read: the lean supervisor masks their values too
+        cfg = cfg._replace(secrets_env=tuple(sorted(load_secrets(cfg))))
     rendered = None
     if cfg.templates:  # rendered now (exit 2 before the wait), written after it
         import os

@@ -15,6 +15,7 @@ dataclasses, whose imports cost 3 to 5 ms each, nor collections.namedtuple, whos
 
 from __future__ import annotations
 
+from waitfor.config import secrets_env as se
 from waitfor.config import validators as v
 from waitfor.config.validators import MappingProxyType
 
@@ -227,6 +228,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("attempt_timeout", WAITING_GROUP, yaml="attempt_timeout", parse=v.positive_duration, default=2.0,
             show=_show_duration, flags=(
                 Flag(("--attempt-timeout",), "bound on one attempt (default 2s)", "DURATION"),)),
+    Setting("secrets_env", WAITING_GROUP, env="WAITFOR_SECRETS_ENV", yaml="secrets_env", parse=v.secrets_env,
+            default=False, show=lambda x: list(x) if isinstance(x, tuple) else x, flags=(
+                Flag(("--secrets-env",), "give the app NAME with the content of the file in NAME_FILE, "
+                     "for each NAME_FILE whose file is in a secrets folder (as the official images' file_env)",
+                     const=True),)),
+    Setting("secrets_dirs", WAITING_GROUP, env="WAITFOR_SECRETS_DIRS", yaml="secrets_dirs", parse=se.secrets_dirs,
+            default=se.DEFAULT_DIRS, show=lambda x: list(x) if isinstance(x, tuple) else x,
+            flags=(
+                Flag(("--secrets-dir",), "a folder whose NAME_FILE files secrets_env true takes; repeatable "
+                     "(default /run/secrets)", "DIR", append=True),)),
     Setting("verbosity", OUTPUT, parse=v.whole_number, default=0, flags=(
         Flag(("-q", "--quiet"), "only warnings and errors", const=-1),
         Flag(("-v", "--verbose"), "also every change of reason", const=1))),
@@ -264,10 +275,6 @@ SETTINGS: tuple[Setting, ...] = (
             show=v.show_user, flags=(
                 Flag(("--user",), "run the app as USER (name or uid), with GROUP if given (like gosu)",
                      "USER[:GROUP]"),)),
-    Setting("secrets_env", SUPERVISION, env="WAITFOR_SECRETS_ENV", yaml="secrets_env", parse=v.secrets_env,
-            default=False, run_only=True, show=lambda x: list(x) if isinstance(x, tuple) else x, flags=(
-                Flag(("--secrets-env",), "give the app NAME with the content of the file in NAME_FILE, "
-                     "for each NAME_FILE variable (as the official images' file_env)", const=True),)),
     Setting("templates", SUPERVISION, yaml="templates", parse=v.templates, default=(), run_only=True,
             show=v.show_templates, flags=(
                 Flag(("--template",), "render SRC to DEST with ${VAR} from the environment before the app starts; "
@@ -318,6 +325,8 @@ class Config(Record, fields=_CONFIG_FIELDS, defaults=((), (), None, *(s.default 
         interval: float
         max_interval: float
         attempt_timeout: float
+        secrets_env: bool | tuple[str, ...]
+        secrets_dirs: tuple[str, ...]
         verbosity: int
         log_format: str
         supervise: str
@@ -329,7 +338,6 @@ class Config(Record, fields=_CONFIG_FIELDS, defaults=((), (), None, *(s.default 
         pdeathsig: int
         success_exit: frozenset[int]
         user: tuple[str, int, int, tuple[int, ...], str] | None
-        secrets_env: bool | tuple[str, ...]
         templates: tuple[tuple[str, str, int | None], ...]
         watch_interval: float | None
         failure_threshold: int

@@ -296,7 +296,7 @@ def show_user(value: object) -> object:
 
 
 @validator({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
-               "description": "true: every NAME_FILE variable; or the NAMEs whose NAME_FILE is read"})
+               "description": "true: every NAME_FILE whose file is directly inside secrets_dirs; or the NAMEs whose NAME_FILE is read, wherever"})
 def secrets_env(value: object) -> bool | tuple[str, ...]:
     """true/false, or which NAMEs (a list, or comma-separated in WAITFOR_SECRETS_ENV)."""
     if isinstance(value, str) and value.strip().lower() not in TRUE_WORDS + FALSE_WORDS:

@@ -214,6 +214,19 @@ def _drain(out: int, tail: bytearray, done: threading.Event, deadline: float) ->
     return True
 
 
+def last_line(tail: bytearray, secrets: frozenset[str] = frozenset()) -> str:
+    """`: <the last line of output>`, masked before it is cut to 200 characters (issue 16
+    B5), or "". When `tail` is the end of a longer output, its first line is a piece of a
+    line, which may start inside a secret that no mask matches any more: it is dropped."""
+    from waitfor.output import cut
+
+    text = tail.decode(errors="replace")
+    if len(tail) >= TAIL:
+        text = text.partition("\n")[2]
+    lines = text.strip().splitlines()
+    return f": {cut(lines[-1], 200, secrets)}" if lines else ""
+
+
 def probe_for(dep: Dependency) -> Probe:
     argv = list(dep.argv)
 
@@ -244,8 +257,7 @@ def probe_for(dep: Dependency) -> Probe:
         if code == LOST:
             raise NotReady("its exit status was reaped elsewhere")
         if code != 0:
-            lines = tail.decode(errors="replace").strip().splitlines()
-            why = f": {lines[-1][:200]}" if lines else ""
+            why = last_line(tail, dep.secrets)
             status = f"killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exit {code}"
             raise NotReady(f"{status}{why}")
         return "exit 0"

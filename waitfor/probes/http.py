@@ -160,7 +160,7 @@ def _search_in_child(pattern: str, text: str, d: Deadline) -> bool:
         _children.discard(pid)
     if not data:
         raise NotReady(f"matching body: {pattern!r} did not finish within the attempt "
-                       f"(a regex that backtracks; install waitfor[re2] to match in linear time)")
+                       f"(a regex that backtracks; with the re2 extra, from a checkout pip install '.[re2]', it is matched in linear time)")
     return data == b"1"
 
 

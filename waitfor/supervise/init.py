@@ -61,6 +61,7 @@ class Options:
         "pid1",
         "ppid",
         "rewrite",
+        "secret_env",
         "stop_signal",
         "stop_timeout",
         "success_exit",
@@ -87,6 +88,9 @@ class Options:
         self.leftovers = "kill"  # kill | term | keep (stop_the_rest)
         self.pdeathsig = 0  # --pdeathsig; 0: none
         self.ppid = os.getppid()  # the parent whose death --pdeathsig watches
+        # secrets_env's NAMEs, whose values (in the environment) the re-exec masks in its
+        # log lines too (issue 16 B4): names only, as argv is no place for a value.
+        self.secret_env: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, cfg: Config, inherited: Inherited, pending: Iterable[int] = ()) -> Options:
@@ -101,6 +105,7 @@ class Options:
         if cfg.user is not None:
             o.user = (cfg.user[1], cfg.user[2], tuple(cfg.user[3]))
         o.leftovers, o.pdeathsig = cfg.leftovers, cfg.pdeathsig
+        o.secret_env = cfg.secrets_env if isinstance(cfg.secrets_env, tuple) else ()
         from waitfor.supervise.launch import PARENT
 
         o.ppid = PARENT  # as waitfor started: a parent that died during the wait counts
@@ -126,6 +131,8 @@ class Options:
             argv += ["--leftovers", self.leftovers]
         if self.pdeathsig:
             argv += ["--pdeathsig", f"{self.pdeathsig}:{self.ppid}"]
+        if self.secret_env:
+            argv += ["--mask-env", ",".join(self.secret_env)]
         return [*argv, "--", *self.command]
 
     @classmethod
@@ -164,6 +171,8 @@ class Options:
             elif a == "--pdeathsig":
                 sig, ppid = value.split(":")
                 o.pdeathsig, o.ppid = int(sig), int(ppid)
+            elif a == "--mask-env":
+                o.secret_env = tuple(value.split(","))
             elif a == "--user":
                 uid, gid, groups = value.split(":")
                 o.user = (int(uid), int(gid), tuple(int(g) for g in groups.split(",") if g))
@@ -564,6 +573,10 @@ def main(argv: list[str]) -> int:
         Log().error(f"internal error: bad supervisor arguments: {e}")
         return exitcodes.INTERNAL
     retitle(o.command)
+    if o.secret_env:
+        from waitfor.output import mask
+
+        mask(os.environ.get(name, "") for name in o.secret_env)
     try:
         return supervise(o, drop=True)
     except Exception as e:  # noqa: BLE001 - one line, never a traceback, even from the init

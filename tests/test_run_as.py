@@ -242,3 +242,88 @@ def test_a_switch_the_kernel_refuses_is_one_line_exit_70_not_an_exec_failure(pid
         pytest.skip(f"no user namespaces here: {r.stderr.strip()}")
     assert r.returncode == 70, r.stderr
     assert r.stderr.strip() == "waitfor: error: --user: cannot switch to uid 65534, gid 65534: Operation not permitted"
+
+
+# --- Issue 16 A1: once the app runs as USER, no program waitfor starts runs as root -----
+
+# The app (as USER) rewrites the watched check script, as a hostile app would, then waits
+# for the watch to run it: the next run must be USER's (ids, groups, HOME, capabilities).
+REWRITE_APP = PROLOGUE + """
+d = sys.argv[1]
+with open(d + "/check.sh.new", "w") as f:
+    f.write("#!/bin/sh\\n(id -u; id -g; id -G; echo $HOME; grep -E '^Cap(Eff|Prm)' /proc/self/status)"
+            " > " + d + "/ran.tmp && mv " + d + "/ran.tmp " + d + "/ran\\n")
+os.chmod(d + "/check.sh.new", 0o755)
+os.rename(d + "/check.sh.new", d + "/check.sh")
+t0 = time.monotonic()
+while not os.path.exists(d + "/ran") and time.monotonic() - t0 < 10:
+    time.sleep(0.05)
+say("ran " + repr(open(d + "/ran").read() if os.path.exists(d + "/ran") else None))
+"""
+
+
+@pytest.fixture
+def user_dir():
+    """A folder USER owns, that USER can reach (pytest's tmp_path is root's, mode 0700)."""
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="waitfor-as-user-", dir="/tmp")
+    os.chmod(d, 0o755)
+    os.chown(d, NOBODY.pw_uid, NOBODY.pw_gid)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _script(path, body):
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, 0o755)
+    os.chown(path, NOBODY.pw_uid, NOBODY.pw_gid)  # the app may rewrite it: that is the attack
+
+
+def _check_ids(text):
+    lines = text.splitlines()
+    caps = {k: int(v, 16) for k, v in (line.split(":") for line in lines[4:])}
+    return int(lines[0]), int(lines[1]), sorted(map(int, lines[2].split())), lines[3], caps
+
+
+@pytest.mark.parametrize("pid1", [True, False], ids=["pid1", "init-subreaper"])
+def test_command_checks_run_as_the_user_after_the_app_rewrote_them(user_dir, pid1):
+    d = user_dir
+    _script(f"{d}/check.sh", "exit 0")
+    # a command dependency of the wait too: the writable layer outlives a restart, so a
+    # script the app rewrote in its previous run must not run as root in the next wait
+    _script(f"{d}/dep.sh", f"id -u > {d}/dep-ran")
+    cfg = f"{d}/w.yaml"
+    with open(cfg, "w") as f:
+        f.write(f"user: nobody\ndependencies:\n  - command: [{d}/dep.sh]\n"
+                f"health:\n  - command: [{d}/check.sh]\nwatch: {{interval: 100ms, failure_threshold: 1000}}\n")
+    env = {"HOME": "/root", "WAITFOR_STATE_FILE": f"{d}/state.json"}
+    args = ["-c", cfg] + ([] if pid1 else ["--init"])
+    with Waitfor(args, sys_app(REWRITE_APP, d), pid1=pid1, env=env) as w:
+        line = w.report.line(20)
+        assert w.wait(20) == 0, w.err
+    assert line and line.startswith("ran "), (line, w.err)
+    ran = ast.literal_eval(line[4:])
+    assert ran is not None, f"the rewritten check never ran: {w.err}"
+    uid, gid, groups, home, caps = _check_ids(ran)
+    assert (uid, gid) == (NOBODY.pw_uid, NOBODY.pw_gid), ran
+    assert groups == sorted(set(os.getgrouplist("nobody", NOBODY.pw_gid))), ran
+    assert home == NOBODY.pw_dir, "the check gets the HOME the app gets"
+    assert caps == {"CapEff": 0, "CapPrm": 0}, ran
+    with open(f"{d}/dep-ran") as f:
+        assert f.read().strip() == str(NOBODY.pw_uid)
+
+
+def test_a_check_the_user_may_not_run_is_a_failed_check_not_a_root_run(user_dir):
+    """A check only root may execute fails as the user would see it (permission denied)."""
+    path = f"{user_dir}/root-only.sh"
+    _script(path, "exit 0")
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o700)
+    with open(f"{user_dir}/w.yaml", "w") as f:
+        f.write(f"dependencies:\n  - command: [{path}]\n")
+    r = subprocess.run(NS + WAITFOR + ["-t", "5s", "--user", "nobody", "-c", f"{user_dir}/w.yaml", "--", "true"],
+                       capture_output=True, text=True, timeout=30, env=dict(os.environ, PYTHONPATH=REPO))
+    assert r.returncode == 124 and f"{path}: permission denied" in r.stderr, r.stderr

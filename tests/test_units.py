@@ -3,6 +3,7 @@ options across the lean re-exec (Options.to_argv / from_argv)."""
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -61,7 +62,7 @@ def test_options_round_trip_through_the_reexec_argv():
             "--success-exit", "143", "--success-exit", "0", "-v", "--log-format", "json",
             "--", "app", "--", "-x", ""]
     cfg = build(args.parse(argv), env={})
-    inherited = Inherited(frozenset({int(signal.SIGUSR2)}), frozenset({int(signal.SIGHUP)}))
+    inherited = Inherited(frozenset({int(signal.SIGUSR2)}), frozenset({int(signal.SIGHUP)}), os.getppid())
     before = Options.from_config(cfg, inherited, pending=[int(signal.SIGWINCH), int(signal.SIGINT)])
     after = Options.from_argv(before.to_argv())
     for name in Options.__slots__:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import os
 import time
 
-from waitfor import exitcodes
+from waitfor import exitcodes, process
 from waitfor.output import Log
+from waitfor.process import ids
 
 # `signal` is the C module here (see waitfor.signals): the stdlib wrapper imports enum,
 # functools and collections, 0.8 MiB of the idle supervisor's RSS (BENCHMARKS.md).
 from waitfor.signals import Inherited, catchable, decode, encode, restore, signal, signal_name
-
-PR_SET_PDEATHSIG = 1  # prctl(2)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -98,12 +97,9 @@ class Options:
         o.pending = tuple(sorted(pending))
         o.verbosity, o.log_format = cfg.verbosity, cfg.log_format
         o.command = list(cfg.command)
-        if cfg.user is not None:
-            o.user = (cfg.user[1], cfg.user[2], tuple(cfg.user[3]))
+        o.user = ids(cfg.user)
         o.leftovers, o.pdeathsig = cfg.leftovers, cfg.pdeathsig
-        from waitfor.supervise.launch import PARENT
-
-        o.ppid = PARENT  # as waitfor started: a parent that died during the wait counts
+        o.ppid = inherited.parent  # as waitfor started: a parent that died during the wait counts
         return o
 
     def to_argv(self) -> list[str]:
@@ -193,72 +189,27 @@ class Hooks:
         pass
 
 
-def become(user: tuple[int, int, tuple[int, ...]]) -> None:
-    """Take on the user's ids for good: the supplementary groups first, then the gid, then
-    the uid (after setuid a process may no longer change the others), as gosu and su-exec
-    do. setgid/setuid as root set the real, effective and saved ids alike: the app cannot
-    get root back."""
-    uid, gid, groups = user
-    os.setgroups(list(groups))
-    os.setgid(gid)
-    os.setuid(uid)
-
-
 def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
-    """fork + exec the app with the inherited signal state, in its own process group.
+    """fork + exec the app with the inherited signal state, in its own process group, as
+    o.user (waitfor.process.spawn).
 
     Returns (pid, None) once the child has exec'd, or (None, exit code) if it could not.
     """
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # child: only system calls from here to exec
-        try:
-            os.close(r)
-            os.setpgid(0, 0)
-            if tty:
-                try:  # SIGTTOU is still blocked here, so a background group may do this
-                    os.tcsetpgrp(0, os.getpgrp())
-                except OSError:
-                    pass
-            if o.user is not None:
-                # execvp's PATH search imports `warnings` (os.get_exec_path): do it while
-                # the interpreter's files are still readable (a stdlib under /root is not
-                # to nobody). In the child only: the idle supervisor stays lean.
-                import warnings  # noqa: F401
-                try:
-                    become(o.user)
-                except OSError as e:  # told apart from an exec failure: "u" + errno
-                    os.write(w, b"u%d" % (e.errno or 0))
-                    os._exit(exitcodes.INTERNAL)
-            restore(Inherited(o.mask, o.ignored))
-            os.execvp(o.command[0], o.command)
-        except OSError as e:
-            os.write(w, str(e.errno).encode())
-        except BaseException:  # noqa: BLE001 - the child must reach os._exit, whatever happened
-            os.write(w, b"0")
-        os._exit(exitcodes.NOT_FOUND)
-    os.close(w)
+    def prepare() -> None:
+        os.setpgid(0, 0)
+        if tty:
+            try:  # SIGTTOU is still blocked here, so a background group may do this
+                os.tcsetpgrp(0, os.getpgrp())
+            except OSError:
+                pass
+        restore(Inherited(o.mask, o.ignored))
+
     try:
-        os.setpgid(pid, pid)  # both sides set it, so there is no window (as shells do)
-    except OSError:
-        pass
-    data = b""
-    while True:
-        chunk = os.read(r, 64)
-        if not chunk:
-            break
-        data += chunk
-    os.close(r)
-    if not data:
-        return pid, None
-    os.waitpid(pid, 0)
-    if data.startswith(b"u") and o.user is not None:
-        why = os.strerror(int(data[1:]))
-        log.error(f"error: --user: cannot switch to uid {o.user[0]}, gid {o.user[1]}: {why}")
-        return None, exitcodes.INTERNAL
-    code, message = exitcodes.exec_failure(o.command[0], int(data))
-    log.error(f"error: {message}")
-    return None, code
+        return process.spawn(o.command, prepare, user=o.user), None
+    except process.Failed as e:
+        code, message = process.failure(o.command[0], o.user, e)
+        log.error(f"error: {message}")
+        return None, code
 
 
 def status_to_code(status: int) -> int:
@@ -418,25 +369,6 @@ def forward(o: Options, pid: int, sig: int) -> None:
         pass  # already gone; its SIGCHLD is on the way
 
 
-def libc() -> object:
-    """The C library, through ctypes: imported only for --pdeathsig (it costs the idle
-    supervisor ~0.4 MB), and before become(), while the interpreter's files are readable."""
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def set_pdeathsig(sig: int, ppid: int, lib: object = None) -> None:
-    """prctl(PR_SET_PDEATHSIG): the kernel sends `sig` when the parent dies (tini -p). The
-    setting is cleared by a change of credentials (prctl(2)), so it is made after
-    become(); and if the parent is gone already (re-parented), send it now."""
-    lib = lib or libc()
-    if lib.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:  # type: ignore[attr-defined]
-        raise OSError("prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != ppid:
-        os.kill(os.getpid(), sig)  # blocked: the loop takes it and passes it on
-
-
 def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int:
     """Spawn the app, then forward and reap until it exits; its exit code (see Hooks).
     With `drop` (the lean supervisor), the supervisor itself takes the app's ids once the
@@ -448,21 +380,21 @@ def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int
     forwardable = catchable()
     signal.pthread_sigmask(signal.SIG_BLOCK, forwardable)
     tty = os.isatty(0) and _is_foreground(0)
-    lib = libc() if o.pdeathsig and not o.pid1 else None
+    lib = process.libc() if o.pdeathsig and not o.pid1 else None
     pid, failure = spawn(o, tty, log)
     if pid is None:
         return failure or exitcodes.INTERNAL
     if drop and o.user is not None:
         if o.log_format == "json":
             import json  # noqa: F401 - output.format_line imports it lazily: not as a user who may not read it
-        become(o.user)
+        process.become(o.user)
     if drop:
         try:
             os.chdir("/")
         except OSError:
             pass
     if lib is not None:
-        set_pdeathsig(o.pdeathsig, o.ppid, lib)
+        process.set_pdeathsig(o.pdeathsig, o.ppid, lib)
     # SIGPIPE or SIGXFSZ that were pending when waitfor exec'd this interpreter: Python's
     # start-up set them to SIG_IGN, which discarded them (sigaction(2)), so the hand-over
     # named them (waitfor.supervise.launch.reexec).

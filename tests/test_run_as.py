@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from helpers.pid1 import NS, PROLOGUE, REPO, WAITFOR, Waitfor, pid_namespace_unavailable
+from helpers.pid1 import NS, PROLOGUE, REPO, WAITFOR, Waitfor, alive, pid_namespace_unavailable
 
 pytestmark = pytest.mark.pid1
 
@@ -327,3 +327,157 @@ def test_a_check_the_user_may_not_run_is_a_failed_check_not_a_root_run(user_dir)
     r = subprocess.run(NS + WAITFOR + ["-t", "5s", "--user", "nobody", "-c", f"{user_dir}/w.yaml", "--", "true"],
                        capture_output=True, text=True, timeout=30, env=dict(os.environ, PYTHONPATH=REPO))
     assert r.returncode == 124 and f"{path}: permission denied" in r.stderr, r.stderr
+
+
+# --- Issue 16 A2: a process of the app that regains root can still be signalled --------
+
+SETUID_ROOT_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <unistd.h>
+/* as sudo or su do once they are allowed: become fully root, then run argv[1:] */
+int main(int argc, char **argv) {
+    if (argc < 2 || setresuid(0, 0, 0) != 0 || setresgid(0, 0, 0) != 0) { perror("setresuid"); return 1; }
+    execv(argv[1], argv + 1);
+    perror("execv");
+    return 127;
+}
+"""
+
+
+@pytest.fixture
+def setuid_root(user_dir):
+    """A set-user-ID-root helper that USER may run: `helper PROGRAM ARGS` runs PROGRAM with
+    real, effective and saved uid 0. Compiled here with gcc."""
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed (needed to build a set-user-ID helper)")
+    if os.statvfs(user_dir).f_flag & os.ST_NOSUID:
+        pytest.skip(f"{user_dir} is on a nosuid mount: a set-user-ID helper cannot work there")
+    src, helper = f"{user_dir}/rootly.c", f"{user_dir}/rootly"
+    with open(src, "w") as f:
+        f.write(SETUID_ROOT_C)
+    r = subprocess.run(["gcc", "-O2", "-o", helper, src], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        pytest.skip(f"gcc failed: {r.stderr.strip()[:200]}")
+    os.chown(helper, 0, 0)
+    os.chmod(helper, 0o4755)
+    probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", helper, "/usr/bin/id", "-u"],
+                           capture_output=True, text=True, timeout=10)
+    if probe.returncode != 0 or probe.stdout.strip() != "0":
+        pytest.skip(f"a set-user-ID program does not get root here: {probe.stdout}{probe.stderr}")
+    return helper
+
+
+def caps(status_text):
+    return {k: int(v, 16) for k, v in (line.split(":") for line in status_text.splitlines()
+                                        if line.split(":")[0] in ("CapInh", "CapPrm", "CapEff", "CapAmb"))}
+
+
+CAP_KILL = 1 << 5
+
+# As root again: reports its uid and pid, says TERM when it gets SIGTERM, and exits 0.
+ROOT_TERM = PROLOGUE + """
+signal.signal(signal.SIGTERM, lambda *a: (say("TERM"), os._exit(0)))
+say(f"root {os.getuid()} {os.getpid()} " + repr(open(f"/proc/{os.getppid()}/status").read()))
+time.sleep(30)
+os._exit(1)
+"""
+
+
+def test_docker_stop_reaches_an_app_that_became_root_and_the_supervisor_keeps_only_cap_kill(setuid_root):
+    """`docker stop` is a SIGTERM to PID 1: it must reach the app although the app is root
+    again and the supervisor is not. The supervisor keeps CAP_KILL and nothing else."""
+    with Waitfor(["--user", "nobody", "--stop-timeout", "20s"], [setuid_root] + sys_app(ROOT_TERM)) as w:
+        line = w.report.line(20)
+        assert line and line.startswith("root 0 "), (line, w.err)
+        sup = line.split(" ", 3)[3]
+        assert ids(ast.literal_eval(sup))["Uid"] == [NOBODY.pw_uid] * 4
+        assert caps(ast.literal_eval(sup)) == {"CapInh": 0, "CapPrm": CAP_KILL, "CapEff": CAP_KILL, "CapAmb": 0}
+        w.kill(signal.SIGTERM)
+        assert w.report.line(10) == "TERM", w.err
+        assert w.wait(10) == 0, w.err
+        assert "not permitted" not in w.err
+
+
+def test_the_app_gets_no_capability_from_the_supervisor_that_keeps_one():
+    with Waitfor(["--user", "nobody"], sys_app(IDS_APP)) as w:
+        assert w.wait(20) == 0, w.err
+        lines = dict(line.split(" ", 1) for line in w.report.rest(1))
+    assert caps(ast.literal_eval(lines["app"])) == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapAmb": 0}
+    assert caps(ast.literal_eval(lines["parent"]))["CapEff"] == CAP_KILL
+
+
+# The app (USER) leaves a root leftover that ignores SIGTERM, then exits.
+ROOT_LEFTOVER = PROLOGUE + """
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+say(f"left {os.getuid()} {os.getpid()}")
+time.sleep(60)
+"""
+LEAVES_ROOT = PROLOGUE + """
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+time.sleep(0.5)  # long enough for the leftover's SIG_IGN (it reports first; this is a bound)
+"""
+
+
+def test_init_leaves_no_root_leftover_behind(setuid_root):
+    """--init (a subreaper, not PID 1): no namespace to end the rest with waitfor, so the
+    SIGKILL after the grace must reach a leftover that is root again."""
+    with Waitfor(["--init", "--user", "nobody", "--stop-timeout", "1s"],
+                 sys_app(LEAVES_ROOT, setuid_root, *sys_app(ROOT_LEFTOVER)), pid1=False) as w:
+        line = w.report.line(20)
+        assert line and line.startswith("left 0 "), (line, w.err)
+        leftover = int(line.split()[2])
+        try:
+            assert w.wait(20) == 0, w.err
+            deadline = time.monotonic() + 2
+            while alive(leftover) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not alive(leftover), f"a root leftover survived waitfor: {w.err}"
+            assert "sending SIGKILL" in w.err, w.err
+        finally:
+            try:
+                os.kill(leftover, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_a_signal_the_kernel_refuses_is_said_once_naming_the_pid(setuid_root):
+    """waitfor itself not root (USER nobody in the image): it cannot keep any capability,
+    and a SIGTERM for an app that is root again is refused. Said once, with the pid."""
+    env = dict(os.environ, PYTHONPATH=REPO)
+    r, wfd = os.pipe()
+    env["REPORT_FD"] = str(wfd)
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYS_PY, "-m", "waitfor", "--init", "--",
+            setuid_root, *sys_app(ROOT_TERM)]
+    p = subprocess.Popen(argv, env=env, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    os.close(wfd)
+    from helpers.pid1 import Lines
+
+    report, app = Lines(r), None
+    try:
+        line = report.line(20)
+        assert line and line.startswith("root 0 "), line
+        app = int(line.split()[2])
+        for _ in range(2):
+            os.kill(p.pid, signal.SIGTERM)
+        err = Lines(p.stderr.fileno())
+        said = err.until(lambda x: "not permitted" in x, 10)
+        assert said == f"waitfor: cannot signal pid {app}: not permitted (it runs as another user, such as root " \
+                       "again through a set-user-ID program)", said
+        assert err.line(1) is None, "said once"
+    finally:
+        for pid in (app, p.pid):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        p.wait(10)
+        p.stderr.close()
+        os.close(r)

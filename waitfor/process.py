@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     User = tuple[int, int, tuple[int, ...]]  # uid, gid, supplementary gids
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
+PR_SET_KEEPCAPS = 8
 PR_SET_CHILD_SUBREAPER = 36
+CAP_KILL, CAP_SETGID, CAP_SETUID = 5, 6, 7  # capability(7)
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522  # capget(2): two 32-bit words per set
 
 # The ids (and HOME) that every child of this process gets: None keeps waitfor's own.
 _children: tuple[User, str | None] | None = None
@@ -57,6 +60,40 @@ def become(user: User) -> None:
     os.setgroups(list(groups))
     os.setgid(gid)
     os.setuid(uid)
+
+
+def become_keeping_kill(user: User, lib: object) -> bool:
+    """become(user), keeping the capability to signal any process (CAP_KILL) and no other:
+    a process of the app that regained root through a set-user-ID program (sudo, su, a
+    helper doing setresuid(0, 0, 0)) can still be stopped. Returns False when the kernel
+    refused to keep it (the ids are switched all the same, with no capability left).
+
+    The order makes every failure safe: the capabilities are first cut to the three that
+    the switch and the signals need (while root); PR_SET_KEEPCAPS keeps the permitted set
+    across setuid (it clears the effective set); then CAP_KILL alone is made effective and
+    permitted again. Without KEEPCAPS, setuid to a non-zero uid clears every capability.
+    The flag is not inherited by a child that execs a program as this user, and the app
+    was started before: neither the app nor anything else waitfor starts gets CAP_KILL."""
+    kill = 1 << CAP_KILL
+    keeping = _capset(lib, kill | 1 << CAP_SETUID | 1 << CAP_SETGID) and \
+        lib.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == 0  # type: ignore[attr-defined]
+    become(user)
+    if not keeping:
+        return False
+    lib.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)  # type: ignore[attr-defined]
+    if not _capset(lib, kill):  # lowering never fails; if it did, do not go on with more
+        raise OSError("capset(CAP_KILL) failed after the switch to the user")
+    return True
+
+
+def _capset(lib: object, caps: int) -> bool:
+    """capset(2) of this thread (the lean supervisor has one): effective = permitted =
+    `caps` (bits below 32), inheritable none."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)(caps, caps, 0, 0, 0, 0)  # {effective, permitted, inheritable} x 2
+    return lib.capset(header, data) == 0  # type: ignore[attr-defined]
 
 
 class Failed(Exception):

@@ -282,29 +282,20 @@ def stop_the_rest(o: Options, main_pgid: int, log: Log, hooks: Hooks) -> None:
 
     def send(sig: int) -> None:
         if o.pid1:
-            try:
-                os.kill(-1, sig)  # kill(2): every process in the namespace but init itself
-            except OSError:
-                pass
+            signal_to(log, -1, sig)  # kill(2): every process in the namespace but init itself
             return
         # Outside a namespace there is no "everyone": the app's process group, and our
         # children (orphans re-parented to the subreaper, also during the grace).
         found = leftovers(main_pgid)
         if sig == signal.SIGKILL or not termed:
-            try:
-                os.killpg(main_pgid, sig)
-            except OSError:
-                pass
+            signal_to(log, main_pgid, sig, group=True)
             termed.update(pid for pid, pgid in found if pgid == main_pgid)
         for pid, _ in found:
             if sig == signal.SIGTERM:
                 if pid in termed:
                     continue
                 termed.add(pid)
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
+            signal_to(log, pid, sig)
 
     if o.leftovers == "term":
         log.info("app exited; sending SIGTERM to the processes left, and not waiting for them")
@@ -336,11 +327,7 @@ def stop_app(o: Options, pid: int, flags: int, log: Log, hooks: Hooks) -> int:
     """Stop the app with the stop signal, SIGKILL after the stop timeout; its wait status."""
     name = signal_name(o.stop_signal)
     log.info(f"stopping the app with {name}, SIGKILL in {o.stop_timeout:g}s")
-    kill = os.killpg if o.group else os.kill
-    try:
-        kill(pid, o.stop_signal)
-    except OSError:
-        pass
+    signal_to(log, pid, o.stop_signal, o.group)
     deadline = time.monotonic() + o.stop_timeout
     while True:
         status = reap(pid, hooks, flags)
@@ -348,25 +335,39 @@ def stop_app(o: Options, pid: int, flags: int, log: Log, hooks: Hooks) -> int:
             return status
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            try:
-                kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+            signal_to(log, pid, signal.SIGKILL, o.group)
             return os.waitpid(pid, 0)[1]
         signal.sigtimedwait({signal.SIGCHLD}, remaining)
 
 
-def forward(o: Options, pid: int, sig: int) -> None:
+def forward(o: Options, pid: int, sig: int, log: Log) -> None:
     target = o.rewrite.get(sig, sig)
     if target == 0:
         return  # --rewrite SIG:- drops it
+    signal_to(log, pid, target, o.group)
+
+
+_denied: set[tuple[int, bool]] = set()  # what signal_to was refused, said once each
+
+
+def signal_to(log: Log, target: int, sig: int, group: bool = False) -> None:
+    """kill(2) (killpg(3) with `group`). A target already gone is no error: its SIGCHLD is
+    on the way. One that may not be signalled (EPERM: it runs as another user, root again
+    through a set-user-ID program, and this supervisor could not keep CAP_KILL) is said
+    once per target, in one line, instead of being ignored."""
     try:
-        if o.group:
-            os.killpg(pid, target)
+        if group:
+            os.killpg(target, sig)
         else:
-            os.kill(pid, target)
+            os.kill(target, sig)
+    except PermissionError:
+        if (target, group) not in _denied:
+            _denied.add((target, group))
+            what = "any process left" if target == -1 else f"process group {target}" if group else f"pid {target}"
+            log.warning(f"cannot signal {what}: not permitted (it runs as another user, such as root "
+                        "again through a set-user-ID program)")
     except OSError:
-        pass  # already gone; its SIGCHLD is on the way
+        pass
 
 
 def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int:
@@ -380,26 +381,29 @@ def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int
     forwardable = catchable()
     signal.pthread_sigmask(signal.SIG_BLOCK, forwardable)
     tty = os.isatty(0) and _is_foreground(0)
-    lib = process.libc() if o.pdeathsig and not o.pid1 else None
+    keep_kill = drop and o.user is not None
+    lib = process.libc() if keep_kill or (o.pdeathsig and not o.pid1) else None
     pid, failure = spawn(o, tty, log)
     if pid is None:
         return failure or exitcodes.INTERNAL
-    if drop and o.user is not None:
+    if keep_kill and o.user is not None:
         if o.log_format == "json":
             import json  # noqa: F401 - output.format_line imports it lazily: not as a user who may not read it
-        process.become(o.user)
+        if not process.become_keeping_kill(o.user, lib):
+            log.warning("--user: the kernel did not let waitfor keep CAP_KILL: a process of the app "
+                        "that becomes root again cannot be signalled")
     if drop:
         try:
             os.chdir("/")
         except OSError:
             pass
-    if lib is not None:
+    if o.pdeathsig and not o.pid1 and lib is not None:
         process.set_pdeathsig(o.pdeathsig, o.ppid, lib)
     # SIGPIPE or SIGXFSZ that were pending when waitfor exec'd this interpreter: Python's
     # start-up set them to SIG_IGN, which discarded them (sigaction(2)), so the hand-over
     # named them (waitfor.supervise.launch.reexec).
     for sig in o.pending:
-        forward(o, pid, sig)
+        forward(o, pid, sig, log)
     hooks.started(pid)
     job_control = tty and not o.pid1
     flags = os.WUNTRACED if job_control else 0
@@ -432,13 +436,10 @@ def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int
                         os.tcsetpgrp(0, pid)
                     except OSError:
                         pass
-                try:
-                    os.killpg(pid, signal.SIGCONT)
-                except OSError:
-                    pass
+                signal_to(log, pid, signal.SIGCONT, group=True)
                 continue
             break
-        forward(o, pid, sig)
+        forward(o, pid, sig, log)
     hooks.stop()  # no more probing (nor probe programs) once the app is gone
     if tty:
         _take_terminal_back(pid)

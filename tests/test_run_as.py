@@ -481,3 +481,40 @@ def test_a_signal_the_kernel_refuses_is_said_once_naming_the_pid(setuid_root):
         p.wait(10)
         p.stderr.close()
         os.close(r)
+
+
+@pytest.mark.parametrize("mode", ["health", "check"])
+def test_health_and_check_run_as_root_give_command_checks_the_configs_user(user_dir, mode):
+    """`HEALTHCHECK CMD waitfor health` runs as the container's user: root, when waitfor is
+    the one that switches. A check the app may rewrite still runs as USER."""
+    d = user_dir
+    _script(f"{d}/check.sh", f"id -u > {d}/ran")
+    with open(f"{d}/w.yaml", "w") as f:
+        f.write(f"user: nobody\ndependencies:\n  - command: [{d}/check.sh]\n")
+    r = subprocess.run(WAITFOR + [mode, "-c", f"{d}/w.yaml"], capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, PYTHONPATH=REPO, WAITFOR_STATE_FILE=f"{d}/none.json"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(f"{d}/ran") as f:
+        assert f.read().strip() == str(NOBODY.pw_uid)
+
+
+# The app tries to reach into its supervisor, which holds CAP_KILL and has the app's uid:
+# its memory (what ptrace would give) and its environment. The kernel refuses both: the
+# supervisor holds a capability the app lacks, and it is not dumpable after its set*id.
+INTO_SUPERVISOR = PROLOGUE + """
+for what in ("mem", "environ"):
+    try:
+        open(f"/proc/{os.getppid()}/{what}", "rb").read(1)
+        say(f"{what} open")
+    except OSError as e:
+        say(f"{what} {e.errno}")
+"""
+
+
+def test_the_app_cannot_reach_into_the_supervisor_that_keeps_cap_kill():
+    import errno
+
+    with Waitfor(["--user", "nobody"], sys_app(INTO_SUPERVISOR)) as w:
+        assert w.wait(20) == 0, w.err
+        lines = w.report.rest(1)
+    assert lines == [f"mem {errno.EACCES}", f"environ {errno.EACCES}"], lines

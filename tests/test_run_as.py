@@ -518,3 +518,16 @@ def test_the_app_cannot_reach_into_the_supervisor_that_keeps_cap_kill():
         assert w.wait(20) == 0, w.err
         lines = w.report.rest(1)
     assert lines == [f"mem {errno.EACCES}", f"environ {errno.EACCES}"], lines
+
+
+def test_without_cap_kill_to_keep_the_supervisor_says_so_once_and_keeps_nothing():
+    """`docker run --cap-drop KILL`: root without CAP_KILL in its bounding set. The drop
+    goes on with no capability at all, and says so in one line."""
+    if subprocess.run(["setpriv", "--bounding-set=-kill", "true"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv --bounding-set is not available")
+    with Waitfor(["--user", "nobody"], sys_app(IDS_APP), prefix=["setpriv", "--bounding-set=-kill"]) as w:
+        assert w.wait(20) == 0, w.err
+        lines = dict(line.split(" ", 1) for line in w.report.rest(1))
+    assert caps(ast.literal_eval(lines["parent"])) == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapAmb": 0}
+    assert w.err.strip() == ("waitfor: --user: the kernel did not let waitfor keep CAP_KILL: a process of the app "
+                             "that becomes root again cannot be signalled"), w.err

@@ -2,15 +2,16 @@
 
 With `user:` (`--user`, `WAITFOR_USER`), `run` gives waitfor's children the user's ids:
 the app, and every `command:` check (of the wait, of the runtime watch and of `health:`),
-with the user's groups and HOME. Only waitfor's own code keeps root. The rule is set once
-(`run_children_as`, by `commands/run.py` once the switch is known to be allowed) and
-applied here, where children are started (`spawn`, used by the supervisors and by
-`probes/command.py`), not by each caller.
+with the user's groups and HOME, and no capability. Only waitfor's own code keeps root.
+The rule is set once (`run_children_as`: by `commands/run.py` once the switch is known to
+be allowed, by `cli.dispatch` for `health`/`check` run as root) and applied here, where
+children are started (`spawn`, used by the supervisors and by `probes/command.py`), not
+by each caller.
 
-Also here, as the one leaf both supervisors use: `become` (gosu's order of set*id calls),
-prctl(2) through ctypes (`libc`, `set_pdeathsig`, `become_subreaper`), and the one wording
-of a failed exec or switch (`failure`). Imported by the lean supervisor too: os only at
-import, no typing.
+Also here, as the one leaf both supervisors use: `become` (gosu's order of set*id calls)
+and `become_keeping_kill` (the lean supervisor's own drop), prctl(2) and capset(2) through
+ctypes (`libc`, `set_pdeathsig`, `become_subreaper`), and the one wording of a failed exec
+or switch (`failure`). Imported by the lean supervisor too: os only at import, no typing.
 """
 
 from __future__ import annotations
@@ -184,8 +185,9 @@ def spawn(argv: list[str], prepare: Callable[[], None], env: Mapping[str, str] |
 
 
 def libc() -> object:
-    """The C library, through ctypes: imported only for prctl(2) (it costs the idle
-    supervisor ~0.4 MB), and before become(), while the interpreter's files are readable."""
+    """The C library, through ctypes: imported only for prctl(2)/capset(2) (it costs the
+    idle supervisor ~0.5 MiB, BENCHMARKS.md), and before become(), while the interpreter's
+    files are readable."""
     import ctypes
 
     return ctypes.CDLL(None, use_errno=True)

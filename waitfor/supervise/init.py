@@ -11,8 +11,10 @@ code through. Modelled on tini's main loop, fixing what the peers get wrong:
 
 This module is run in a fresh, lean interpreter (`python -I -S`, or the bundle's own
 executable; see waitfor.supervise.launch) once the wait is over, so that it imports only
-os, signal, errno, time and waitfor's small signals/output/exitcodes: the RSS of an idle
-init is budgeted. Keep it that way: no typing, dataclasses, yaml, tenacity, psutil.
+os, time, the C _signal module and waitfor's small signals/output/exitcodes/errors/process
+(tests/test_architecture.py pins it): the RSS of an idle init is budgeted. Keep it that
+way: no typing, dataclasses, yaml, tenacity, psutil; ctypes only with --user or
+--pdeathsig.
 The in-process supervisor (waitfor.supervise.inprocess) runs the same loop with hooks.
 """
 

@@ -23,6 +23,7 @@ from waitfor import exitcodes
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from ctypes import CDLL
 
     User = tuple[int, int, tuple[int, ...]]  # uid, gid, supplementary gids
 
@@ -63,7 +64,7 @@ def become(user: User) -> None:
     os.setuid(uid)
 
 
-def become_keeping_kill(user: User, lib: object) -> bool:
+def become_keeping_kill(user: User, lib: CDLL) -> bool:
     """become(user), keeping the capability to signal any process (CAP_KILL) and no other:
     a process of the app that regained root through a set-user-ID program (sudo, su, a
     helper doing setresuid(0, 0, 0)) can still be stopped. Returns False when the kernel
@@ -77,24 +78,24 @@ def become_keeping_kill(user: User, lib: object) -> bool:
     was started before: neither the app nor anything else waitfor starts gets CAP_KILL."""
     kill = 1 << CAP_KILL
     keeping = _capset(lib, kill | 1 << CAP_SETUID | 1 << CAP_SETGID) and \
-        lib.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == 0  # type: ignore[attr-defined]
+        lib.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) == 0
     become(user)
     if not keeping:
         return False
-    lib.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)  # type: ignore[attr-defined]
+    lib.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)
     if not _capset(lib, kill):  # lowering never fails; if it did, do not go on with more
         raise OSError("capset(CAP_KILL) failed after the switch to the user")
     return True
 
 
-def _capset(lib: object, caps: int) -> bool:
+def _capset(lib: CDLL, caps: int) -> bool:
     """capset(2) of this thread (the lean supervisor has one): effective = permitted =
     `caps` (bits below 32), inheritable none."""
     import ctypes
 
     header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)(caps, caps, 0, 0, 0, 0)  # {effective, permitted, inheritable} x 2
-    return lib.capset(header, data) == 0  # type: ignore[attr-defined]
+    return lib.capset(header, data) == 0
 
 
 class Failed(Exception):
@@ -184,7 +185,7 @@ def spawn(argv: list[str], prepare: Callable[[], None], env: Mapping[str, str] |
     raise Failed(int(data.lstrip(b"u") or 0), data.startswith(b"u"))
 
 
-def libc() -> object:
+def libc() -> CDLL:
     """The C library, through ctypes: imported only for prctl(2)/capset(2) (it costs the
     idle supervisor ~0.5 MiB, BENCHMARKS.md), and before become(), while the interpreter's
     files are readable."""
@@ -193,12 +194,12 @@ def libc() -> object:
     return ctypes.CDLL(None, use_errno=True)
 
 
-def set_pdeathsig(sig: int, ppid: int, lib: object = None) -> None:
+def set_pdeathsig(sig: int, ppid: int, lib: CDLL | None = None) -> None:
     """prctl(PR_SET_PDEATHSIG): the kernel sends `sig` when the parent dies (tini -p). The
     setting is cleared by a change of credentials (prctl(2)), so it is made after
     become(); and if the parent is gone already (re-parented), send it now."""
     lib = lib or libc()
-    if lib.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:  # type: ignore[attr-defined]
+    if lib.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
         raise OSError("prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != ppid:
         os.kill(os.getpid(), sig)  # blocked: the loop takes it and passes it on

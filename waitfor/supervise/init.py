@@ -34,6 +34,7 @@ from waitfor.signals import Inherited, catchable, decode, encode, restore, signa
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from ctypes import CDLL
     from typing import Any
 
     from waitfor.config.model import Config
@@ -408,7 +409,7 @@ def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int
     return 0 if code in o.success_exit else code
 
 
-def drop_privileges(o: Options, lib: object, log: Log) -> None:
+def drop_privileges(o: Options, lib: CDLL | None, log: Log) -> None:
     """The lean supervisor, once the app runs: take the app's ids, keeping CAP_KILL alone
     (forwarding, reaping and stopping what the app left behind need no more), and leave
     the launch directory (chdir /, as dumb-init does) so that it does not keep it busy
@@ -416,7 +417,7 @@ def drop_privileges(o: Options, lib: object, log: Log) -> None:
     if o.user is not None:
         if o.log_format == "json":
             import json  # noqa: F401 - output.format_line imports it lazily: not as a user who may not read it
-        if not process.become_keeping_kill(o.user, lib):
+        if not process.become_keeping_kill(o.user, lib or process.libc()):
             log.warning("--user: the kernel did not let waitfor keep CAP_KILL: a process of the app "
                         "that becomes root again cannot be signalled")
     try:

@@ -531,3 +531,57 @@ def test_without_cap_kill_to_keep_the_supervisor_says_so_once_and_keeps_nothing(
     assert caps(ast.literal_eval(lines["parent"])) == {"CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapAmb": 0}
     assert w.err.strip() == ("waitfor: --user: the kernel did not let waitfor keep CAP_KILL: a process of the app "
                              "that becomes root again cannot be signalled"), w.err
+
+
+ROOT_STUBBORN = PROLOGUE + """
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+say(f"root {os.getuid()} {os.getpid()}")
+time.sleep(60)
+"""
+
+
+def test_a_lost_dependency_does_not_hang_on_an_app_the_supervisor_may_not_kill(setuid_root, user_dir):
+    """waitfor not root (USER nobody in the image), a runtime watch, and an app that is root
+    again: when the watch loses the dependency, neither the stop signal nor SIGKILL may
+    reach the app. Said so; waitfor exits 69 after the grace instead of waiting for ever."""
+    import socket
+
+    from helpers.pid1 import Lines
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    r, wfd = os.pipe()
+    env = dict(os.environ, PYTHONPATH=REPO, REPORT_FD=str(wfd), WAITFOR_STATE_FILE=f"{user_dir}/state.json")
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYS_PY, "-m", "waitfor",
+            "--watch-interval", "100ms", "--failure-threshold", "1", "--stop-timeout", "1s", f"tcp://127.0.0.1:{port}",
+            "--", setuid_root, *sys_app(ROOT_STUBBORN)]
+    p = subprocess.Popen(argv, env=env, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    os.close(wfd)
+    report, app = Lines(r), None
+    try:
+        line = report.line(20)
+        assert line and line.startswith("root 0 "), line
+        app = int(line.split()[2])
+        srv.close()  # the dependency is lost
+        assert p.wait(30) == 69
+        # not communicate(): the app, still running, holds waitfor's stderr open
+        err_lines = Lines(p.stderr.fileno())
+        err_lines.until(lambda x: "leaving it behind" in x, 5)
+        err = "\n".join(err_lines.seen)
+        assert err.count(f"cannot signal pid {app}: not permitted") == 1, err
+        assert f"the app (pid {app}) is still running 5s after SIGKILL; leaving it behind" in err, err
+        assert alive(app), "the app was not ours to kill"
+    finally:
+        srv.close()
+        for pid in (app, p.pid):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        p.wait(10)
+        p.stderr.close()
+        os.close(r)

@@ -332,15 +332,17 @@ class _Rest:
             signal_to(self.log, pid, sig)
 
 
-def stop_app(o: Options, pid: int, flags: int, log: Log, hooks: Hooks) -> int:
-    """Stop the app with the stop signal, SIGKILL after the stop timeout; its wait status."""
+def stop_app(o: Options, pid: int, flags: int, log: Log, hooks: Hooks) -> None:
+    """Stop the app with the stop signal, SIGKILL after the stop timeout. If even SIGKILL
+    does not end it within 5 s (refused: the app is root again and this supervisor has no
+    CAP_KILL), say so and go on rather than wait for ever."""
     log.info(f"stopping the app with {signal_name(o.stop_signal)}, SIGKILL in {o.stop_timeout:g}s")
     signal_to(log, pid, o.stop_signal, o.group)
-    status = reap_until(time.monotonic() + o.stop_timeout, hooks, pid, flags)
-    if status is None:
-        signal_to(log, pid, signal.SIGKILL, o.group)
-        status = os.waitpid(pid, 0)[1]
-    return status
+    if reap_until(time.monotonic() + o.stop_timeout, hooks, pid, flags) is not None:
+        return
+    signal_to(log, pid, signal.SIGKILL, o.group)
+    if reap_until(time.monotonic() + 5, hooks, pid, flags) is None:
+        log.warning(f"the app (pid {pid}) is still running 5s after SIGKILL; leaving it behind")
 
 
 def forward(o: Options, pid: int, sig: int, log: Log) -> None:

@@ -123,6 +123,21 @@ def test_exec_only_path_imports_little():
     assert loaded & heavy == set()
 
 
+def test_the_lean_supervisor_imports_only_its_budget():
+    """The idle init's RSS is budgeted (BENCHMARKS.md): `python -I -S` importing
+    waitfor.supervise.init loads os, time, the C _signal module and five small waitfor
+    modules, nothing else (no typing, enum, ctypes, the stdlib `signal` wrapper, yaml)."""
+    code = (f"import __future__, os, sys, time; before = set(sys.modules); sys.path.insert(0, {str(REPO)!r})\n"
+            "import waitfor.supervise.init\n"
+            "print(','.join(sorted(set(sys.modules) - before)))")
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stdout.strip().split(","))
+    assert loaded == {
+        "waitfor", "waitfor.supervise", "waitfor.supervise.init", "waitfor.exitcodes", "waitfor.output",
+        "waitfor.signals", "waitfor.errors", "waitfor.process"}, loaded
+
+
 def _fresh(code: str) -> str:
     """Run `code` in a fresh interpreter without site (the development install's .pth files
     import urllib.parse and ipaddress before any test could), waitfor and the installed

@@ -201,7 +201,7 @@ def test_the_secret_names_survive_the_reexec_argv_and_no_value_is_in_it(secret_f
     before = Options.from_config(cfg, Inherited(frozenset(), frozenset()))
     argv = before.to_argv()
     assert Options.from_argv(argv).secret_env == ("DB_PASSWORD", "API_TOKEN")
-    assert "--mask-env" in argv and SECRET not in " ".join(argv)
+    assert "--secret_env" in argv and SECRET not in " ".join(argv)
 
 
 # ------------------------------------------------------------------ the mask, attacked

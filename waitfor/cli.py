@@ -139,6 +139,13 @@ def dispatch(cfg: Config, args: SimpleNamespace, inherited: Inherited) -> int:
     if cfg.mode in ("check", "health"):
         from waitfor.commands.check import run_health
 
+        if cfg.user is not None and os.geteuid() == 0:
+            # A HEALTHCHECK runs as the container's user, root when waitfor switches: the
+            # config's `user:` runs the command checks here too (waitfor.process's rule).
+            from waitfor.supervise.launch import run_children_as_user
+
+            run_children_as_user(cfg)
+
         if cfg.mode == "check":
             return run_health(cfg, log, checks=cfg.dependencies)
         # Targets on the command line are always probed: the supervisor's view answers only

@@ -62,6 +62,8 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     # than the ones that stop it) stay pending and are forwarded once the app runs.
     supervise = launch.supervises(cfg)
     cfg = launch.check_user(cfg)  # exit 2 before any waiting
+    if cfg.user is not None:
+        launch.run_children_as_user(cfg)  # command checks of the wait included
     if cfg.secrets_env:
         # `true` resolved to the NAMEs it read: the lean supervisor masks their values too
         cfg = cfg._replace(secrets_env=tuple(sorted(load_secrets(cfg))))
@@ -95,6 +97,7 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     _hand_over(cfg, rendered, log)
     if supervise:
         launch.reexec(cfg, inherited)
-    launch.exec_app(cfg.command, inherited, cfg.user and (cfg.user[1], cfg.user[2], tuple(cfg.user[3])),
-                    cfg.pdeathsig)
+    from waitfor.process import ids
+
+    launch.exec_app(cfg.command, inherited, ids(cfg.user), cfg.pdeathsig)
     raise UsageError("unreachable")  # exec_app either replaces this process or raises

@@ -18,6 +18,8 @@ mask: the probe threads run with SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGCHLD bl
 (the main thread waits for them with sigtimedwait; as PID 1 every signal is blocked), a
 mask survives exec, and a probe such as `timeout 1 pg_isready` or a shell `trap` would
 not work with it. SIGPIPE and SIGXFSZ, which Python ignores, are reset to the default.
+With `user:` the program runs as that user (waitfor.process's rule for every child), by
+fork and exec in the same way, since posix_spawn cannot change ids.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import select
 import signal
 import threading
 import time
+from errno import EACCES, ENOENT, EPERM
 
+from waitfor import process
 from waitfor.probes.base import Broken, NotReady, accept_url
 
 TYPE_CHECKING = False
@@ -56,7 +60,10 @@ if TYPE_CHECKING:
 
 def spawn(argv: list[str], out_fd: int, env: dict[str, str] | None = None) -> int:
     """Start argv (searched in PATH) in a new session, stdin from /dev/null, stdout and
-    stderr to out_fd, with an empty signal mask. Raise Broken if it cannot be started."""
+    stderr to out_fd, with an empty signal mask, as the user of `run` (waitfor.process:
+    with `user:`, never as root). Raise Broken if it cannot be started."""
+    if process.children_as() is not None:
+        return _spawn_as_user(argv, out_fd, env)
     try:
         return os.posix_spawnp(
             argv[0], argv, os.environ if env is None else env,
@@ -64,12 +71,37 @@ def spawn(argv: list[str], out_fd: int, env: dict[str, str] | None = None) -> in
                           (os.POSIX_SPAWN_DUP2, out_fd, 1), (os.POSIX_SPAWN_DUP2, out_fd, 2)],
             setsid=True, setsigmask=(), setsigdef=_DEFAULTS,
         )
-    except FileNotFoundError:
-        raise Broken(f"{argv[0]}: command not found") from None
-    except PermissionError:
-        raise Broken(f"{argv[0]}: permission denied") from None
     except OSError as e:
-        raise Broken(f"{argv[0]}: {e.strerror}") from None
+        raise Broken(_why(argv[0], e.errno or 0)) from None
+
+
+def _spawn_as_user(argv: list[str], out_fd: int, env: dict[str, str] | None) -> int:
+    """The same as posix_spawnp above, by fork and exec: posix_spawn cannot change ids.
+    The child of this (threaded) process makes only system calls before its exec."""
+    def prepare() -> None:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        for sig in _DEFAULTS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+    try:
+        return process.spawn(argv, prepare, env)
+    except process.Failed as e:
+        if e.switching:
+            raise Broken(f"{argv[0]}: cannot switch to the user: {os.strerror(e.errno)}") from None
+        raise Broken(_why(argv[0], e.errno)) from None
+
+
+def _why(program: str, errno: int) -> str:
+    if errno == ENOENT:
+        return f"{program}: command not found"
+    if errno in (EACCES, EPERM):
+        return f"{program}: permission denied"
+    return f"{program}: {os.strerror(errno)}"
 
 
 # The runtime watch probes while the supervisor loop reaps every child (waitpid(-1)) in

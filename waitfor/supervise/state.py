@@ -219,11 +219,17 @@ class Status:
             except FileNotFoundError:
                 pass
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return  # a read-only /tmp must not break the app; health then probes itself
+        try:
             with os.fdopen(fd, "w") as f:
                 f.write(data)
             os.replace(tmp, path)  # atomic: a reader never sees half a file
-        except OSError:
-            pass  # a read-only /tmp must not break the app; health then probes itself
+        except OSError:  # a full disk (ENOSPC at write or close): leave no temporary file
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
     def remove(self) -> None:
         self._stopped.set()

@@ -280,6 +280,11 @@ _watch_cond = threading.Condition()
 _LOCAL = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
+# What CPython says when pthread_create fails (EAGAIN): a pids cgroup limit, ulimit -u, or
+# no address space left for the thread's stack (ulimit -v).
+NO_THREAD = "can't start new thread"
+
+
 def local_limit(exc: BaseException) -> NotReady | None:
     """If `exc`, what caused it, or its message is a local resource limit: the NotReady
     that says so, without blaming the dependency. Else None."""
@@ -289,6 +294,9 @@ def local_limit(exc: BaseException) -> NotReady | None:
             break
         if isinstance(e, OSError) and e.errno in _LOCAL:
             return NotReady(_local_reason(e.errno))
+        if isinstance(e, RuntimeError) and NO_THREAD in str(e):
+            return NotReady("local resource limit: cannot start a thread (in waitfor, not the "
+                            "dependency; a pids cgroup limit, ulimit -u or ulimit -v)")
         e = e.__cause__ or e.__context__
     text = str(exc)
     for num in _LOCAL:  # drivers that keep only the words ("Error 24 connecting to ...")

@@ -147,8 +147,15 @@ class _Pool:
             if len(self.work) > self.idle and len(self.threads) < self.size:
                 t = threading.Thread(target=self._worker, name=f"probe pool {len(self.threads) + 1}",
                                      daemon=True)
+                try:
+                    t.start()
+                except RuntimeError as e:  # no thread to be had (a pids limit): issue 16 D15
+                    if self.threads:  # the running ones will take the work in turn
+                        return
+                    self.work.pop()
+                    job.busy = False
+                    raise local_limit(e) or e from None
                 self.threads.append(t)
-                t.start()
             else:
                 self.ready.notify()
 
@@ -447,6 +454,9 @@ class Engine:
     def _guarded(self, job: _Job, fn: Callable[..., None], *args: object) -> None:
         try:
             fn(*args)
+        except NotReady as e:  # a local limit met by the loop itself (no pool thread): retried
+            self._drop_conn(job)
+            self._finish(job, e)
         except BaseException as e:  # noqa: BLE001 - a dependency must settle, whatever happens
             self._drop_conn(job)
             job.token += 1

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from helpers.core import REPO, clean_env
-from waitfor.probes import tcp
+from waitfor.probes import connect
 
 PORT = 8080  # the namespace is new: nothing else listens in it
 
@@ -68,10 +68,10 @@ def test_a_later_address_that_accepts_is_found_past_one_that_drops_syns(tmp_path
 
 @needs_root
 def test_a_driver_step_races_the_addresses_too(tmp_path):
-    """The TCP-first step of the driver kinds and http's own connect: tcp.connect, in the
+    """The TCP-first step of the driver kinds and http's own connect: connect.connect, in the
     same process, against the same namespace."""
-    code = ("import time; from waitfor.probes import tcp; t = time.monotonic(); "
-            "print(tcp.connect('many.test', 8080, 2.0)); print(time.monotonic() - t < 2.0)")
+    code = ("import time; from waitfor.probes.connect import connect; t = time.monotonic(); "
+            "print(connect('many.test', 8080, 2.0)); print(time.monotonic() - t < 2.0)")
     proc = in_namespace(tmp_path, LISTEN + f'sleep 0.5; "$PY" -c "{code}"; rc=$?; kill $L; exit $rc')
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["127.0.0.2", "True"], proc.stdout
@@ -88,13 +88,13 @@ def test_when_no_address_answers_the_reason_names_them(tmp_path, scheme):
 
 
 def test_the_stagger_starts_every_address_within_the_attempt():
-    assert tcp.stagger(2.0, 1) == tcp.STAGGER  # RFC 8305's 250 ms when there is time
-    assert tcp.stagger(2.0, 49) == pytest.approx(2.0 / 50)
-    assert tcp.stagger(0.001, 100) == tcp.MIN_STAGGER  # never under RFC 8305's 10 ms
+    assert connect.stagger(2.0, 1) == connect.STAGGER  # RFC 8305's 250 ms when there is time
+    assert connect.stagger(2.0, 49) == pytest.approx(2.0 / 50)
+    assert connect.stagger(0.001, 100) == connect.MIN_STAGGER  # never under RFC 8305's 10 ms
     # 49 more addresses, each started after the stagger of what is left: all start in time
     left, started = 2.0, 0.0
     for pending in range(49, 0, -1):
-        step = tcp.stagger(left, pending)
+        step = connect.stagger(left, pending)
         started, left = started + step, left - step
     assert started < 2.0 and left > 0
 
@@ -102,6 +102,6 @@ def test_the_stagger_starts_every_address_within_the_attempt():
 def test_the_families_alternate():
     v6 = [(10, (f"::{i}", 1, 0, 0)) for i in range(1, 4)]
     v4 = [(2, (f"10.0.0.{i}", 1)) for i in range(1, 3)]
-    got = tcp.order(v6 + v4)
+    got = connect.order(v6 + v4)
     assert [a[1][0] for a in got] == ["::1", "10.0.0.1", "::2", "10.0.0.2", "::3"]
-    assert tcp.order(v4) == v4
+    assert connect.order(v4) == v4

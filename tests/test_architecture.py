@@ -169,3 +169,28 @@ def test_urllib_parse_is_imported_through_waitfor_urls_only():
                  if (p.name != "urls.py" and "from urllib.parse import" in p.read_text())
                  or (p.name != "urls.py" and "import urllib.parse" in p.read_text())]
     assert offenders == []
+
+
+def test_probes_base_is_the_interface_only():
+    """probes/base.py holds the exceptions, the Kind protocol and small helpers: it imports
+    nothing at run time (the deadline's watchdog, the limits and the asyncio loop have
+    their own modules), and its rule for bounding an attempt lists every kind."""
+    from waitfor.probes import base, table
+
+    tree = ast.parse((PACKAGE / "probes" / "base.py").read_text())
+    runtime = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))
+               and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
+    assert runtime == [], [ast.unparse(n) for n in runtime]
+    rule = base.__doc__.split("How an attempt is bounded", 1)[1]
+    listed = {line.split()[0] for line in rule.splitlines() if line.startswith("    ") and line.split()}
+    assert set(table.KINDS) <= listed, set(table.KINDS) - listed
+
+
+def test_every_driver_reads_its_password_through_password_of():
+    """password_file is read in one place (probes.base.password_of): no kind reads the
+    file itself."""
+    offenders = [p.name for p in (PACKAGE / "probes").glob("*.py")
+                 if p.name != "base.py" and "read_secret_file" in p.read_text()]
+    assert offenders == []
+    users = {p.stem for p in (PACKAGE / "probes").glob("*.py") if "password_of(" in p.read_text()}
+    assert {"postgres", "mysql", "redis", "amqp", "mqtt", "nats"} <= users, users

@@ -327,7 +327,7 @@ def test_a_pool_thread_that_cannot_start_is_a_local_limit_and_retried():
         time.sleep(2)
         with open(f"{group}/pids.max", "w") as f:
             f.write("64")
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "local resource limit: cannot start a thread" in err, err
     assert "cannot become ready" not in err and "internal error" not in err, err

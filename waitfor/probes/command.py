@@ -187,7 +187,7 @@ def wait(pid: int, timeout: float, out: int | None = None, tail: bytearray | Non
             pass
         with _cond:
             _running.discard(pid)
-        raise  # base.local_limit names it
+        raise  # limits.local_limit names it
     deadline = time.monotonic() + timeout
     if out is None:
         finished = done.wait(timeout)

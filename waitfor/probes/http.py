@@ -13,7 +13,8 @@ import socket
 import ssl
 
 from waitfor.config import validators as v
-from waitfor.probes.base import Deadline, NotReady, accept_url, tls_context
+from waitfor.probes.base import NotReady, accept_url, tls_context
+from waitfor.probes.deadline import Deadline
 
 TYPE_CHECKING = False
 
@@ -191,7 +192,7 @@ def probe_for(dep: Dependency) -> Probe:
         context = tls_context(opts)
 
     def probe(timeout: float) -> str:
-        from waitfor.probes.tcp import open_connection
+        from waitfor.probes.connect import open_connection
 
         with Deadline(timeout) as d:
 

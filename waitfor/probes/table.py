@@ -87,7 +87,8 @@ def load(kind: str) -> Kind:
 def build_probe(dep: Dependency) -> Probe:
     from waitfor.config.targets import driver_hint
     from waitfor.errors import at
-    from waitfor.probes.base import bounded, describe, preload_unwinder
+    from waitfor.probes.base import describe
+    from waitfor.probes.limits import bounded, preload_unwinder
     from waitfor.secrets import mask_urls_in, redact
 
     global _preloaded

@@ -40,8 +40,9 @@ import time
 from collections import deque
 
 from waitfor.config.model import FAILED, READY, WAITING
-from waitfor.probes.base import Broken, NotReady, Refused, connect_error, describe, local_limit
-from waitfor.probes.tcp import order, stagger, timed_out
+from waitfor.probes.base import Broken, NotReady, Refused, describe
+from waitfor.probes.connect import connect_error, order, stagger, timed_out
+from waitfor.probes.limits import local_limit
 from waitfor.secrets import redact
 
 TYPE_CHECKING = False
@@ -248,7 +249,7 @@ class _Job:
             self.addrs = _numeric(self.host, self.port)
         self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
         # the connects in flight (fd -> (socket, address)) and the addresses not started yet:
-        # an attempt races a name's addresses as waitfor.probes.tcp.race does (RFC 8305)
+        # an attempt races a name's addresses as waitfor.probes.connect.race does (RFC 8305)
         self.conns: dict[int, tuple[_socket.socket, tuple]] = {}
         self.pending: list[tuple] = []
         self.last: NotReady | None = None
@@ -564,8 +565,8 @@ class Engine:
             self._connect(job, [(family, addr) for family, _, _, _, addr in result])
 
     def _connect(self, job: _Job, addrs: list[tuple]) -> None:
-        """Race the addresses, as tcp.race does, without blocking: the next one starts when
-        one fails or after tcp.stagger(); the first to accept wins (issue 16 D13)."""
+        """Race the addresses, as connect.race does, without blocking: the next one starts
+        when one fails or after connect.stagger(); the first to accept wins (issue 16 D13)."""
         job.pending = order(addrs)
         self._start_next(job)
 

@@ -84,8 +84,16 @@ def load(kind: str) -> Kind:
     return mod
 
 
+def driver_hint(kind: str) -> str:
+    """How to get a kind's driver: the full bundle when frozen (packaging/), else the kind's
+    extra. Never `pip install 'waitfor[x]'` alone: that name on a package index is not ours."""
+    if getattr(sys, "frozen", False):
+        return f"the {kind} driver is not in this bundle: use the full bundle (waitfor-full)"
+    extra = load(kind).EXTRA
+    return f"install waitfor with its {extra} extra (from a checkout: pip install '.[{extra}]')"
+
+
 def build_probe(dep: Dependency) -> Probe:
-    from waitfor.config.targets import driver_hint
     from waitfor.errors import at
     from waitfor.probes.base import describe
     from waitfor.probes.limits import bounded, preload_unwinder
@@ -102,7 +110,7 @@ def build_probe(dep: Dependency) -> Probe:
         return bounded(mod.probe_for(dep))
     except ImportError as e:
         raise at(dep.where, f"the {dep.kind} driver cannot be imported ({describe(e)}): "
-                            f"{driver_hint(dep.kind, mod.EXTRA)}") from None
+                            f"{driver_hint(dep.kind)}") from None
     except (ValueError, TypeError) as e:
         raise at(dep.where, f"{dep.kind}: {redact(mask_urls_in(describe(e)), dep.secrets)}") from None
 

@@ -76,11 +76,9 @@ SCHEMES: dict[str, str] = {
 
 def load(kind: str) -> Kind:
     """The module of `kind`; every module defines every member of `Kind`."""
-    # __import__ rather than importlib.import_module, whose package (and its warnings) is
-    # 0.4 ms of start-up with a YAML file
-    name = KINDS[kind]
-    __import__(name)
-    mod: Kind = sys.modules[name]
+    import importlib
+
+    mod: Kind = importlib.import_module(KINDS[kind])
     return mod
 
 

@@ -1,8 +1,8 @@
 """One deadline for every blocking step of one attempt, enforced by a watchdog thread.
 
-The first of the ways an attempt is bounded (the rule is in waitfor.probes.base): the
-attempt's sockets are registered with `Deadline.guard()`, and at the deadline one shared
-watchdog thread shuts them down, which wakes any thread blocked on them at once.
+One of the means of the rule for bounding an attempt (waitfor.probes.base): the attempt's
+sockets are registered with `Deadline.guard()`, and at the deadline one shared watchdog
+thread shuts them down, which wakes any thread blocked on them at once.
 """
 
 from __future__ import annotations

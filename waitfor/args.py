@@ -11,7 +11,7 @@ The subcommand comes first, or as the first word that is not an option's value.
 
 from __future__ import annotations
 
-import sys
+from types import SimpleNamespace
 
 from waitfor import __version__
 from waitfor.config.model import SETTINGS
@@ -19,13 +19,7 @@ from waitfor.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from types import SimpleNamespace
-
     from waitfor.config.model import Flag, Setting
-else:
-    # types.SimpleNamespace without importing `types` (0.15 ms of start-up): it is the type
-    # of sys.implementation, as types.py itself defines it.
-    SimpleNamespace = type(sys.implementation)
 
 MODES = {
     "run": "wait for every dependency, then run COMMAND (the default)",

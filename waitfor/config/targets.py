@@ -190,16 +190,6 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
     )
 
 
-def driver_hint(kind: str, extra: str | None) -> str:
-    """How to get a kind's driver: the full bundle when frozen (packaging/), else the extra.
-    Never `pip install 'waitfor[x]'` alone: that name on a package index is not ours."""
-    import sys
-
-    if getattr(sys, "frozen", False):
-        return f"the {kind} driver is not in this bundle: use the full bundle (waitfor-full)"
-    return f"install waitfor with its {extra} extra (from a checkout: pip install '.[{extra}]')"
-
-
 def _dependency(kind: str, *, url: str, argv: tuple[str, ...], options: dict[str, object], name: object,
                 timeout: float | None, after: tuple[str, ...], invert: bool, where: str,
                 where_of: Callable[[str], str], offline: bool = False) -> Dependency:
@@ -235,7 +225,7 @@ def _dependency(kind: str, *, url: str, argv: tuple[str, ...], options: dict[str
         except (ImportError, ValueError):  # a dotted name whose parent package is missing
             found_driver = False
         if not found_driver:
-            raise at(where, f"the {kind} driver ({mod.DRIVER}) is not installed: {driver_hint(kind, mod.EXTRA)}")
+            raise at(where, f"the {kind} driver ({mod.DRIVER}) is not installed: {table.driver_hint(kind)}")
     return Dependency(
         name=str(name) if name else _default_name(kind, url, argv), named=bool(name), kind=kind, url=url,
         argv=tuple(argv), options=v.MappingProxyType(options), timeout=timeout, after=tuple(after),

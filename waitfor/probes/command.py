@@ -7,7 +7,8 @@ of what they started for the same reason). A descendant that left the group (`se
 a daemonising double fork) is found by a marker in its environment, WAITFOR_PROBE,
 inherited from the probe, and killed too (with psutil, imported only here and only when
 an attempt ends). A program that clears its environment can still escape; nothing short
-of a PID namespace or cgroup can find that one.
+of a PID namespace or cgroup can find that one. Without /proc (a tmpfs over it, some
+sandboxes) only the group is killed: the marker cannot be read.
 
 Output goes to a pipe that the attempt drains as it runs, keeping only the last TAIL
 bytes to say why it is not ready: `yes` costs CPU for the attempt's length, not memory or
@@ -137,14 +138,23 @@ def _kill_group(pid: int) -> None:
 
 def sweep(marks: Sequence[str]) -> int:
     """Kill every process whose environment carries one of `marks` (descendants that left
-    the program's process group). Returns how many were killed."""
+    the program's process group). Returns how many were killed.
+
+    Without procfs (a tmpfs over /proc, some sandboxes) there is nothing to find them with:
+    the sweep finds none, and only the process group is killed (issue 16 D16)."""
+    if not os.path.isdir("/proc/self"):
+        return 0
     try:
         import psutil
     except ImportError:  # a declared dependency, but a slimmed image may lack it
         return 0
     wanted = {f"{MARK}={m}".encode() for m in marks}
     me, killed = os.getpid(), 0
-    for proc in psutil.process_iter():
+    try:
+        procs = list(psutil.process_iter())
+    except (OSError, IndexError, psutil.Error):  # /proc half there (psutil indexes its listing)
+        return 0
+    for proc in procs:
         if proc.pid == me:
             continue
         try:
@@ -199,7 +209,17 @@ def wait(pid: int, timeout: float, out: int | None = None, tail: bytearray | Non
     program's output pipe is drained meanwhile, its last TAIL bytes kept in `tail`."""
     box: list[int | str] = []
     done = threading.Event()
-    _reaper(pid, box, done)
+    try:
+        _reaper(pid, box, done)
+    except RuntimeError:  # no thread to be had (a pids limit): end it here, then say so
+        _kill_group(pid)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped by a supervisor's waitpid(-1)
+            pass
+        with _cond:
+            _running.discard(pid)
+        raise  # limits.local_limit names it
     deadline = time.monotonic() + timeout
     if out is None:
         finished = done.wait(timeout)

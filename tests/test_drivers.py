@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from helpers import servers
+from helpers.core import clean_env
 from helpers.servers import Mute, finish, later, run_waitfor, start_waitfor
 
 pytestmark = pytest.mark.drivers
@@ -738,7 +739,7 @@ def without_drivers(tmp_path_factory):
 
 
 def _run_isolated(root, *args):
-    env = servers.waitfor_env(PYTHONPATH=str(root))
+    env = clean_env(PYTHONPATH=str(root))
     return subprocess.run([sys.executable, "-S", "-m", "waitfor", "wait", "-t", "1s", *args],
                           capture_output=True, text=True, timeout=30, env=env, cwd=root)
 
@@ -752,7 +753,7 @@ def test_isolated_interpreter_really_has_no_drivers(without_drivers):
     check = subprocess.run(
         [sys.executable, "-S", "-c",
          "import importlib.util, sys; print([n for n in sys.argv[1:] if importlib.util.find_spec(n)])", *names],
-        capture_output=True, text=True, env=servers.waitfor_env(PYTHONPATH=str(without_drivers)),
+        capture_output=True, text=True, env=clean_env(PYTHONPATH=str(without_drivers)),
     )
     assert check.stdout.strip() == "[]", check
 

@@ -25,6 +25,7 @@ import pytest
 
 from helpers.core import (
     APP_TRAPS_TERM,
+    REPO,
     clean_env,
     env_with_state,
     free_port,
@@ -433,3 +434,47 @@ def _failing(url):
         return len(get(url)[1]["failing"]) >= 3
     except OSError:
         return False
+
+
+# ------------------------------------------------------------------ health with nothing to check
+
+
+def test_health_with_nothing_to_check_answers_for_the_running_supervisor(supervisor, tmp_path):
+    """`waitfor health` with no -c, no WAITFOR_CONFIG and no targets asks about the
+    supervisor's own config: its state file answers (the supervisor was started with -c)."""
+    _, env = supervisor
+    r = health(env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok redis" in r.stdout
+    os.unlink(tmp_path / "state.json")  # no supervisor view: nothing to check, unhealthy
+    r = health(env=env)
+    assert r.returncode == 1 and "nothing to check" in r.stdout, r.stdout
+
+
+# ------------------------------------------------------------------ the state file on a full disk
+# A write that fails leaves no `state.json.<pid>.tmp` behind. A real full device: a 4 KiB
+# tmpfs, filled, mounted in a mount namespace of the test's own (`unshare -m`, root only),
+# never the machine's /tmp.
+
+# Mount, fill, run waitfor (its state file on the full tmpfs), then list what is left there:
+# the tmpfs is visible inside the namespace only.
+SCRIPT = """
+mount -t tmpfs -o size=4k tmpfs "$0" || exit 99
+head -c 8192 /dev/zero > "$0/fill" 2>/dev/null
+"$@"
+echo "code $?"
+ls -A "$0"
+"""
+
+
+def test_a_full_disk_leaves_no_temporary_state_file(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    r = waitfor("--init", "--watch-interval", "100ms", "file:///", "--", "sleep", "0.5",
+                prefix=["unshare", "-m", "sh", "-c", SCRIPT, str(tmp_path)], timeout=30,
+                env=clean_env(PYTHONPATH=str(REPO), WAITFOR_STATE_FILE=f"{tmp_path}/state.json"))
+    if r.returncode == 99 or "unshare" in r.stderr:
+        pytest.skip(f"no mount namespace with a tmpfs here: {r.stderr.strip()}")
+    lines = r.stdout.split()
+    assert lines[:2] == ["code", "0"], r.stdout + r.stderr
+    assert lines[2:] == ["fill"], f"left on the full disk: {lines[2:]}"

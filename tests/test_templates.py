@@ -147,7 +147,7 @@ def test_templates_see_secrets_env(tmpl, tmp_path):
     sec.write_text("from-file\n")
     dest = tmp_path / "app.conf"
     r = waitfor(["--secrets-env", "--template", f"{tmpl}:{dest}", "--", "cat", str(dest)],
-                {"DB_PASSWORD_FILE": str(sec)})
+                {"DB_PASSWORD_FILE": str(sec), "WAITFOR_SECRETS_DIRS": str(tmp_path)})
     assert r.returncode == 0 and "pass=from-file\n" in r.stdout, r.stderr
 
 
@@ -216,7 +216,7 @@ def test_values_that_are_not_utf8_are_written_as_they_are(tmp_path):
     secret = tmp_path / "bin"
     secret.write_bytes(b"\x80\x81\xc3(\xfe\n")
     dest = tmp_path / "app.conf"
-    env = bare_env(LC_ALL="C", BIN_FILE=str(secret))
+    env = bare_env(LC_ALL="C", BIN_FILE=str(secret), WAITFOR_SECRETS_DIRS=str(tmp_path))
     envb = {k.encode(): v.encode() for k, v in env.items()}
     envb[b"NAME"] = b"caf\xe9"
     r = core.waitfor("--secrets-env", "--template", f"{tmpl}:{dest}", "--", "true", text=False, env=envb, timeout=20)
@@ -279,7 +279,7 @@ def tree():
     if os.geteuid() != 0:
         pytest.skip("needs root and a non-root user")
     nobody = pwd.getpwnam("nobody")
-    base = tempfile.mkdtemp(prefix="waitfor-a3-", dir="/tmp")
+    base = tempfile.mkdtemp(prefix="waitfor-unsafe-paths-", dir="/tmp")
     os.chmod(base, 0o755)
     data, secret = os.path.join(base, "data"), os.path.join(base, "secret")
     os.mkdir(data)

@@ -290,3 +290,55 @@ def _child_of(pid):
     kids = _children(pid)
     assert len(kids) == 1, kids
     return kids[0]
+
+
+PIDS = "/sys/fs/cgroup/pids"
+
+
+def test_the_watch_outlives_rounds_it_cannot_run_under_a_pids_limit(tmp_path):
+    """A container's pids limit (a real cgroup v1 pids group here) can leave no thread for a
+    watch round. The watch thread used to die of it with a traceback, and /readyz kept
+    its last answer for ever; now the round is tried again each interval, and the watch
+    sees the lost dependency as soon as threads can be made again."""
+    if os.geteuid() != 0 or not os.path.exists(os.path.join(PIDS, "cgroup.procs")):
+        pytest.skip("needs root and the cgroup v1 pids controller at /sys/fs/cgroup/pids")
+    group = os.path.join(PIDS, f"waitfor-test-{os.getpid()}")
+    os.makedirs(group)
+
+    def join():
+        with open(os.path.join(group, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def limit(value):
+        with open(os.path.join(group, "pids.max"), "w") as f:
+            f.write(str(value))
+
+    probe = free_port()
+    env = clean_env(WAITFOR_STATE_FILE=str(tmp_path / "state.json"))
+    api = _Http(free_port())
+    api.start()  # an http check: each round needs a pool thread
+    proc = subprocess.Popen(WAITFOR + ["sidecar", "--watch-interval", "100ms", "--probe-addr", f"127.0.0.1:{probe}",
+                                       f"http://127.0.0.1:{api.port}/healthz"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=join)
+    try:
+        until(lambda: passes(probe, "/readyz"), what="ready")
+        time.sleep(0.3)
+        with open(os.path.join(group, "pids.current")) as f:
+            limit(f.read().strip())  # no new thread from now on
+        time.sleep(0.5)  # rounds that cannot run
+        api.stop()
+        time.sleep(0.5)
+        assert proc.poll() is None
+        limit("max")
+        until(lambda: kubelet_get(probe, "/readyz")[0] == 503, what="/readyz 503 once rounds run again")
+        api.start()
+        until(lambda: passes(probe, "/readyz"), what="/readyz 200 once api is back")
+    finally:
+        limit("max")
+        rc, _, err = stop(proc)
+        api.stop()
+        os.rmdir(group)
+    assert rc == 0, err
+    assert "Traceback" not in err, err
+    assert err.count("watch: cannot run a round") == 1, err  # then at -v only, until rounds run again
+    assert "watch: rounds run again" in err

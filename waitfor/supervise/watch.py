@@ -83,8 +83,24 @@ class Watch:
         return lost
 
     def _loop(self) -> None:
+        troubled = False
         while not self.stopped.wait(self.cfg.watch_interval):
-            lost = self.round()
+            try:
+                lost = self.round()
+            except Exception as e:  # noqa: BLE001 - the watch must outlive a round it cannot run
+                # Out of threads under a pids limit (RuntimeError: can't start new thread),
+                # or of fds: without this the watch thread died with a traceback and the
+                # watch stopped for good, /readyz frozen at its last answer. The round is
+                # tried again next interval; the state file is not refreshed meanwhile, so
+                # `waitfor health` stops trusting it and probes by itself.
+                (self.log.debug if troubled else self.log.warning)(
+                    f"watch: cannot run a round, trying again in {self.cfg.watch_interval:g}s: "
+                    f"{type(e).__name__}: {e}")
+                troubled = True
+                continue
+            if troubled:
+                troubled = False
+                self.log.info("watch: rounds run again")
             if lost is not None and not self.stopped.is_set() and self.on_failure is not None:
                 self.log.error(
                     f"watch: {lost.dep.name} failed {self.cfg.failure_threshold} times in a row: {lost.reason}; "

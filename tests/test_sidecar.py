@@ -8,10 +8,11 @@ comes up late and a real one that goes away and comes back.
 
 What this cannot show: a kubelet holding the app containers until the sidecar's
 startupProbe passes, and removing the pod from the Service's endpoints when its
-readinessProbe fails. That needs a Kubernetes 1.29+ node; podman here (4.3) has no native
-sidecars (`podman kube play` runs an init container with `restartPolicy: Always` to its
-end, or forever, before the app containers: it never runs beside them). So the kubelet's
-side is the documented contract of those probes, and this file checks waitfor's side of it;
+readinessProbe fails. That needs a Kubernetes 1.29+ node; podman here (4.3.1) has no native
+sidecars: `podman kube play` runs an init container with `restartPolicy: Always` as an
+ordinary one and waits for its end before starting the app containers (tried on
+2026-12-07: the sidecar ran, the app container stayed "Created"). So the kubelet's side
+is the documented contract of those probes, and this file checks waitfor's side of it;
 the compose example, where a healthcheck does the gating, runs end to end in
 tests/e2e/test_sidecar_compose.py.
 """

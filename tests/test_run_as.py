@@ -242,3 +242,53 @@ def test_a_switch_the_kernel_refuses_is_one_line_exit_70_not_an_exec_failure(pid
         pytest.skip(f"no user namespaces here: {r.stderr.strip()}")
     assert r.returncode == 70, r.stderr
     assert r.stderr.strip() == "waitfor: error: --user: cannot switch to uid 65534, gid 65534: Operation not permitted"
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("١٢٣", "unknown user '١٢٣'"),          # Arabic-Indic digits: a name, not uid 123
+    ("²", "unknown user '²'"),              # was a Python message (int() of a superscript)
+    ("nobody:١٢٣", "unknown group '١٢٣'"),
+    ("nobody:²", "unknown group '²'"),
+    ("99999999999", "id out of range"),
+])
+def test_only_ascii_digits_are_ids(spec, words):
+    r, _ = _quick(["--user", spec, "--", "true"])
+    assert r.returncode == 2 and r.stderr == f"waitfor: error: --user: {words}" + (
+        " (not in the password database)\n" if "user '" in words else
+        " (not in the group database)\n" if "group '" in words else f" in {spec!r}\n"), r.stderr
+
+
+def test_a_numeric_group_is_a_gid_first_as_su_exec_and_gosu_take_it(tmp_path):
+    """A group named 4321 (gid 5000) in the group database: `nobody:4321` is gid 4321, as
+    su-exec (strtol first) and gosu (runc: "if the groupArg is numeric, always treat it as
+    a GID") take it. The group file is replaced in a private mount namespace only."""
+    group = tmp_path / "group"
+    group.write_text(open("/etc/group").read() + "4321:x:5000:\n")
+    script = f'mount --bind {group} /etc/group && exec "$@"'
+    r = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", *WAITFOR, "--user", "nobody:4321", "--",
+                        "id", "-g"], capture_output=True, text=True, timeout=20, env=dict(os.environ, PYTHONPATH=REPO))
+    if r.returncode != 0 and "mount" in r.stderr:
+        pytest.skip(f"cannot mount here: {r.stderr}")
+    assert r.returncode == 0 and r.stdout.strip() == "4321", r.stderr
+
+
+def test_not_root_from_the_config_file_is_located_at_its_line():
+    if subprocess.run(["setpriv", "--help"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv(1) is not installed")
+    import tempfile
+
+    folder = tempfile.mkdtemp(dir="/tmp")  # pytest's tmp_path is root-only
+    os.chmod(folder, 0o755)
+    cfg = os.path.join(folder, "w.yaml")
+    with open(cfg, "w") as f:
+        f.write("timeout: 5s\nuser: root\n")
+    os.chmod(cfg, 0o644)
+    try:
+        r, _ = _quick(["-c", cfg, "--", "true"], user=65534)
+    finally:
+        os.unlink(cfg)
+        os.rmdir(folder)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == f"waitfor: error: {cfg}:2: user: not root, cannot switch user (waitfor runs as uid 65534)\n"
+    r, _ = _quick(["--", "true"], env={"WAITFOR_USER": "root"}, user=65534)
+    assert r.stderr.startswith("waitfor: error: WAITFOR_USER: not root, cannot switch user"), r.stderr

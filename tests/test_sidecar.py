@@ -323,9 +323,13 @@ def test_the_watch_outlives_rounds_it_cannot_run_under_a_pids_limit(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=join)
     try:
         until(lambda: passes(probe, "/readyz"), what="ready")
-        time.sleep(0.3)
-        with open(os.path.join(group, "pids.current")) as f:
-            limit(f.read().strip())  # no new thread from now on
+        # no new thread from now on: the fewest tasks seen (a round's threads come and go)
+        seen = []
+        for _ in range(30):
+            with open(os.path.join(group, "pids.current")) as f:
+                seen.append(int(f.read()))
+            time.sleep(0.01)
+        limit(min(seen))
         time.sleep(0.5)  # rounds that cannot run
         api.stop()
         time.sleep(0.5)
@@ -341,5 +345,8 @@ def test_the_watch_outlives_rounds_it_cannot_run_under_a_pids_limit(tmp_path):
         os.rmdir(group)
     assert rc == 0, err
     assert "Traceback" not in err, err
-    assert err.count("watch: cannot run a round") == 1, err  # then at -v only, until rounds run again
-    assert "watch: rounds run again" in err
+    # The limit bit: either a round could not start at all (one warning, then -v only until
+    # rounds run again), or its scheduler ran and the check failed for want of a thread.
+    assert "watch: cannot run a round" in err or "can't start new thread" in err, err
+    assert err.count("watch: cannot run a round") <= 1, err
+    assert ("watch: cannot run a round" in err) == ("watch: rounds run again" in err), err

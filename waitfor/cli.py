@@ -12,7 +12,7 @@ import os
 import sys
 
 from waitfor import exitcodes
-from waitfor.errors import WaitforError
+from waitfor.errors import UsageErrors, WaitforError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except StdoutClosed:
         return exitcodes.from_signal(13)  # as a filter killed by SIGPIPE would (`| head -1`)
     except WaitforError as e:
-        _print_error(log_format, f"error: {e}")
+        for message in str(e).split("\n") if isinstance(e, UsageErrors) else [str(e)]:
+            _print_error(log_format, f"error: {message}")
         code = e.exit_code
     except KeyboardInterrupt:
         code = exitcodes.from_signal(2)

@@ -91,7 +91,7 @@ def parse_signal(text: object) -> int:
 
     s = str(text).strip().upper()
     n: int | None = None
-    if s.isdigit():
+    if s.isascii() and s.isdigit():  # not `١٥` nor `²`, which int() reads or rejects
         n = int(s)
     else:
         if s.startswith("SIG"):
@@ -99,7 +99,7 @@ def parse_signal(text: object) -> int:
         for base in ("RTMIN", "RTMAX"):
             if s.startswith(base):
                 rest = s[len(base):]
-                offset = int(rest) if rest and rest.lstrip("+-").isdigit() else (0 if not rest else None)
+                offset = int(rest) if rest and rest.isascii() and rest.lstrip("+-").isdigit() else (0 if not rest else None)
                 if offset is not None:
                     n = int(getattr(signal_enums, "SIG" + base)) + offset
         if n is None:

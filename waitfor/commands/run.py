@@ -28,7 +28,7 @@ def run_wait(cfg: Config, log: Log) -> int:
     return wait(cfg, log, build_probes(cfg.dependencies))
 
 
-def _hand_over(cfg: Config, rendered: list[tuple[str, str, int, str]] | None, log: Log) -> None:
+def _hand_over(cfg: Config, rendered: list[tuple[str, str, int, bytes]] | None, log: Log) -> None:
     """What happens between the wait and the app: templates written, HOME for --user."""
     from waitfor.supervise import launch
 

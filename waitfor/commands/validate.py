@@ -75,8 +75,13 @@ def effective(cfg: Config) -> dict[str, object]:
 
 
 def run_validate(cfg: Config, offline: bool = False) -> int:
-    """Print the effective config. Unless `offline`, each probe is also built, so that
-    what a driver rejects in a URL or an option fails here, as it would at start."""
+    """Print the effective config. Unless `offline`, what `run` checks before the wait is
+    checked here too: each probe is built (what a driver rejects in a URL or an option
+    fails here, as it would at start), the `*_FILE` secrets are read, and the templates
+    are rendered against this environment (a missing source or destination folder, an
+    unsafe path, a missing required variable), written nowhere."""
+    import os
+
     import yaml
 
     from waitfor.output import write_stdout
@@ -86,11 +91,27 @@ def run_validate(cfg: Config, offline: bool = False) -> int:
 
         build_probes(cfg.dependencies + (cfg.health or ()))
     text = yaml.safe_dump(effective(cfg), sort_keys=False, default_flow_style=False)
+    env: dict[str, str] = dict(os.environ)
     if cfg.secrets_env:  # a bad NAME_FILE fails here as at start; its value never shows
-        import os
-
         from waitfor.config.secrets_env import read
 
-        text = redact(text, read(os.environ, cfg.secrets_env)[0].values())
+        values, removed = read(os.environ, cfg.secrets_env)
+        text = redact(text, values.values())
+        for var in removed:
+            env.pop(var, None)
+        env.update(values)
+    if cfg.templates and not offline:  # every template's error, as every error of the file
+        from waitfor import templates
+        from waitfor.errors import UsageError, UsageErrors
+        from waitfor.output import Log
+
+        errors = []
+        for one in cfg.templates:
+            try:
+                templates.render(cfg._replace(templates=(one,)), env, Log(cfg.log_format))
+            except UsageError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0] if len(errors) == 1 else UsageErrors(errors)
     write_stdout(text)
     return 0

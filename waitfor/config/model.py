@@ -181,7 +181,7 @@ class Setting:
         self.key, self.group, self.flags, self.env, self.yaml = key, group, flags, env, yaml
         self.parse, self.default, self.show = parse, default, show
         self.run_only, self.needs_supervision = run_only, needs_supervision
-        self.schema = schema if schema is not None else getattr(parse, "schema", {})
+        self.schema = schema if schema is not None else parse.schema if isinstance(parse, v.Validator) else {}
 
     @property
     def flag(self) -> str:

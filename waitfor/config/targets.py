@@ -15,8 +15,11 @@ from waitfor.errors import UsageError, at
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from typing import TypeVar
 
     from waitfor.config.yamlfile import LDict
+
+    T = TypeVar("T")
 
 
 def _bad(where: str, url: str, why: str) -> UsageError:
@@ -57,6 +60,9 @@ def parse_target_url(text: str, where: str) -> tuple[str, str]:
     kind = table.SCHEMES.get(scheme)
     if kind is None:
         known = ", ".join(sorted(table.SCHEMES))
+        if not (scheme[:1].isalpha() and all(c.isalnum() or c in "+-." for c in scheme) and scheme.isascii()):
+            # not a scheme (RFC 3986 3.1): `user:pass@host://`, whose "scheme" is a password
+            raise at(where, f"bad URL: no scheme before :// (known: {known})")
         raise at(where, f"unknown scheme {scheme!r} in {mask_url(text)!r} (known: {known})")
     _check_brackets(text, where)
     try:
@@ -127,7 +133,7 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
     if ("url" in mapping) == ("command" in mapping):
         raise UsageError(f"{here}: give exactly one of url: or command:")
 
-    def get(key: str, parse: Callable[[object], object], default: object = None) -> object:
+    def get(key: str, parse: Callable[[object], T], default: T) -> T:
         if key not in mapping:
             return default
         try:
@@ -137,9 +143,9 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
 
     argv: tuple[str, ...] = ()
     if "command" in mapping:
-        kind, url, argv = "command", "", get("command", v.argv)  # type: ignore[assignment]
+        kind, url, argv = "command", "", get("command", v.argv, ())
     else:
-        kind, url = parse_target_url(str(get("url", v.string)), where_of("url"))
+        kind, url = parse_target_url(get("url", v.string, ""), where_of("url"))
     from waitfor.probes import table
 
     allowed = table.load(kind).OPTIONS
@@ -151,13 +157,13 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
             hint = f" (options of a {kind} dependency: {', '.join(sorted(allowed))})" if allowed else ""
             raise at(where_of(key), f"unknown key, or an option that does not belong to a {kind} dependency{hint}")
         parse = allowed[key]
-        if offline and getattr(parse, "reads_file", False):
+        if offline and isinstance(parse, v.Validator) and parse.reads_file:
             parse = v.string  # validate --offline: the file need not exist on this machine
-        options[key] = get(key, parse)
+        options[key] = get(key, parse, None)
     return _dependency(
         kind, url=url, argv=argv, options=options,
-        name=get("name", v.string), timeout=get("timeout", v.deadline),  # type: ignore[arg-type]
-        after=get("after", v.string_list, ()), invert=get("invert", v.boolean, False),  # type: ignore[arg-type]
+        name=get("name", v.string, None), timeout=get("timeout", v.deadline, None),
+        after=get("after", v.string_list, ()), invert=get("invert", v.boolean, False),
         where=here, where_of=where_of, offline=offline,
     )
 

@@ -23,7 +23,7 @@ EXTRA = None  # no driver: nothing to install
 DRIVER = None
 
 
-@v._with_schema(v.readable_file.schema)  # type: ignore[attr-defined]
+@v.validator(v.readable_file.schema, reads_file=True)
 def ca_bundle(value: object) -> str:
     """A readable PEM file of CA certificates: checked when the config is read (exit 2),
     not on the first attempt."""
@@ -38,7 +38,7 @@ def ca_bundle(value: object) -> str:
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods, header names
 
 
-@v._with_schema(v.string.schema)  # type: ignore[attr-defined]
+@v.validator(v.string.schema)
 def method(value: object) -> str:
     m = v.string(value).strip().upper()
     if not _TOKEN.fullmatch(m):
@@ -47,7 +47,7 @@ def method(value: object) -> str:
 
 
 
-@v._with_schema(v.string_map.schema)  # type: ignore[attr-defined]
+@v.validator(v.string_map.schema)
 def headers(value: object) -> dict[str, str]:
     out = v.string_map(value)
     for name, val in out.items():

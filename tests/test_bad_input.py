@@ -239,11 +239,19 @@ def test_json_time_is_rfc3339_and_validate_prints_durations_as_written(tmp_path)
 
 
 def test_validate_and_check_mask_a_url_alike():
+    """One mask (issue 16 B4, E23): a password is masked wherever it appears, also where it
+    is the user name too, and validate, check and the logs show the same default name."""
     url = "amqp://guest:guest@127.0.0.1:1/"
     shown = waitfor("validate", "--offline", url).stdout
-    logged = waitfor("check", "--attempt-timeout", "200ms", url).stdout
-    assert "amqp://guest:***@127.0.0.1:1/" in shown, shown
-    assert "guest:***@" in logged or "amqp" not in logged
+    checked = waitfor("check", "--attempt-timeout", "200ms", url).stdout
+    logged = waitfor("wait", "-t", "300ms", url).stderr
+    assert "name: amqp://***:***@127.0.0.1:1/\n" in shown and "url: amqp://***:***@127.0.0.1:1/\n" in shown, shown
+    assert checked.startswith("FAIL amqp://***:***@127.0.0.1:1/: "), checked
+    assert "not ready: amqp://***:***@127.0.0.1:1/: " in logged, logged
+    assert "guest" not in shown + checked + logged
+    shown = waitfor("validate", "--offline", "amqp://app:s3cret@127.0.0.1:1/").stdout
+    checked = waitfor("check", "--attempt-timeout", "200ms", "amqp://app:s3cret@127.0.0.1:1/").stdout
+    assert "name: amqp://app:***@127.0.0.1:1/\n" in shown and checked.startswith("FAIL amqp://app:***@"), checked
 
 
 # --------------------------------------------------------------------------- one exec mapping

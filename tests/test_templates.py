@@ -152,7 +152,7 @@ def test_templates_see_secrets_env(tmpl, tmp_path):
     sec.write_text("from-file\n")
     dest = tmp_path / "app.conf"
     r = waitfor(["--secrets-env", "--template", f"{tmpl}:{dest}", "--", "cat", str(dest)],
-                {"DB_PASSWORD_FILE": str(sec)})
+                {"DB_PASSWORD_FILE": str(sec), "WAITFOR_SECRETS_DIRS": str(tmp_path)})
     assert r.returncode == 0 and "pass=from-file\n" in r.stdout, r.stderr
 
 
@@ -221,7 +221,8 @@ def test_values_that_are_not_utf8_are_written_as_they_are(tmp_path):
     secret = tmp_path / "bin"
     secret.write_bytes(b"\x80\x81\xc3(\xfe\n")
     dest = tmp_path / "app.conf"
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": REPO, "LC_ALL": "C", "BIN_FILE": str(secret)}
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": REPO, "LC_ALL": "C", "BIN_FILE": str(secret),
+           "WAITFOR_SECRETS_DIRS": str(tmp_path)}
     envb = {k.encode(): v.encode() for k, v in env.items()}
     envb[b"NAME"] = b"caf\xe9"
     r = subprocess.run([sys.executable, "-m", "waitfor", "--secrets-env", "--template", f"{tmpl}:{dest}",

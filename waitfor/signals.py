@@ -34,13 +34,15 @@ NOT_FORWARDED = frozenset({signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD})
 
 
 class Inherited:
-    """The inherited mask and the set of ignored signals. (No typing/dataclasses here:
-    this module is imported by the lean supervisor, whose memory is budgeted.)"""
+    """The inherited mask and the set of ignored signals, and the parent waitfor started
+    with (whose death --pdeathsig watches: one that dies during the wait counts). (No
+    typing/dataclasses here: this module is imported by the lean supervisor, whose memory
+    is budgeted.)"""
 
-    __slots__ = ("ignored", "mask")
+    __slots__ = ("ignored", "mask", "parent")
 
-    def __init__(self, mask: frozenset[int], ignored: frozenset[int]) -> None:
-        self.mask, self.ignored = mask, ignored
+    def __init__(self, mask: frozenset[int], ignored: frozenset[int], parent: int = 0) -> None:
+        self.mask, self.ignored, self.parent = mask, ignored, parent
 
 
 def catchable() -> list[int]:
@@ -60,7 +62,9 @@ def capture() -> Inherited:
     ignored = frozenset(
         s for s in catchable() if s not in PYTHON_IGNORES and signal.getsignal(s) == signal.SIG_IGN
     )
-    return Inherited(mask, ignored)
+    import os
+
+    return Inherited(mask, ignored, os.getppid())
 
 
 def restore(state: Inherited) -> None:

@@ -45,6 +45,23 @@ def _check_brackets(url: str, where: str) -> None:
         raise _bad(where, url, "malformed brackets (write an IPv6 address as [::1]:5432)")
 
 
+def _scheme_typo(text: str, where: str, schemes: Iterable[str]) -> None:
+    """`http//host/x`, `http:/host/x`, `http:host/x` (issue 16 E21): a scheme whose `://` is
+    mistyped would be read as a tcp host:port, and reported against `tcp://http//...`, a
+    URL the user never wrote. Report what was written, masked, and the URL meant."""
+    import re
+
+    from waitfor.secrets import mask_url
+
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)(//|:/|:)(?=[^/\d])", text)
+    if not m or m.group(1).lower() not in schemes:
+        return
+    meant = f"{m.group(1)}://{text[m.end():]}"
+    shown = mask_url(meant)
+    written = m.group(0) + shown.split("://", 1)[1]
+    raise at(where, f"bad target {written!r}: {m.group(1)}{m.group(2)} is no scheme (did you mean {shown!r}?)")
+
+
 def parse_target_url(text: str, where: str) -> tuple[str, str]:
     """-> (kind, url). Bare `host:port` means tcp://host:port."""
     from waitfor.probes import table
@@ -55,6 +72,7 @@ def parse_target_url(text: str, where: str) -> tuple[str, str]:
     if not text:
         raise at(where, "empty target")
     if "://" not in text:
+        _scheme_typo(text, where, table.SCHEMES)
         text = "tcp://" + text
     scheme = text.split("://", 1)[0].lower()
     kind = table.SCHEMES.get(scheme)
@@ -63,7 +81,11 @@ def parse_target_url(text: str, where: str) -> tuple[str, str]:
         if not (scheme[:1].isalpha() and all(c.isalnum() or c in "+-." for c in scheme) and scheme.isascii()):
             # not a scheme (RFC 3986 3.1): `user:pass@host://`, whose "scheme" is a password
             raise at(where, f"bad URL: no scheme before :// (known: {known})")
-        raise at(where, f"unknown scheme {scheme!r} in {mask_url(text)!r} (known: {known})")
+        import difflib
+
+        close = difflib.get_close_matches(scheme, table.SCHEMES, n=1, cutoff=0.7)
+        hint = f"did you mean {close[0]}://? " if close else ""
+        raise at(where, f"unknown scheme {scheme!r} in {mask_url(text)!r} ({hint}known: {known})")
     _check_brackets(text, where)
     try:
         parts = urlsplit(text)
@@ -168,16 +190,6 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
     )
 
 
-def driver_hint(kind: str, extra: str | None) -> str:
-    """How to get a kind's driver: the full bundle when frozen (packaging/), else the extra.
-    Never `pip install 'waitfor[x]'` alone: that name on a package index is not ours."""
-    import sys
-
-    if getattr(sys, "frozen", False):
-        return f"the {kind} driver is not in this bundle: use the full bundle (waitfor-full)"
-    return f"install waitfor with its {extra} extra (from a checkout: pip install '.[{extra}]')"
-
-
 def _dependency(kind: str, *, url: str, argv: tuple[str, ...], options: dict[str, object], name: object,
                 timeout: float | None, after: tuple[str, ...], invert: bool, where: str,
                 where_of: Callable[[str], str], offline: bool = False) -> Dependency:
@@ -213,7 +225,7 @@ def _dependency(kind: str, *, url: str, argv: tuple[str, ...], options: dict[str
         except (ImportError, ValueError):  # a dotted name whose parent package is missing
             found_driver = False
         if not found_driver:
-            raise at(where, f"the {kind} driver ({mod.DRIVER}) is not installed: {driver_hint(kind, mod.EXTRA)}")
+            raise at(where, f"the {kind} driver ({mod.DRIVER}) is not installed: {table.driver_hint(kind)}")
     return Dependency(
         name=str(name) if name else _default_name(kind, url, argv), named=bool(name), kind=kind, url=url,
         argv=tuple(argv), options=v.MappingProxyType(options), timeout=timeout, after=tuple(after),

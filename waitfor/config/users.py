@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from waitfor.config.validators import is_number
+from waitfor.config.validators import is_number, string, validator
 
 MAX_ID = 0xFFFFFFFE  # (uid_t)-1 is "no change" to setresuid(2)
 
@@ -72,3 +72,15 @@ def check_switch(user: object) -> None:
             not groups or set(groups) <= set(os.getgroups()) | {gid}):
         return
     raise ValueError(f"not root, cannot switch user (waitfor runs as uid {os.geteuid()})")
+
+
+@validator({"type": ["string", "integer"],
+               "description": "USER[:GROUP], a name or a number for each (as gosu and su-exec take it)"})
+def user(value: object) -> tuple[str, int, int, tuple[int, ...], str]:
+    """The `user` setting: USER[:GROUP] -> (spec, uid, gid, supplementary gids, home)."""
+    spec = str(value) if isinstance(value, int) and not isinstance(value, bool) else string(value)
+    return resolve(spec)
+
+
+def show_user(value: object) -> object:
+    return value[0] if isinstance(value, tuple) else value

@@ -6,13 +6,14 @@ waitfor.config.users's: the validators here only call them."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from waitfor.config.durations import parse_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import re
     from collections.abc import Callable, Mapping
-    from types import MappingProxyType
     from typing import Any, Generic, TypeVar
 
     T = TypeVar("T")
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
     class _Generic(Generic[T]):
         pass
 else:
-    # types.MappingProxyType without importing `types` (0.15 ms of the exec-only start-up):
-    # it is the type of any class's __dict__, as types.py itself defines it.
-    MappingProxyType = type(type.__dict__)
     T = object
 
     class _Generic:  # Validator[T] for mypy, without importing typing at start-up
@@ -281,22 +279,8 @@ def read_secret_file(path: str) -> str:
     return read_secret(path)
 
 
-@validator({"type": ["string", "integer"],
-               "description": "USER[:GROUP], a name or a number for each (as gosu and su-exec take it)"})
-def user(value: object) -> tuple[str, int, int, tuple[int, ...], str]:
-    """USER[:GROUP] -> (spec, uid, gid, supplementary gids, home) (waitfor.config.users)."""
-    from waitfor.config.users import resolve
-
-    spec = str(value) if isinstance(value, int) and not isinstance(value, bool) else string(value)
-    return resolve(spec)
-
-
-def show_user(value: object) -> object:
-    return value[0] if isinstance(value, tuple) else value
-
-
 @validator({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
-               "description": "true: every NAME_FILE variable; or the NAMEs whose NAME_FILE is read"})
+               "description": "true: every NAME_FILE whose file is directly inside secrets_dirs; or the NAMEs whose NAME_FILE is read, wherever"})
 def secrets_env(value: object) -> bool | tuple[str, ...]:
     """true/false, or which NAMEs (a list, or comma-separated in WAITFOR_SECRETS_ENV)."""
     if isinstance(value, str) and value.strip().lower() not in TRUE_WORDS + FALSE_WORDS:

@@ -16,7 +16,7 @@ import time
 
 from waitfor.config import validators as v
 from waitfor.probes.base import NotReady, accept_url, close_quietly, host_port, no_cancel, password_of
-from waitfor.probes.tcp import connect
+from waitfor.probes.connect import connect
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

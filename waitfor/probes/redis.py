@@ -15,18 +15,9 @@ import threading
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import (
-    DRIVER_MARGIN,
-    Broken,
-    Deadline,
-    NotReady,
-    accept_url,
-    close_quietly,
-    host_port,
-    no_cancel,
-    with_deadline,
-)
-from waitfor.probes.tcp import connect
+from waitfor.probes.base import Broken, NotReady, accept_url, close_quietly, host_port, no_cancel, password_of
+from waitfor.probes.connect import connect
+from waitfor.probes.deadline import DRIVER_MARGIN, Deadline, with_deadline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -58,9 +49,8 @@ def probe_for(dep: Dependency) -> Probe:
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)
     key = dep.options.get("key")
-    extra = {}
-    if "password_file" in dep.options:
-        extra["password"] = v.read_secret_file(dep.options["password_file"])
+    password = password_of(dep, parts)
+    extra = {} if password is None else {"password": password}
 
     # The attempt's deadline guards redis-py's socket from the TLS handshake on (its
     # socket_timeout is per read: a server dripping its replies would hold the attempt).

@@ -40,7 +40,9 @@ import time
 from collections import deque
 
 from waitfor.config.model import FAILED, READY, WAITING
-from waitfor.probes.base import Broken, NotReady, Refused, connect_error, describe, fmt_addr, local_limit
+from waitfor.probes.base import Broken, NotReady, Refused, describe
+from waitfor.probes.connect import connect_error, order, stagger, timed_out
+from waitfor.probes.limits import local_limit
 from waitfor.secrets import redact
 
 TYPE_CHECKING = False
@@ -146,8 +148,15 @@ class _Pool:
             if len(self.work) > self.idle and len(self.threads) < self.size:
                 t = threading.Thread(target=self._worker, name=f"probe pool {len(self.threads) + 1}",
                                      daemon=True)
+                try:
+                    t.start()
+                except RuntimeError as e:  # no thread to be had (a pids limit): issue 16 D15
+                    if self.threads:  # the running ones will take the work in turn
+                        return
+                    self.work.pop()
+                    job.busy = False
+                    raise local_limit(e) or e from None
                 self.threads.append(t)
-                t.start()
             else:
                 self.ready.notify()
 
@@ -188,7 +197,7 @@ class _Job:
         "attempts",
         "budget",
         "busy",
-        "conn",
+        "conns",
         "deadline",
         "dep",
         "failure",
@@ -196,6 +205,7 @@ class _Job:
         "host",
         "last",
         "noted",
+        "pending",
         "phase",
         "port",
         "precheck",
@@ -238,8 +248,10 @@ class _Job:
             self.host, self.port = target
             self.addrs = _numeric(self.host, self.port)
         self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
-        # the connect in flight: (socket, address, the addresses still to try)
-        self.conn: tuple[_socket.socket, tuple, list[tuple]] | None = None
+        # the connects in flight (fd -> (socket, address)) and the addresses not started yet:
+        # an attempt races a name's addresses as waitfor.probes.connect.race does (RFC 8305)
+        self.conns: dict[int, tuple[_socket.socket, tuple]] = {}
+        self.pending: list[tuple] = []
         self.last: NotReady | None = None
         # the last connect failure (errno, address, its reason), reused while it repeats
         self.failure: tuple[int, tuple | str, NotReady] | None = None
@@ -342,6 +354,9 @@ class Engine:
         # the heap, where a timer for every attempt would mostly go stale
         self._inflight: dict[_Job, float] = {}
         self._polled: dict[int, _Job] = {}  # fd of a connect in flight -> its job
+        # fds closed in this turn of the loop while an event of theirs may still be ahead in
+        # poll()'s list (a race's losers): a new socket may have their number already
+        self._stale: set[int] = set()
         self._wake_r: socket.socket | None = None  # the loop's wake-up pair, made by start()
         self._wake_w: socket.socket | None = None
         # One attempt each (check, health, a watch round): every dependency's attempt must
@@ -411,12 +426,13 @@ class Engine:
                 # poll() takes milliseconds: round up, so that a timer is never woken for early
                 events = poll.poll(None if timeout is None else -(-timeout * 1000 // 1))
                 self._pass = now = self.clock()
+                self._stale.clear()
                 for fd, _ in events:
                     if fd == wake_fd:
                         self._drain_wake()
-                    elif fd in self._polled:
+                    elif fd in self._polled and fd not in self._stale:
                         job = self._polled[fd]
-                        self._guarded(job, self._connected, job)
+                        self._guarded(job, self._connected, job, fd)
                 while self._results:
                     job, token, result = self._results.popleft()
                     if token == job.token and not self.cancelled.is_set():
@@ -439,6 +455,9 @@ class Engine:
     def _guarded(self, job: _Job, fn: Callable[..., None], *args: object) -> None:
         try:
             fn(*args)
+        except NotReady as e:  # a local limit met by the loop itself (no pool thread): retried
+            self._drop_conn(job)
+            self._finish(job, e)
         except BaseException as e:  # noqa: BLE001 - a dependency must settle, whatever happens
             self._drop_conn(job)
             job.token += 1
@@ -476,13 +495,16 @@ class Engine:
         if what == "attempt":
             self._begin(job)
         elif what == "timeout":  # the attempt's deadline, for a connect or lookup in flight
-            if job.conn is not None:
-                _, addr, _ = job.conn
+            if job.conns:
+                addrs = [addr for _, addr in job.conns.values()]
                 self._drop_conn(job)
-                self._finish(job, NotReady(f"connect timed out ({fmt_addr(addr)})"))
+                self._finish(job, NotReady(f"connect timed out ({timed_out(addrs)})"))
             else:
                 job.token += 1  # a late lookup result is dropped
                 self._finish(job, NotReady(f"resolving {job.host} timed out after {job.budget:.3g}s"))
+        elif what == "stagger":  # the next address joins the race (RFC 8305's attempt delay)
+            if job.conns:
+                self._start_next(job)
         elif what == "held":  # the deadline passed while `after:` held it back
             name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
             self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
@@ -543,9 +565,14 @@ class Engine:
             self._connect(job, [(family, addr) for family, _, _, _, addr in result])
 
     def _connect(self, job: _Job, addrs: list[tuple]) -> None:
-        """Try the addresses in turn, as tcp.open_connection does, without blocking."""
-        while addrs:
-            family, addr = addrs.pop(0)
+        """Race the addresses, as connect.race does, without blocking: the next one starts
+        when one fails or after connect.stagger(); the first to accept wins (issue 16 D13)."""
+        job.pending = order(addrs)
+        self._start_next(job)
+
+    def _start_next(self, job: _Job) -> None:
+        while job.pending:
+            family, addr = job.pending.pop(0)
             try:
                 # SOCK_NONBLOCK: non-blocking from the start, one system call less per attempt;
                 # the C socket type (_socket) that socket.socket wraps in Python-level
@@ -560,27 +587,34 @@ class Engine:
                 # port's refusal is known now, without a round through epoll (issue 12's cost).
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.EINPROGRESS
             if err == errno.EINPROGRESS:
+                now = self.clock()
                 # the attempt's deadline (kept if a lookup or an earlier address set it)
-                self._inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
-                job.conn = (sock, addr, addrs)
+                deadline = self._inflight.setdefault(job, now + max(job.budget, 0.001))
+                job.conns[sock.fileno()] = (sock, addr)
                 self._poll.register(sock, select.POLLOUT)
                 self._polled[sock.fileno()] = job
+                if job.pending:
+                    self._at(now + stagger(deadline - now, len(job.pending)), "stagger", job)
                 return
             sock.close()
             if err == 0:
+                self._drop_conn(job)  # the others still in flight lost the race
                 return self._accepted(job, addr)
             job.last = self._connect_error(job, err, addr)
-        self._finish(job, job.last or NotReady(f"connect timed out ({job.host}:{job.port})"))
+        if not job.conns:
+            self._finish(job, job.last or NotReady(f"connect timed out ({job.host}:{job.port})"))
 
-    def _connected(self, job: _Job) -> None:
-        assert job.conn is not None
-        sock, addr, rest = job.conn
+    def _connected(self, job: _Job, fd: int) -> None:
+        sock, addr = job.conns.pop(fd)
+        del self._polled[fd]
+        self._poll.unregister(fd)
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        self._drop_conn(job)
+        sock.close()
         if err == 0:
+            self._drop_conn(job)
             return self._accepted(job, addr)
         job.last = self._connect_error(job, err, addr)
-        self._connect(job, rest)
+        self._start_next(job)  # a failure starts the next address at once
 
     def _accepted(self, job: _Job, addr: tuple | str) -> None:
         if job.fast:
@@ -606,11 +640,12 @@ class Engine:
         return exc
 
     def _drop_conn(self, job: _Job) -> None:
-        if job.conn is not None:
-            sock = job.conn[0]
-            job.conn = None
-            if self._polled.pop(sock.fileno(), None) is not None:
-                self._poll.unregister(sock)
+        job.pending = []
+        while job.conns:
+            fd, (sock, _) = job.conns.popitem()
+            if self._polled.pop(fd, None) is not None:
+                self._poll.unregister(fd)
+            self._stale.add(fd)
             sock.close()
 
     # -- after an attempt ---------------------------------------------------------------

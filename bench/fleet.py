@@ -1,0 +1,742 @@
+"""Issue 17 item 3: what a database sees from a fleet of N waiters, for waitfor and its peers.
+
+    sudo python3 bench/fleet.py [--n 50,200] [--tools waitfor,wait-for-it,bash-tcp,pg_isready]
+                                [--tree PATH] [--phase-seconds 10] [--rollout 8] [--json FILE]
+
+Needs root, `ip` (iproute2), `nft` (nftables), PostgreSQL 15's server binaries
+(/usr/lib/postgresql/15/bin, package postgresql-15) and `pg_isready`; a missing peer
+(`wait-for-it`, package wait-for-it) is installed with apt-get. Everything stays on this
+machine: two network namespaces made here, joined by a veth pair with the addresses
+10.99.0.1 (the database) and 10.99.0.2 (the waiters), which exist only inside them.
+
+The setup, once per invocation:
+- namespace D (the database): nftables table `ip wff` in D only, whose prerouting counters
+  count SYNs to port 5432 (`tcp flags syn / syn,ack`) and new connections (`ct state new`);
+  a private PostgreSQL 15 (initdb into a temp dir as the postgres user, trust auth,
+  listening on 10.99.0.1:5433 only, max_connections 100);
+- namespace W (the waiters): this script joins it after the setup, so every waiter it
+  starts is in W.
+
+Then, for each N and each tool, a sub-run of three phases:
+1. port closed (>= --phase-seconds, and long enough for 5 s after the rollout): every SYN to
+   10.99.0.1:5432 gets an RST. The N waiters are started evenly over --rollout seconds (a
+   rolling deployment), each `TOOL ... -- date +%s.%N` with its stdout in a file.
+2. starting up (--phase-seconds): a fake PostgreSQL in D (this script, --_fake-server)
+   listens on 10.99.0.1:5432 with a backlog of 244 (what PostgreSQL 15 asks for with
+   max_connections 100: 2 x MaxBackends 122), declines SSL/GSS ('N'), answers every
+   startup message with ErrorResponse FATAL SQLSTATE 57P03 "the database system is
+   starting up", and logs each connection (login, or bare: closed without a startup
+   message, i.e. a TCP-only probe).
+3. ready: an nft `redirect to :5433` rule sends new connections to the real PostgreSQL (the
+   instant it is in place is "ready"), then the fake server is stopped; the phase ends when
+   every waiter has exited (bounded by --ready-seconds).
+
+The tools: `waitfor` (`waitfor run -q -t 120s postgres://postgres@10.99.0.1:5432/postgres
+-- date`, run from --tree with PYTHONPATH=TREE, default this checkout), `waitfor-1s` (the
+same with --interval 1s), `wait-for-it` (Debian's, `-h -p -t -- date`), `bash-tcp` (a bash
+loop: `(exec 3<>/dev/tcp/H/P)` then `sleep 1`), `pg_isready` (a loop: `pg_isready -q -h H
+-p P -t 2` then `sleep 1`). wait-for-it and the /dev/tcp loop only wait for the port, so
+they start their app as the fake server opens (their ready -> app start is negative, they
+are counted as "early").
+
+The figures, per tool and phase:
+- SYNs per waiter per second: phase 1 from the nft counter over the waiter-seconds spent in
+  it (each waiter from its own start), and over the window from 3 s after the last waiter
+  was started to the end of phase 1 (all waiters have waited >= 3 s), from a packet capture
+  in D (AF_PACKET with a BPF filter for SYNs to the port, kernel timestamps); "captured"
+  says how many of nft's SYNs the capture saw;
+- phase 2: TCP connections (nft `ct state new`) and SYNs per login (the fake server's
+  logins), logins per waiter per second, bare connections;
+- peak 100 ms rate / mean: the busiest 100 ms bin of captured SYNs over the mean of the
+  window (phase 1 after 3 s; phase 2 whole; also of the fake server's logins);
+- accept-queue overflows: TcpExt ListenOverflows of D (/proc/PID/net/netstat of a process
+  in D), in the first 2 s after the port opens (phase 2) and after ready (phase 3), and
+  over each phase;
+- ready -> app start: each app's `date +%s.%N` minus the ready instant, p50/p95/max over
+  the apps started after it; "early" and "never" counted apart;
+- CPU: the fleet's CPU in % of one core over the phase-1 window (/proc/PID/stat utime +
+  stime + cutime + cstime of every waiter), and per waiter over its whole life (the
+  rusage that wait4() returns, children included); RSS (VmRSS) and PSS (smaps_rollup) per
+  waiter, median, sampled at the end of the window.
+
+Caveat, measured on the 2-core machine this was written on: N waitfor processes are N
+Python interpreters that import psycopg (~0.2 s of CPU each to start), and beyond ~200
+waiters the machine itself is the limit: start-up lags the rollout, attempts are late, and
+latencies then measure the CPU, not the waiting policy. Counts (SYNs, connections per
+login, overflows) are the robust figures; read latencies only at N where the machine is
+not the limit (the "fleet CPU" row says how busy it was), and note any other load.
+
+Cleanup on every exit path (normal, exception, SIGINT/SIGTERM/SIGHUP): waiters (each in
+its own session, killed by process group), the fake server, the capture, PostgreSQL
+(pg_ctl stop -m immediate) and its temp dir, both namespaces (and with them the veth pair
+and the nft table, which live only in them). Every loop is bounded in time. A run killed
+with SIGKILL leaves its namespaces `wff<pid>w`/`wff<pid>d`: the next run deletes those whose
+pid is gone, and stops the PostgreSQL left in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import contextlib
+import ctypes
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import PY, median, pct, save, table
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+PGBIN = "/usr/lib/postgresql/15/bin"
+DB_ADDR, W_ADDR, PREFIX = "10.99.0.1", "10.99.0.2", 24
+PORT, REAL_PORT = 5432, 5433
+BACKLOG = 244  # PostgreSQL 15, max_connections 100: 2 * MaxBackends (100 + 3 + 1 + 8 + 10)
+DATE = shutil.which("date") or "/bin/date"
+TOOLS = ("waitfor", "waitfor-1s", "wait-for-it", "bash-tcp", "pg_isready")
+DEFAULT_TOOLS = "waitfor,wait-for-it,bash-tcp,pg_isready"
+CLONE_NEWNET = 0x40000000
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(f"[fleet {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(argv, check=True, quiet=False, timeout=60):
+    return subprocess.run(argv, check=check, timeout=timeout, text=True,
+                          stdout=subprocess.PIPE if quiet else None, stderr=subprocess.PIPE if quiet else None)
+
+
+# -- helpers that run inside the database namespace (this file, with a hidden flag) ----------
+
+STARTUP, SSLREQ, GSSREQ = 196608, 80877103, 80877104
+ERROR_57P03 = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+ERROR_57P03 = b"E" + struct.pack("!i", 4 + len(ERROR_57P03)) + ERROR_57P03
+
+
+def fake_server(host: str, port: int, backlog: int, out: str, max_seconds: float) -> None:
+    """A PostgreSQL that is always starting up. Prints 'ready', listens when a line comes on
+    stdin (so that it opens within a millisecond of the orchestrator's word, not after an
+    interpreter's start-up), prints 'listening'; on SIGTERM (or after max_seconds) stops and
+    writes [[accepted, kind, login], ...] to out."""
+    import asyncio
+
+    print("ready", flush=True)
+    if not sys.stdin.readline():
+        return  # the orchestrator is gone
+
+    events: list[tuple[float, str, float]] = []
+
+    async def handle(reader, writer) -> None:
+        t, kind, t_login = time.time(), "bare", 0.0
+        try:
+            for _ in range(4):  # SSLRequest, GSSENCRequest, then the startup message
+                length, code = struct.unpack("!ii", await asyncio.wait_for(reader.readexactly(8), 5))
+                if not 8 <= length <= 10000:
+                    break
+                if length > 8:
+                    await asyncio.wait_for(reader.readexactly(length - 8), 5)
+                if code in (SSLREQ, GSSREQ):
+                    writer.write(b"N")
+                    await writer.drain()
+                    continue
+                if code == STARTUP:
+                    kind, t_login = "login", time.time()
+                    writer.write(ERROR_57P03)
+                    await writer.drain()
+                else:
+                    kind = "other"
+                break
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError):
+            pass
+        finally:
+            events.append((t, kind, t_login))
+            writer.close()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        server = await asyncio.start_server(handle, host, port, backlog=backlog, reuse_address=True)
+        print("listening", flush=True)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), max_seconds)
+        server.close()
+        await asyncio.sleep(0.2)  # let the handlers of accepted connections log
+
+    asyncio.run(main())
+    with open(out, "w") as f:
+        json.dump(events, f)
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+def capture(iface: str, port: int, out: str, max_seconds: float) -> None:
+    """Kernel timestamps (CLOCK_REALTIME) of every SYN (without ACK) to `port` that `iface`
+    receives, until SIGTERM or max_seconds; written to out as native doubles."""
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    # classic BPF over the IP header (SOCK_DGRAM packet socket: offset 0 is the IP header):
+    # TCP, not a fragment, destination port, SYN set and ACK clear
+    prog = [(0x30, 0, 0, 9), (0x15, 0, 9, 6), (0x28, 0, 0, 6), (0x45, 7, 0, 0x1FFF),
+            (0xB1, 0, 0, 0), (0x48, 0, 0, 2), (0x15, 0, 4, port), (0x50, 0, 0, 13),
+            (0x54, 0, 0, 0x12), (0x15, 0, 1, 0x02), (0x06, 0, 0, 0x40000), (0x06, 0, 0, 0)]
+    filt = (_SockFilter * len(prog))(*[_SockFilter(*i) for i in prog])
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+    s.setsockopt(socket.SOL_SOCKET, 26, struct.pack("HL", len(prog), ctypes.addressof(filt)))  # SO_ATTACH_FILTER
+    s.setsockopt(socket.SOL_SOCKET, 35, 1)  # SO_TIMESTAMPNS
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    s.bind((iface, 0x0800))
+    s.settimeout(0.2)
+    stamps = array.array("d")
+    print("capturing", flush=True)
+    end = time.monotonic() + max_seconds
+    while not stop and time.monotonic() < end:
+        try:
+            _, anc, _, addr = s.recvmsg(64, socket.CMSG_SPACE(16))
+        except (socket.timeout, InterruptedError):
+            continue
+        if addr[2] == socket.PACKET_OUTGOING:
+            continue
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == 35:
+                sec, ns = struct.unpack("qq", data[:16])
+                stamps.append(sec + ns / 1e9)
+    with open(out, "wb") as f:
+        stamps.tofile(f)
+
+
+# -- the two namespaces, nftables, the private PostgreSQL -------------------------------------
+
+def _setns(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+    finally:
+        os.close(fd)
+
+
+NFT_RULES = f"""
+table ip wff {{
+    counter syns {{}}
+    counter conns {{}}
+    chain count {{
+        type filter hook prerouting priority -150; policy accept;
+        tcp dport {PORT} tcp flags & (syn | ack) == syn counter name "syns"
+        tcp dport {PORT} ct state new counter name "conns"
+    }}
+    chain nat {{
+        type nat hook prerouting priority -100; policy accept;
+    }}
+}}
+"""
+
+
+class Lab:
+    """The namespaces, nft counters and the real PostgreSQL; cleanup() undoes all of it."""
+
+    def __init__(self) -> None:
+        pid = os.getpid()
+        self.w, self.d = f"wff{pid}w", f"wff{pid}d"
+        self.veth_w, self.veth_d = f"wff{pid}a", f"wff{pid}b"
+        self.tmp = tempfile.mkdtemp(prefix="wff-")
+        self.pgdata = os.path.join(self.tmp, "pg")
+        self.pg_started = False
+        self.postmaster = 0
+        self.procs: list[subprocess.Popen] = []  # helpers to stop at cleanup
+
+    def dx(self, *argv: str) -> list[str]:
+        return ["ip", "netns", "exec", self.d, *argv]
+
+    def setup(self) -> None:
+        run(["ip", "netns", "add", self.w])
+        run(["ip", "netns", "add", self.d])
+        run(["ip", "link", "add", self.veth_w, "netns", self.w, "type", "veth", "peer", "name", self.veth_d,
+             "netns", self.d])
+        for ns, dev, addr in ((self.w, self.veth_w, W_ADDR), (self.d, self.veth_d, DB_ADDR)):
+            run(["ip", "-n", ns, "addr", "add", f"{addr}/{PREFIX}", "dev", dev])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        subprocess.run(self.dx("nft", "-f", "-"), input=NFT_RULES, text=True, check=True, timeout=30)
+        self._start_postgres()
+
+    def _start_postgres(self) -> None:
+        os.chmod(self.tmp, 0o755)
+        os.mkdir(self.pgdata, 0o700)
+        shutil.chown(self.pgdata, "postgres", "postgres")
+        run(["runuser", "-u", "postgres", "--", f"{PGBIN}/initdb", "-D", self.pgdata, "-A", "trust", "-U",
+             "postgres", "--no-sync", "-E", "UTF8"], quiet=True, timeout=120)
+        with open(os.path.join(self.pgdata, "pg_hba.conf"), "a") as f:
+            f.write(f"host all all {W_ADDR}/32 trust\n")
+        opts = (f"-c listen_addresses={DB_ADDR} -c port={REAL_PORT} -c unix_socket_directories={self.pgdata} "
+                "-c max_connections=100 -c fsync=off -c synchronous_commit=off -c shared_buffers=32MB")
+        self.pg_started = True
+        run(self.dx("runuser", "-u", "postgres", "--", f"{PGBIN}/pg_ctl", "-D", self.pgdata, "-l",
+                    os.path.join(self.pgdata, "log"), "-o", opts, "-w", "-t", "60", "start"), quiet=True, timeout=90)
+        with open(os.path.join(self.pgdata, "postmaster.pid")) as f:
+            self.postmaster = int(f.readline())
+
+    def join_waiters(self) -> None:
+        _setns(self.w)
+
+    def counters(self) -> dict[str, int]:
+        out = run(self.dx("nft", "-j", "list", "counters", "table", "ip", "wff"), quiet=True).stdout
+        return {c["counter"]["name"]: c["counter"]["packets"] for c in json.loads(out)["nftables"] if "counter" in c}
+
+    def overflows(self) -> int:
+        """TcpExt ListenOverflows of the database namespace."""
+        with open(f"/proc/{self.postmaster}/net/netstat") as f:
+            rows = [ln.split() for ln in f if ln.startswith("TcpExt:")]
+        return int(rows[1][rows[0].index("ListenOverflows")])
+
+    def redirect(self, on: bool) -> None:
+        if on:
+            run(self.dx("nft", "add", "rule", "ip", "wff", "nat", "tcp", "dport", str(PORT), "redirect", "to",
+                        f":{REAL_PORT}"))
+        else:
+            run(self.dx("nft", "flush", "chain", "ip", "wff", "nat"))
+
+    def helper(self, mode: str, *args: str) -> subprocess.Popen:
+        """Start this script in D with a hidden mode; wait (bounded) for its first line."""
+        p = subprocess.Popen(self.dx(PY, os.path.abspath(__file__), mode, *args), stdout=subprocess.PIPE,
+                             stdin=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        self.line(p)
+        return p
+
+    @staticmethod
+    def line(p: subprocess.Popen, timeout: float = 30) -> str:
+        ready, _, _ = select.select([p.stdout], [], [], timeout)
+        text = p.stdout.readline().strip() if ready else ""
+        if not text:
+            raise SystemExit(f"fleet: helper {p.args[4:6]} did not answer")
+        return text
+
+    def stop_helper(self, p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            p.terminate()
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+        with contextlib.suppress(ValueError):
+            self.procs.remove(p)
+
+    def cleanup(self) -> None:
+        for p in list(self.procs):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self.stop_helper(p)
+        if self.pg_started:
+            r = subprocess.run(self.dx("runuser", "-u", "postgres", "--", f"{PGBIN}/pg_ctl", "-D", self.pgdata,
+                                       "-m", "immediate", "-w", "-t", "20", "stop"),
+                               capture_output=True, timeout=60, check=False)
+            if r.returncode != 0 and self.postmaster:
+                with contextlib.suppress(OSError):
+                    os.kill(self.postmaster, signal.SIGKILL)
+        for ns in (self.w, self.d):  # the veth pair and the nft table go with them
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def remove_stale() -> None:
+    """Namespaces left by a run that was killed with SIGKILL (its pid is gone)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30, check=False).stdout
+    for name in re.findall(r"^(wff(\d+)[wd])\b", out, re.M):
+        if os.path.exists(f"/proc/{name[1]}"):
+            continue
+        if name[0].endswith("d"):  # a PostgreSQL left in it keeps it alive: stop it
+            pids = subprocess.run(["ip", "netns", "pids", name[0]], capture_output=True, text=True, timeout=30,
+                                  check=False).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", name[0]], capture_output=True, timeout=30, check=False)
+        log(f"removed stale namespace {name[0]}")
+
+
+# -- the waiters ------------------------------------------------------------------------------
+
+def tool_argv(tool: str, tree: str, timeout: int) -> tuple[list[str], dict[str, str]]:
+    url = f"postgres://postgres@{DB_ADDR}:{PORT}/postgres"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    if tool.startswith("waitfor"):
+        env["PYTHONPATH"] = tree
+        extra = ["--interval", "1s"] if tool == "waitfor-1s" else []
+        return [PY, os.path.join(tree, "bin", "waitfor"), "run", "-q", "-t", f"{timeout}s", *extra, url, "--",
+                DATE, "+%s.%N"], env
+    if tool == "wait-for-it":
+        return ["/usr/bin/wait-for-it", "-q", "-h", DB_ADDR, "-p", str(PORT), "-t", str(timeout), "--", DATE,
+                "+%s.%N"], env
+    if tool == "bash-tcp":
+        check = f"(exec 3<>/dev/tcp/{DB_ADDR}/{PORT}) 2>/dev/null"
+    elif tool == "pg_isready":
+        check = f"pg_isready -q -h {DB_ADDR} -p {PORT} -U postgres -d postgres -t 2"
+    else:
+        raise SystemExit(f"fleet: --tools: unknown tool {tool!r} (one of {', '.join(TOOLS)})")
+    loop = f"for i in $(seq {timeout}); do {check} && exec {DATE} +%s.%N; sleep 1; done; exit 124"
+    return ["bash", "-c", loop], env
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime + cutime + cstime of a live process, seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / TICK
+    except (OSError, ValueError):
+        return 0.0
+
+
+def proc_mem(pid: int) -> tuple[float, float]:
+    """VmRSS and Pss in MiB (nan when gone)."""
+    rss = pss = float("nan")
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/status") as f:
+            for ln in f:
+                if ln.startswith("VmRSS:"):
+                    rss = int(ln.split()[1]) / 1024
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for ln in f:
+                if ln.startswith("Pss:"):
+                    pss = int(ln.split()[1]) / 1024
+    return rss, pss
+
+
+class Fleet:
+    """N waiters of one tool: started on a schedule, reaped with their rusage."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], n: int, outdir: str) -> None:
+        self.argv, self.env, self.n, self.outdir = argv, env, n, outdir
+        self.pids: dict[int, int] = {}  # pid -> index
+        self.started: dict[int, float] = {}  # index -> time.time()
+        self.cpu: dict[int, float] = {}  # index -> user+sys of its life (rusage)
+        self.status: dict[int, int] = {}
+
+    def start(self, i: int) -> None:
+        with open(os.path.join(self.outdir, f"{i}.out"), "w") as out:
+            p = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                 start_new_session=True)
+        self.started[i] = time.time()
+        self.pids[p.pid] = i
+        p.returncode = 0  # reaped below with os.wait4, not by Popen (its __del__ must not wait)
+
+    def reap(self) -> None:
+        for pid in list(self.pids):
+            try:
+                got, status, ru = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                got, status, ru = pid, -1, None
+            if got:
+                i = self.pids.pop(pid)
+                self.status[i] = status
+                self.cpu[i] = ru.ru_utime + ru.ru_stime if ru else float("nan")
+
+    def kill_all(self) -> None:
+        for pid in list(self.pids):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        end = time.monotonic() + 10
+        while self.pids and time.monotonic() < end:
+            self.reap()
+            time.sleep(0.02)
+
+    def app_starts(self) -> dict[int, float]:
+        out = {}
+        for i in range(self.n):
+            with contextlib.suppress(OSError, ValueError), open(os.path.join(self.outdir, f"{i}.out")) as f:
+                out[i] = float(f.read().split()[0])
+        return out
+
+
+def bins(stamps: list[float], t0: float, t1: float, width: float = 0.1) -> tuple[float, float]:
+    """(peak, mean) count per `width` bin of the stamps within [t0, t1)."""
+    k = int((t1 - t0) / width)
+    if k < 1:
+        return float("nan"), float("nan")
+    counts = [0] * k
+    for t in stamps:
+        j = int((t - t0) / width)
+        if 0 <= j < k:
+            counts[j] += 1
+    return max(counts), sum(counts) / k
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
+    argv, env = tool_argv(tool, a.tree, a.timeout)
+    outdir = tempfile.mkdtemp(prefix=f"{tool}-{n}-", dir=lab.tmp)
+    fleet = Fleet(argv, env, n, outdir)
+    cap_file, fake_file = os.path.join(outdir, "syns.bin"), os.path.join(outdir, "fake.json")
+    total = a.rollout + 2 * a.phase_seconds + a.ready_seconds + 60
+    cap = lab.helper("--_capture", lab.veth_d, str(PORT), cap_file, str(total))
+    fake = lab.helper("--_fake-server", DB_ADDR, str(PORT), str(BACKLOG), fake_file, str(total))
+    over: list[tuple[float, int]] = []
+    r: dict = {"tool": tool, "n": n}
+    try:
+        c0 = lab.counters()
+        t0 = time.time()
+        p1 = max(a.phase_seconds, a.rollout + 5)
+        t1 = t0 + p1
+        w0 = t0 + a.rollout + 3  # every waiter has been waiting >= 3 s from here
+        sched = [t0 + (a.rollout * i / (n - 1) if n > 1 else 0) for i in range(n)]
+        nxt, cpu0, mem = 0, None, []
+        last_sample = 0.0
+        # phase 1: port closed
+        while time.time() < t1:
+            now = time.time()
+            while nxt < n and sched[nxt] <= now:
+                fleet.start(nxt)
+                nxt += 1
+            if cpu0 is None and now >= w0:
+                cpu0 = (now, sum(proc_cpu(p) for p in fleet.pids))
+            if now - last_sample >= 0.1:
+                fleet.reap()
+                over.append((now, lab.overflows()))
+                last_sample = now
+            time.sleep(0.005 if nxt < n else 0.02)
+        while nxt < n:  # only if the schedule fell behind
+            fleet.start(nxt)
+            nxt += 1
+        now = time.time()
+        fleet.reap()
+        cpu1 = (now, sum(proc_cpu(p) for p in fleet.pids))
+        mem = [proc_mem(p) for p in fleet.pids]
+        # phase 2: starting up
+        c1 = lab.counters()
+        t1 = time.time()
+        fake.stdin.write("go\n")
+        fake.stdin.flush()
+        lab.line(fake)
+        t_open = time.time()
+        t2 = t_open + a.phase_seconds
+        while time.time() < t2:
+            now = time.time()
+            over.append((now, lab.overflows()))
+            fleet.reap()
+            time.sleep(0.1)
+        c2 = lab.counters()
+        # phase 3: ready
+        lab.redirect(True)
+        t_ready = time.time()
+        over.append((t_ready, lab.overflows()))
+        lab.stop_helper(fake)
+        t3 = t_ready + a.ready_seconds
+        while fleet.pids and time.time() < t3:
+            over.append((time.time(), lab.overflows()))
+            fleet.reap()
+            time.sleep(0.05)
+        t_end = time.time()
+        over.append((t_end, lab.overflows()))
+        c3 = lab.counters()
+        left = len(fleet.pids)
+        fleet.kill_all()
+    finally:
+        fleet.kill_all()
+        lab.stop_helper(fake)
+        lab.stop_helper(cap)
+        with contextlib.suppress(OSError):
+            lab.redirect(False)
+
+    with open(cap_file, "rb") as f:
+        syns = array.array("d", f.read()).tolist()
+    with open(fake_file) as f:
+        events = json.load(f)
+    logins = [e[2] for e in events if e[1] == "login"]
+    bare = sum(1 for e in events if e[1] == "bare")
+
+    def ov(t_a: float, t_b: float) -> int:
+        before = [v for t, v in over if t <= t_a] or [over[0][1]]
+        upto = [v for t, v in over if t <= t_b] or [before[-1]]
+        return upto[-1] - before[-1]
+
+    waiter_s = sum(max(0.0, t1 - s) for s in fleet.started.values())
+    win = [t for t in syns if w0 <= t < t1]
+    pk1, mean1 = bins(syns, w0, t1)
+    pk2, mean2 = bins(syns, t_open, t2)
+    pkl, meanl = bins(logins, t_open, t2)
+    pk2b, mean2b = bins(syns, t_open + 2, t2)
+    starts = fleet.app_starts()
+    lat = sorted(t - t_ready for t in starts.values() if t >= t_ready)
+    early = sum(1 for t in starts.values() if t < t_ready)
+    p1_syns = c1["syns"] - c0["syns"]
+    captured_p1 = sum(1 for t in syns if t0 - 1 <= t < t1)
+    cpu_window = (cpu1[1] - cpu0[1]) / (cpu1[0] - cpu0[0]) * 100 if cpu0 and cpu1[0] > cpu0[0] else float("nan")
+    r.update({
+        "phase1_s": t1 - t0, "phase2_s": t2 - t_open, "window_s": t1 - w0,
+        "p1_syns": p1_syns, "p1_syn_rate": ratio(p1_syns, waiter_s),
+        "p1_syn_rate_after3": ratio(len(win), n * (t1 - w0)), "p1_captured": ratio(captured_p1, p1_syns),
+        "p1_peak_mean": ratio(pk1, mean1),
+        "p2_syns": c2["syns"] - c1["syns"], "p2_conns": c2["conns"] - c1["conns"], "p2_logins": len(logins),
+        "p2_bare": bare, "p2_syn_rate": ratio(c2["syns"] - c1["syns"], n * (t2 - t_open)),
+        "p2_conns_per_login": ratio(c2["conns"] - c1["conns"], len(logins)),
+        "p2_syns_per_login": ratio(c2["syns"] - c1["syns"], len(logins)),
+        "p2_logins_rate": ratio(len(logins), n * (t2 - t_open)),
+        "p2_peak_mean": ratio(pk2, mean2), "p2_peak_mean_after2": ratio(pk2b, mean2b),
+        "p2_login_peak_mean": ratio(pkl, meanl),
+        "p2_first_login_s": (min(logins) - t_open) if logins else float("nan"),
+        "p3_syns": c3["syns"] - c2["syns"], "p3_conns": c3["conns"] - c2["conns"],
+        "overflow_p1": ov(t0, t1), "overflow_open": ov(t_open, t_open + 2), "overflow_p2": ov(t_open, t2),
+        "overflow_ready": ov(t_ready, t_ready + 2), "overflow_p3": ov(t_ready, t_end),
+        "ready_p50": pct(lat, 50) if lat else float("nan"), "ready_p95": pct(lat, 95) if lat else float("nan"),
+        "ready_max": max(lat) if lat else float("nan"), "apps_after_ready": len(lat), "apps_early": early,
+        "apps_never": n - len(starts), "left_at_end": left,
+        "fleet_cpu_pct": cpu_window, "cpu_s_per_waiter": median(list(fleet.cpu.values())),
+        "rss_mib": median([m[0] for m in mem if m[0] == m[0]]), "pss_mib": median([m[1] for m in mem if m[1] == m[1]]),
+    })
+    return r
+
+
+ROWS = [
+    ("port closed: SYNs per waiter per second (whole phase)", "p1_syn_rate"),
+    ("port closed: SYNs per waiter per second after 3 s", "p1_syn_rate_after3"),
+    ("port closed: peak 100 ms / mean (after 3 s)", "p1_peak_mean"),
+    ("port closed: SYNs the capture saw / nft", "p1_captured"),
+    ("starting up: SYNs per waiter per second", "p2_syn_rate"),
+    ("starting up: logins per waiter per second", "p2_logins_rate"),
+    ("starting up: TCP connections per login (ct new)", "p2_conns_per_login"),
+    ("starting up: SYNs per login", "p2_syns_per_login"),
+    ("starting up: bare connections (no startup message)", "p2_bare"),
+    ("starting up: peak 100 ms / mean, SYNs", "p2_peak_mean"),
+    ("starting up: peak 100 ms / mean, SYNs, after its first 2 s", "p2_peak_mean_after2"),
+    ("starting up: peak 100 ms / mean, logins", "p2_login_peak_mean"),
+    ("starting up: first login after the port opens, s", "p2_first_login_s"),
+    ("accept-queue overflows, first 2 s after the port opens", "overflow_open"),
+    ("accept-queue overflows, whole starting-up phase", "overflow_p2"),
+    ("accept-queue overflows, first 2 s after ready", "overflow_ready"),
+    ("ready -> app start p50, s", "ready_p50"),
+    ("ready -> app start p95, s", "ready_p95"),
+    ("ready -> app start max, s", "ready_max"),
+    ("apps started after ready / before (early) / never", "apps"),
+    ("fleet CPU, % of one core (port closed, after 3 s)", "fleet_cpu_pct"),
+    ("CPU s per waiter, whole life (median)", "cpu_s_per_waiter"),
+    ("RSS per waiter, MiB (median)", "rss_mib"),
+    ("PSS per waiter, MiB (median)", "pss_mib"),
+]
+
+
+def report(results: list[dict]) -> str:
+    out = []
+    for n in sorted({r["n"] for r in results}):
+        rs = [r for r in results if r["n"] == n]
+        rows = []
+        for label, key in ROWS:
+            if key == "apps":
+                rows.append([label] + [f"{r['apps_after_ready']}/{r['apps_early']}/{r['apps_never']}" for r in rs])
+            else:
+                rows.append([label] + [r[key] for r in rs])
+        out.append(f"N = {n} (phase 1 {rs[0]['phase1_s']:.1f} s, window after 3 s {rs[0]['window_s']:.1f} s, "
+                   f"phase 2 {rs[0]['phase2_s']:.1f} s)")
+        out.append(table(["figure"] + [r["tool"] for r in rs], rows))
+        out.append("")
+    return "\n".join(out)
+
+
+def ensure_peers(tools: list[str]) -> None:
+    missing = []
+    if "wait-for-it" in tools and not os.path.exists("/usr/bin/wait-for-it"):
+        missing.append("wait-for-it")
+    if "pg_isready" in tools and not shutil.which("pg_isready"):
+        missing.append("postgresql-client")
+    if missing:
+        log(f"installing {' '.join(missing)} with apt-get")
+        run(["apt-get", "install", "-y", "-q", *missing], quiet=True, timeout=600)
+    for exe in ("ip", "nft", "runuser", f"{PGBIN}/initdb", f"{PGBIN}/pg_ctl"):
+        if not shutil.which(exe):
+            raise SystemExit(f"fleet: {exe} not found (packages iproute2, nftables, util-linux, postgresql-15)")
+
+
+def _exit_on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--_fake-server":
+        host, port, backlog, out, secs = sys.argv[2:7]
+        fake_server(host, int(port), int(backlog), out, float(secs))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--_capture":
+        iface, port, out, secs = sys.argv[2:6]
+        capture(iface, int(port), out, float(secs))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", default="50,200", help="fleet sizes, comma-separated (default 50,200)")
+    ap.add_argument("--tools", default=DEFAULT_TOOLS, help=f"comma-separated, of {', '.join(TOOLS)} "
+                    f"(default {DEFAULT_TOOLS})")
+    ap.add_argument("--tree", default=REPO, help="the waitfor source tree to run (PYTHONPATH; default this checkout)")
+    ap.add_argument("--phase-seconds", type=float, default=10.0, help="length of phases 1 and 2 (default 10)")
+    ap.add_argument("--rollout", type=float, default=8.0, help="waiters are started evenly over this many seconds "
+                    "(default 8); phase 1 lasts at least this + 5 s")
+    ap.add_argument("--ready-seconds", type=float, default=30.0, help="bound on phase 3 (default 30)")
+    ap.add_argument("--timeout", type=int, default=120, help="each waiter's own timeout, seconds (default 120)")
+    ap.add_argument("--json", help="also write the figures to this file")
+    a = ap.parse_args()
+    try:
+        ns = [int(x) for x in a.n.split(",")]
+    except ValueError:
+        ap.error(f"--n: not a list of numbers: {a.n!r}")
+    if any(x < 1 or x > 2000 for x in ns):
+        ap.error("--n: each between 1 and 2000")
+    tools = [t for t in a.tools.split(",") if t]
+    for t in tools:
+        if t not in TOOLS:
+            ap.error(f"--tools: unknown tool {t!r} (one of {', '.join(TOOLS)})")
+    if not os.path.exists(os.path.join(a.tree, "bin", "waitfor")) and any(t.startswith("waitfor") for t in tools):
+        ap.error(f"--tree: no bin/waitfor in {a.tree}")
+    if a.phase_seconds <= 0 or a.rollout < 0 or a.ready_seconds <= 0:
+        ap.error("--phase-seconds, --ready-seconds must be > 0, --rollout >= 0")
+    if os.geteuid() != 0:
+        raise SystemExit("fleet: needs root (network namespaces, nftables, initdb as postgres)")
+    a.tree = os.path.abspath(a.tree)
+    ensure_peers(tools)
+    remove_stale()
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, _exit_on_signal)
+    commit = subprocess.run(["git", "-C", a.tree, "log", "-1", "--format=%h %cI"], capture_output=True, text=True,
+                            check=False).stdout.strip()
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "tree": a.tree, "commit": commit,
+            "cpus": os.cpu_count(), "load_start": open("/proc/loadavg").read().split()[:3]}
+    log(f"tree {a.tree} at {commit}; load {' '.join(meta['load_start'])}")
+    lab = Lab()
+    results = []
+    try:
+        lab.setup()
+        lab.join_waiters()
+        for n in ns:
+            for tool in tools:
+                log(f"N={n} {tool}")
+                results.append(sub_run(lab, tool, n, a))
+                time.sleep(2)  # let TIME_WAIT and conntrack settle a little between sub-runs
+    finally:
+        lab.cleanup()
+    meta["load_end"] = open("/proc/loadavg").read().split()[:3]
+    print(f"fleet benchmark, {meta['date']}, tree {a.tree} ({commit}), {meta['cpus']} CPUs, "
+          f"load {' '.join(meta['load_start'])} -> {' '.join(meta['load_end'])}")
+    print(report(results))
+    data = {"meta": meta, "results": results}
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(data, f, indent=1)
+    save("fleet", data)
+
+
+if __name__ == "__main__":
+    main()

@@ -55,9 +55,10 @@ The figures, per tool and phase:
 - ready -> app start: each app's `date +%s.%N` minus the ready instant, p50/p95/max over
   the apps started after it; "early" and "never" counted apart;
 - CPU: the fleet's CPU in % of one core over the phase-1 window (/proc/PID/stat utime +
-  stime + cutime + cstime of every waiter), and per waiter over its whole life (the
-  rusage that wait4() returns, children included); RSS (VmRSS) and PSS (smaps_rollup) per
-  waiter, median, sampled at the end of the window.
+  stime + cutime + cstime of every process in each waiter's session: each waiter is
+  started in a session of its own), and per waiter over its whole life (the rusage that
+  wait4() returns, reaped children included); RSS (VmRSS) and PSS (smaps_rollup) per
+  waiter, summed over its session's processes, median, sampled at the end of the window.
 
 Caveat, measured on the 2-core machine this was written on: N waitfor processes are N
 Python interpreters that import psycopg (~0.2 s of CPU each to start), and beyond ~200
@@ -70,8 +71,9 @@ Cleanup on every exit path (normal, exception, SIGINT/SIGTERM/SIGHUP): waiters (
 its own session, killed by process group), the fake server, the capture, PostgreSQL
 (pg_ctl stop -m immediate) and its temp dir, both namespaces (and with them the veth pair
 and the nft table, which live only in them). Every loop is bounded in time. A run killed
-with SIGKILL leaves its namespaces `wff<pid>w`/`wff<pid>d`: the next run deletes those whose
-pid is gone, and stops the PostgreSQL left in them.
+with SIGKILL leaves its namespaces `wff<pid>w`/`wff<pid>d` and /tmp/wff-<pid>-*: the next
+run removes those whose pid is gone, and kills the processes left in them (PostgreSQL,
+waiters; these also end by their own --timeout).
 """
 
 from __future__ import annotations
@@ -254,7 +256,7 @@ class Lab:
         pid = os.getpid()
         self.w, self.d = f"wff{pid}w", f"wff{pid}d"
         self.veth_w, self.veth_d = f"wff{pid}a", f"wff{pid}b"
-        self.tmp = tempfile.mkdtemp(prefix="wff-")
+        self.tmp = tempfile.mkdtemp(prefix=f"wff-{pid}-")
         self.pgdata = os.path.join(self.tmp, "pg")
         self.pg_started = False
         self.postmaster = 0
@@ -355,19 +357,24 @@ class Lab:
 
 
 def remove_stale() -> None:
-    """Namespaces left by a run that was killed with SIGKILL (its pid is gone)."""
+    """What a run killed with SIGKILL left (its pid is gone): the processes in its namespaces
+    (PostgreSQL, waiters), the namespaces, its temp dir."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30, check=False).stdout
-    for name in re.findall(r"^(wff(\d+)[wd])\b", out, re.M):
-        if os.path.exists(f"/proc/{name[1]}"):
+    for name, pid in re.findall(r"^(wff(\d+)[wd])\b", out, re.M):
+        if os.path.exists(f"/proc/{pid}"):
             continue
-        if name[0].endswith("d"):  # a PostgreSQL left in it keeps it alive: stop it
-            pids = subprocess.run(["ip", "netns", "pids", name[0]], capture_output=True, text=True, timeout=30,
-                                  check=False).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(OSError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", name[0]], capture_output=True, timeout=30, check=False)
-        log(f"removed stale namespace {name[0]}")
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=30,
+                              check=False).stdout.split()
+        for p in pids:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(p), signal.SIGKILL)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30, check=False)
+        log(f"removed stale namespace {name} ({len(pids)} processes in it killed)")
+    tmp = tempfile.gettempdir()
+    for d in os.listdir(tmp):
+        m = re.match(r"wff-(\d+)-", d)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            shutil.rmtree(os.path.join(tmp, d), ignore_errors=True)
 
 
 # -- the waiters ------------------------------------------------------------------------------
@@ -393,29 +400,48 @@ def tool_argv(tool: str, tree: str, timeout: int) -> tuple[list[str], dict[str, 
     return ["bash", "-c", loop], env
 
 
-def proc_cpu(pid: int) -> float:
-    """utime + stime + cutime + cstime of a live process, seconds (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / TICK
-    except (OSError, ValueError):
-        return 0.0
+def session_cpu(sids: set[int]) -> dict[int, float]:
+    """utime + stime + cutime + cstime (seconds) of every live process, summed by session,
+    for the sessions in `sids`. Each waiter leads a session of its own, so this is the CPU of
+    its whole process tree so far: wait-for-it's and the shell loops' work is in children
+    (timeout, subshells, pg_isready, sleep) whose time reaches a waiter's own counters only
+    when they are reaped."""
+    out = dict.fromkeys(sids, 0.0)
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        sid = int(fields[3])
+        if sid in out:
+            out[sid] += sum(int(x) for x in fields[11:15]) / TICK
+    return out
 
 
-def proc_mem(pid: int) -> tuple[float, float]:
-    """VmRSS and Pss in MiB (nan when gone)."""
-    rss = pss = float("nan")
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open(f"/proc/{pid}/status") as f:
-            for ln in f:
-                if ln.startswith("VmRSS:"):
-                    rss = int(ln.split()[1]) / 1024
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for ln in f:
-                if ln.startswith("Pss:"):
-                    pss = int(ln.split()[1]) / 1024
-    return rss, pss
+def session_mem(sids: set[int]) -> dict[int, tuple[float, float]]:
+    """VmRSS and Pss (smaps_rollup) in MiB, summed over each session's processes."""
+    out = dict.fromkeys(sids, (0.0, 0.0))
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        rss = pss = 0.0
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                sid = int(f.read().rsplit(")", 1)[1].split()[3])
+            if sid not in out:
+                continue
+            with open(f"/proc/{d}/status") as f:
+                rss = next((int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")), 0) / 1024
+            with open(f"/proc/{d}/smaps_rollup") as f:
+                pss = next((int(ln.split()[1]) for ln in f if ln.startswith("Pss:")), 0) / 1024
+        except (OSError, ValueError, IndexError):
+            continue
+        r0, p0 = out[sid]
+        out[sid] = (r0 + rss, p0 + pss)
+    return out
 
 
 class Fleet:
@@ -518,7 +544,7 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
             if now >= t1:
                 break
             if cpu0 is None and now >= w0:
-                cpu0 = (now, sum(proc_cpu(p) for p in fleet.pids))
+                cpu0 = (now, session_cpu(set(fleet.pids)))
             if now - last_sample >= 0.1:
                 fleet.reap()
                 over.append((now, lab.overflows()))
@@ -526,8 +552,8 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
             time.sleep(0.005 if nxt < n else 0.02)
         now = time.time()
         fleet.reap()
-        cpu1 = (now, sum(proc_cpu(p) for p in fleet.pids))
-        mem = [proc_mem(p) for p in fleet.pids]
+        cpu1 = (now, session_cpu(set(fleet.pids)))
+        mem = list(session_mem(set(fleet.pids)).values())
         # phase 2: starting up
         c1 = lab.counters()
         t1 = time.time()
@@ -587,7 +613,11 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
     early = sum(1 for t in starts.values() if t < t_ready)
     p1_syns = c1["syns"] - c0["syns"]
     captured_p1 = sum(1 for t in syns if t0 - 1 <= t < t1)
-    cpu_window = (cpu1[1] - cpu0[1]) / (cpu1[0] - cpu0[0]) * 100 if cpu0 and cpu1[0] > cpu0[0] else float("nan")
+    # over the waiters alive at both ends of the window (a waiter that ended inside it would
+    # take its whole CPU out of the sum)
+    both = set(cpu0[1]) & set(cpu1[1]) if cpu0 else set()
+    cpu_window = (sum(cpu1[1][p] - cpu0[1][p] for p in both) / (cpu1[0] - cpu0[0]) * 100 * n / max(len(both), 1)
+                  if cpu0 and cpu1[0] > cpu0[0] else float("nan"))
     r.update({
         "phase1_s": t1 - t0, "rollout_s": max(fleet.started.values()) - t0, "phase2_s": t2 - t_open, "window_s": t1 - w0,
         "p1_syns": p1_syns, "p1_syn_rate": ratio(p1_syns, waiter_s),
@@ -608,7 +638,7 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
         "ready_max": max(lat) if lat else float("nan"), "apps_after_ready": len(lat), "apps_early": early,
         "apps_never": n - len(starts), "left_at_end": left,
         "fleet_cpu_pct": cpu_window, "cpu_s_per_waiter": median(list(fleet.cpu.values())),
-        "rss_mib": median([m[0] for m in mem if m[0] == m[0]]), "pss_mib": median([m[1] for m in mem if m[1] == m[1]]),
+        "rss_mib": median([m[0] for m in mem if m[0] > 0]), "pss_mib": median([m[1] for m in mem if m[1] > 0]),
     })
     return r
 
@@ -636,8 +666,8 @@ ROWS = [
     ("apps started after ready / before (early) / never", "apps"),
     ("fleet CPU, % of one core (port closed, after 3 s)", "fleet_cpu_pct"),
     ("CPU s per waiter, whole life (median)", "cpu_s_per_waiter"),
-    ("RSS per waiter, MiB (median)", "rss_mib"),
-    ("PSS per waiter, MiB (median)", "pss_mib"),
+    ("RSS per waiter (its processes' sum), MiB, median", "rss_mib"),
+    ("PSS per waiter (its processes' sum), MiB, median", "pss_mib"),
 ]
 
 

@@ -41,14 +41,16 @@ are counted as "early").
 
 The figures, per tool and phase:
 - SYNs per waiter per second: phase 1 from the nft counter over the waiter-seconds spent in
-  it (each waiter from its own start), and over the window from 3 s after the last waiter
-  was started to the end of phase 1 (all waiters have waited >= 3 s), from a packet capture
-  in D (AF_PACKET with a BPF filter for SYNs to the port, kernel timestamps); "captured"
-  says how many of nft's SYNs the capture saw;
+  it (each waiter from its own start), and over the window from --settle (3) s after the
+  last waiter was started to the end of phase 1 (all waiters have waited >= 3 s: raise
+  --settle where start-up lags, see below), from a packet capture in D (AF_PACKET with a
+  BPF filter for SYNs to the port, kernel timestamps); "captured" says how many of nft's
+  SYNs the capture saw;
 - phase 2: TCP connections (nft `ct state new`) and SYNs per login (the fake server's
   logins), logins per waiter per second, bare connections;
 - peak 100 ms rate / mean: the busiest 100 ms bin of captured SYNs over the mean of the
-  window (phase 1 after 3 s; phase 2 whole; also of the fake server's logins);
+  window (phase 1's window; phase 2 whole and after its first 2 s; also of the fake
+  server's logins); SYNs per waiter in the first 2 s after the port opens;
 - accept-queue overflows: TcpExt ListenOverflows of D (/proc/PID/net/netstat of a process
   in D), in the first 2 s after the port opens (phase 2) and after ready (phase 3), and
   over each phase;
@@ -63,8 +65,9 @@ The figures, per tool and phase:
 Caveat, measured on the 2-core machine this was written on: N waitfor processes are N
 Python interpreters that import psycopg (~0.2 s of CPU each to start), and beyond ~200
 waiters the machine itself is the limit: start-up lags the rollout, attempts are late, and
-latencies then measure the CPU, not the waiting policy. Counts (SYNs, connections per
-login, overflows) are the robust figures; read latencies only at N where the machine is
+latencies then measure the CPU, not the waiting policy; a waiter may still be starting
+3 s after it was spawned (use e.g. --settle 15 --window 8 at N = 200 there). Counts (SYNs,
+connections per login, overflows) are the robust figures; read latencies only at N where the machine is
 not the limit (the "fleet CPU" row says how busy it was), and note any other load.
 
 Cleanup on every exit path (normal, exception, SIGINT/SIGTERM/SIGHUP): waiters (each in
@@ -515,7 +518,7 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
     outdir = tempfile.mkdtemp(prefix=f"{tool}-{n}-", dir=lab.tmp)
     fleet = Fleet(argv, env, n, outdir)
     cap_file, fake_file = os.path.join(outdir, "syns.bin"), os.path.join(outdir, "fake.json")
-    total = a.rollout + 2 * a.phase_seconds + a.ready_seconds + 60
+    total = a.rollout + a.settle + a.window + 2 * a.phase_seconds + a.ready_seconds + 180
     cap = lab.helper("--_capture", lab.veth_d, str(PORT), cap_file, str(total))
     fake = lab.helper("--_fake-server", DB_ADDR, str(PORT), str(BACKLOG), fake_file, str(total))
     over: list[tuple[float, int]] = []
@@ -526,9 +529,10 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
         sched = [t0 + (a.rollout * i / (n - 1) if n > 1 else 0) for i in range(n)]
         nxt, cpu0, mem = 0, None, []
         last_sample = 0.0
-        # phase 1: port closed. It lasts --phase-seconds, and at least until 5 s after the last
-        # waiter was started (the schedule can fall behind on a loaded machine); the window
-        # from 3 s after the last start on is the one where every waiter has waited >= 3 s.
+        # phase 1: port closed. It lasts --phase-seconds, and at least --settle + --window s
+        # after the last waiter was started (the schedule can fall behind on a loaded
+        # machine); the window starts --settle s after the last start: every waiter has
+        # waited >= 3 s there, unless the machine was too busy to start it in time.
         w0 = t1 = float("inf")
         hard_end = t0 + a.rollout + a.phase_seconds + 120
         while True:
@@ -539,8 +543,8 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
                 fleet.start(nxt)
                 nxt += 1
                 if nxt == n:
-                    w0 = time.time() + 3
-                    t1 = max(t0 + max(a.phase_seconds, a.rollout + 5), w0 + 2)
+                    w0 = time.time() + a.settle
+                    t1 = max(t0 + a.phase_seconds, w0 + a.window)
             if now >= t1:
                 break
             if cpu0 is None and now >= w0:
@@ -634,6 +638,7 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
         "p2_peak_mean": ratio(pk2, mean2), "p2_peak_mean_after2": ratio(pk2b, mean2b),
         "p2_login_peak_mean": ratio(pkl, meanl),
         "p2_first_login_s": (min(logins) - t_open) if logins else float("nan"),
+        "p2_open_syns": ratio(sum(1 for t in syns if t_open <= t < t_open + 2), n),
         "p3_syns": c3["syns"] - c2["syns"], "p3_conns": c3["conns"] - c2["conns"],
         "overflow_p1": ov(t0, t1), "overflow_open": ov(t_open, t_open + 2), "overflow_p2": ov(t_open, t2),
         "overflow_ready": ov(t_ready, t_ready + 2), "overflow_p3": ov(t_ready, t_end),
@@ -648,8 +653,8 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
 
 ROWS = [
     ("port closed: SYNs per waiter per second (whole phase)", "p1_syn_rate"),
-    ("port closed: SYNs per waiter per second after 3 s", "p1_syn_rate_after3"),
-    ("port closed: peak 100 ms / mean (after 3 s)", "p1_peak_mean"),
+    ("port closed: SYNs per waiter per second in the window", "p1_syn_rate_after3"),
+    ("port closed: peak 100 ms / mean in the window", "p1_peak_mean"),
     ("port closed: SYNs the capture saw / nft", "p1_captured"),
     ("starting up: SYNs per waiter per second", "p2_syn_rate"),
     ("starting up: logins per waiter per second", "p2_logins_rate"),
@@ -660,6 +665,7 @@ ROWS = [
     ("starting up: peak 100 ms / mean, SYNs, after its first 2 s", "p2_peak_mean_after2"),
     ("starting up: peak 100 ms / mean, logins", "p2_login_peak_mean"),
     ("starting up: first login after the port opens, s", "p2_first_login_s"),
+    ("starting up: SYNs per waiter in the first 2 s", "p2_open_syns"),
     ("accept-queue overflows, first 2 s after the port opens", "overflow_open"),
     ("accept-queue overflows, whole starting-up phase", "overflow_p2"),
     ("accept-queue overflows, first 2 s after ready", "overflow_ready"),
@@ -667,7 +673,7 @@ ROWS = [
     ("ready -> app start p95, s", "ready_p95"),
     ("ready -> app start max, s", "ready_max"),
     ("apps started after ready / before (early) / never", "apps"),
-    ("fleet CPU, % of one core (port closed, after 3 s)", "fleet_cpu_pct"),
+    ("fleet CPU, % of one core (port closed, in the window)", "fleet_cpu_pct"),
     ("CPU s per waiter, whole life (median)", "cpu_s_per_waiter"),
     ("RSS per waiter (its processes' sum), MiB, median", "rss_mib"),
     ("PSS per waiter (its processes' sum), MiB, median", "pss_mib"),
@@ -685,7 +691,7 @@ def report(results: list[dict]) -> str:
             else:
                 rows.append([label] + [r[key] for r in rs])
         out.append(f"N = {n}")
-        out += [f"  {r['tool']}: rollout {r['rollout_s']:.1f} s, phase 1 {r['phase1_s']:.1f} s (window after 3 s: "
+        out += [f"  {r['tool']}: rollout {r['rollout_s']:.1f} s, phase 1 {r['phase1_s']:.1f} s (window: the last "
                 f"{r['window_s']:.1f} s), phase 2 {r['phase2_s']:.1f} s" for r in rs]
         out.append(table(["figure"] + [r["tool"] for r in rs], rows))
         out.append("")
@@ -727,6 +733,11 @@ def main() -> None:
     ap.add_argument("--phase-seconds", type=float, default=10.0, help="length of phases 1 and 2 (default 10)")
     ap.add_argument("--rollout", type=float, default=8.0, help="waiters are started evenly over this many seconds "
                     "(default 8); phase 1 lasts at least this + 5 s")
+    ap.add_argument("--settle", type=float, default=3.0, help="the phase-1 window starts this long after the "
+                    "last waiter was started (default 3; more on a loaded machine, where start-up lags)")
+    ap.add_argument("--window", type=float, default=5.0, help="the phase-1 window lasts at least this long "
+                    "(default 5)")
+    ap.add_argument("--label", default="", help="what the tree is, for the report (default: its git commit)")
     ap.add_argument("--ready-seconds", type=float, default=30.0, help="bound on phase 3 (default 30)")
     ap.add_argument("--timeout", type=int, default=120, help="each waiter's own timeout, seconds (default 120)")
     ap.add_argument("--json", help="also write the figures to this file")
@@ -743,8 +754,10 @@ def main() -> None:
             ap.error(f"--tools: unknown tool {t!r} (one of {', '.join(TOOLS)})")
     if not os.path.exists(os.path.join(a.tree, "bin", "waitfor")) and any(t.startswith("waitfor") for t in tools):
         ap.error(f"--tree: no bin/waitfor in {a.tree}")
-    if a.phase_seconds <= 0 or a.rollout < 0 or a.ready_seconds <= 0:
-        ap.error("--phase-seconds, --ready-seconds must be > 0, --rollout >= 0")
+    if a.phase_seconds <= 0 or a.ready_seconds <= 0 or a.window <= 0.5 or a.rollout < 0 or a.settle < 0:
+        ap.error("--phase-seconds, --ready-seconds must be > 0, --window > 0.5, --rollout and --settle >= 0")
+    if max(a.phase_seconds, a.rollout, a.settle, a.window, a.ready_seconds) > 600:
+        ap.error("--phase-seconds, --rollout, --settle, --window, --ready-seconds: at most 600")
     if os.geteuid() != 0:
         raise SystemExit("fleet: needs root (network namespaces, nftables, initdb as postgres)")
     a.tree = os.path.abspath(a.tree)
@@ -753,7 +766,9 @@ def main() -> None:
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, _exit_on_signal)
     commit = subprocess.run(["git", "-C", a.tree, "log", "-1", "--format=%h %cI"], capture_output=True, text=True,
-                            check=False).stdout.strip()
+                            check=False).stdout.strip() or a.label or "not a git checkout"
+    if a.label:
+        commit = f"{a.label} ({commit})" if commit != a.label else commit
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "tree": a.tree, "commit": commit,
             "cpus": os.cpu_count(), "load_start": open("/proc/loadavg").read().split()[:3]}
     log(f"tree {a.tree} at {commit}; load {' '.join(meta['load_start'])}")

@@ -534,11 +534,11 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
         # machine); the window starts --settle s after the last start: every waiter has
         # waited >= 3 s there, unless the machine was too busy to start it in time.
         w0 = t1 = float("inf")
-        hard_end = t0 + a.rollout + a.phase_seconds + 120
+        hard_end = t0 + max(a.rollout + a.settle + a.window, a.phase_seconds) + 120
         while True:
             now = time.time()
             if now >= hard_end:
-                raise SystemExit("fleet: the waiters could not be started within 120 s of the rollout")
+                raise SystemExit("fleet: phase 1 ran 120 s past its schedule (the waiters could not be started)")
             while nxt < n and sched[nxt] <= now:
                 fleet.start(nxt)
                 nxt += 1

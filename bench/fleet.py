@@ -2,6 +2,7 @@
 
     sudo python3 bench/fleet.py [--n 50,200] [--tools waitfor,wait-for-it,bash-tcp,pg_isready]
                                 [--tree PATH] [--phase-seconds 10] [--rollout 8] [--json FILE]
+    python3 bench/fleet.py --summarize RUN1.json RUN2.json ...   (min-max over runs)
 
 Needs root, `ip` (iproute2), `nft` (nftables), PostgreSQL 15's server binaries
 (/usr/lib/postgresql/15/bin, package postgresql-15) and `pg_isready`; a missing peer
@@ -698,6 +699,38 @@ def report(results: list[dict]) -> str:
     return "\n".join(out)
 
 
+def summarize(paths: list[str]) -> str:
+    """min-max of each figure over several runs' --json files, per tree, N and tool."""
+    groups: dict[tuple[str, int, str], list[dict]] = {}
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        for r in data["results"]:
+            groups.setdefault((data["meta"]["commit"], r["n"], r["tool"]), []).append(r)
+
+    def span(vals: list[float]) -> str:
+        vals = [v for v in vals if v == v]
+        if not vals:
+            return "-"
+        lo, hi = min(vals), max(vals)
+        f = (lambda v: f"{v:.3g}" if abs(v) < 10 else f"{v:.0f}")  # noqa: E731
+        return f(lo) if f(lo) == f(hi) else f"{f(lo)}-{f(hi)}"
+
+    out = []
+    for n in sorted({k[1] for k in groups}):
+        keys = sorted(k for k in groups if k[1] == n)
+        rows = []
+        for label, key in ROWS:
+            if key == "apps":
+                continue
+            rows.append([label] + [span([r.get(key, float("nan")) for r in groups[k]]) for k in keys])
+        out.append(f"N = {n}, min-max over runs: " + "; ".join(f"{k[2]} @ {k[0]}: {len(groups[k])} run(s)"
+                                                              for k in keys))
+        out.append(table(["figure"] + [f"{k[2]} ({k[0]})" for k in keys], rows))
+        out.append("")
+    return "\n".join(out)
+
+
 def ensure_peers(tools: list[str]) -> None:
     missing = []
     if "wait-for-it" in tools and not os.path.exists("/usr/bin/wait-for-it"):
@@ -720,6 +753,11 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--_fake-server":
         host, port, backlog, out, secs = sys.argv[2:7]
         fake_server(host, int(port), int(backlog), out, float(secs))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--summarize":
+        if len(sys.argv) < 3:
+            raise SystemExit("usage: fleet.py --summarize RESULT.json ...")
+        print(summarize(sys.argv[2:]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--_capture":
         iface, port, out, secs = sys.argv[2:6]
@@ -765,7 +803,7 @@ def main() -> None:
     remove_stale()
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, _exit_on_signal)
-    commit = subprocess.run(["git", "-C", a.tree, "log", "-1", "--format=%h %cI"], capture_output=True, text=True,
+    commit = subprocess.run(["git", "-C", a.tree, "log", "-1", "--format=%h"], capture_output=True, text=True,
                             check=False).stdout.strip() or a.label or "not a git checkout"
     if a.label:
         commit = f"{a.label} ({commit})" if commit != a.label else commit

@@ -22,7 +22,7 @@ Then, for each N and each tool, a sub-run of three phases:
 1. port closed (>= --phase-seconds, and long enough for 5 s after the rollout): every SYN to
    10.99.0.1:5432 gets an RST. The N waiters are started evenly over --rollout seconds (a
    rolling deployment), each `TOOL ... -- date +%s.%N` with its stdout in a file.
-2. starting up (--phase-seconds): a fake PostgreSQL in D (this script, --_fake-server)
+2. starting up (--starting-seconds, default --phase-seconds; 0 skips it): a fake PostgreSQL in D (this script, --_fake-server)
    listens on 10.99.0.1:5432 with a backlog of 244 (what PostgreSQL 15 asks for with
    max_connections 100: 2 x MaxBackends 122), declines SSL/GSS ('N'), answers every
    startup message with ErrorResponse FATAL SQLSTATE 57P03 "the database system is
@@ -519,7 +519,7 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
     outdir = tempfile.mkdtemp(prefix=f"{tool}-{n}-", dir=lab.tmp)
     fleet = Fleet(argv, env, n, outdir)
     cap_file, fake_file = os.path.join(outdir, "syns.bin"), os.path.join(outdir, "fake.json")
-    total = a.rollout + a.settle + a.window + 2 * a.phase_seconds + a.ready_seconds + 180
+    total = a.rollout + a.settle + a.window + a.phase_seconds + a.starting_seconds + a.ready_seconds + 180
     cap = lab.helper("--_capture", lab.veth_d, str(PORT), cap_file, str(total))
     fake = lab.helper("--_fake-server", DB_ADDR, str(PORT), str(BACKLOG), fake_file, str(total))
     over: list[tuple[float, int]] = []
@@ -562,11 +562,12 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
         # phase 2: starting up
         c1 = lab.counters()
         t1 = time.time()
-        fake.stdin.write("go\n")
-        fake.stdin.flush()
-        lab.line(fake)
+        if a.starting_seconds > 0:
+            fake.stdin.write("go\n")
+            fake.stdin.flush()
+            lab.line(fake)
         t_open = time.time()
-        t2 = t_open + a.phase_seconds
+        t2 = t_open + a.starting_seconds
         while time.time() < t2:
             now = time.time()
             over.append((now, lab.overflows()))
@@ -598,8 +599,10 @@ def sub_run(lab: Lab, tool: str, n: int, a: argparse.Namespace) -> dict:
 
     with open(cap_file, "rb") as f:
         syns = array.array("d", f.read()).tolist()
-    with open(fake_file) as f:
-        events = json.load(f)
+    events = []  # none when phase 2 was skipped
+    if os.path.exists(fake_file):
+        with open(fake_file) as f:
+            events = json.load(f)
     # the fake server keeps accepting until the redirect is in place, a little after the
     # counters were read: only what it accepted before then is compared with them
     logins = [e[2] for e in events if e[1] == "login" and e[0] <= t_c2]
@@ -771,6 +774,8 @@ def main() -> None:
     ap.add_argument("--phase-seconds", type=float, default=10.0, help="length of phases 1 and 2 (default 10)")
     ap.add_argument("--rollout", type=float, default=8.0, help="waiters are started evenly over this many seconds "
                     "(default 8); phase 1 lasts at least this + 5 s")
+    ap.add_argument("--starting-seconds", type=float, default=None, help="length of phase 2, the 'starting up' "
+                    "server (default: --phase-seconds); 0 skips it: the closed port opens straight into ready")
     ap.add_argument("--settle", type=float, default=3.0, help="the phase-1 window starts this long after the "
                     "last waiter was started (default 3; more on a loaded machine, where start-up lags)")
     ap.add_argument("--window", type=float, default=5.0, help="the phase-1 window lasts at least this long "
@@ -792,6 +797,10 @@ def main() -> None:
             ap.error(f"--tools: unknown tool {t!r} (one of {', '.join(TOOLS)})")
     if not os.path.exists(os.path.join(a.tree, "bin", "waitfor")) and any(t.startswith("waitfor") for t in tools):
         ap.error(f"--tree: no bin/waitfor in {a.tree}")
+    if a.starting_seconds is None:
+        a.starting_seconds = a.phase_seconds
+    if a.starting_seconds < 0 or a.starting_seconds > 600:
+        ap.error("--starting-seconds: between 0 and 600")
     if a.phase_seconds <= 0 or a.ready_seconds <= 0 or a.window <= 0.5 or a.rollout < 0 or a.settle < 0:
         ap.error("--phase-seconds, --ready-seconds must be > 0, --window > 0.5, --rollout and --settle >= 0")
     if max(a.phase_seconds, a.rollout, a.settle, a.window, a.ready_seconds) > 600:

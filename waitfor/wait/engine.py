@@ -11,17 +11,12 @@ caller's thread before the scheduler starts: when every dependency is up already
 a container restarts, no thread is started at all.
 
 What waiting costs is mostly wake-ups and the kernel's side of each refused connect
-(~20 us here, BENCHMARKS.md). So refused retries share wake-ups (each takes a time in its
-strategy's jitter window at which others run already: ten closed ports cost one wake-up
-per interval), and beyond CONNECT_RATE attempts a second in all, every refused retry waits
-longer alike: the CPU of waiting stays about the same for any number of dependencies.
-
-Each dependency's next delay is still its tenacity strategy (waitfor.wait.backoff: the
-fast fixed interval for `Refused`, backoff for `NotReady`, `Broken` fails at once),
-asked through a `RetryCallState` per dependency. The first attempt is made before
-tenacity is imported: a dependency that is ready at once (the common case when a
-container restarts) needs no retry strategy, and importing tenacity costs about 3x
-Python's own start-up (BENCHMARKS.md).
+(~20 us here, BENCHMARKS.md). When each dependency is asked again is the wait's
+`Schedule` (waitfor.wait.backoff: the fast window, then one attempt per max_interval at
+this waiter's random phase; refused retries share wake-ups and a connect rate). The
+schedule, and tenacity with it, is made at the first retry: a dependency that is ready at
+once (the common case when a container restarts) needs none, and importing tenacity
+costs about 3x Python's own start-up (BENCHMARKS.md).
 
 The probes are built before the wait (build_probes): a URL or option that the driver
 rejects is a config error then, exit 2, not a failed attempt every interval.
@@ -47,11 +42,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from tenacity import RetryCallState, Retrying
-    from tenacity.wait import wait_base
-
     from waitfor.config.model import Config, Dependency
     from waitfor.probes.base import Probe
+    from waitfor.wait.backoff import Schedule, Tries
 
 __all__ = ["FAILED", "POOL_SIZE", "READY", "WAITING", "Engine", "Outcome", "build_probes", "make_probe"]
 
@@ -62,12 +55,6 @@ POOL_SIZE = 4
 # An attempt that ends this close to its deadline is the last one (poll() counts in
 # milliseconds: asking again a few ms before the deadline would only burst).
 SLACK = 0.001
-
-# At most this many attempts a second on refused dependencies, all of them together: each
-# one waits `interval` (20 a second at the default 50ms) until more than 100 are refused;
-# beyond, each waits longer, so that waiting on any number costs about the same CPU (one
-# refused loopback connect costs ~20 us, BENCHMARKS.md; 2,000 a second, ~4 % of a core).
-CONNECT_RATE = 2000
 
 
 class Outcome:
@@ -200,12 +187,9 @@ class _Job:
         "port",
         "precheck",
         "probe",
-        "recorded",
-        "refused",
-        "retry_state",
         "started",
         "token",
-        "wait",
+        "tries",
     )
 
     def __init__(self, dep: Dependency, probe: Probe | None, deadline: float | None) -> None:
@@ -214,8 +198,7 @@ class _Job:
         self.busy = False  # a pool thread is still on this job's work (e.g. a lookup that hangs)
         self.after_left = len(dep.after)
         self.budget = self.started = 0.0
-        self.retry_state: RetryCallState | None = None
-        self.wait: wait_base | None = None
+        self.tries: Tries | None = None  # its side of the retry schedule, from its first retry
         # tcp and unix: probed in the loop itself (host and port, or the socket's path; the
         # addresses to try, once known)
         self.fast = dep.kind in ("tcp", "unix") and not dep.invert
@@ -244,8 +227,6 @@ class _Job:
         # the last connect failure (errno, address, its reason), reused while it repeats
         self.failure: tuple[int, tuple | str, NotReady] | None = None
         self.noted: NotReady | None = None  # the failure whose reason the outcome holds
-        self.refused = False  # its last attempt was refused (counted in Engine._refused)
-        self.recorded: type | None = None  # the failure type its retry state holds
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -329,11 +310,8 @@ class Engine:
         self.deadline: float | None = None  # monotonic time, or None: no overall deadline
         # the scheduler's state, touched only by its thread (results arrive through _post)
         self._timers: list[tuple[float, int, str, _Job, int]] = []
-        self._ticks: list[float] = []  # upcoming wake-ups of refused retries, ascending
-        self._refused = 0  # waiting dependencies whose last attempt was refused
-        self._jitter = 0.0  # backoff.REFUSED_JITTER, once backoff is imported
         self._interval, self._attempt_timeout = cfg.interval, cfg.attempt_timeout  # (read per attempt)
-        self._strategy: tuple[Retrying, wait_base] | None = None  # made once backoff is imported
+        self._schedule: Schedule | None = None  # made at the first retry (tenacity imported then)
         self._pass = 0.0  # when this turn of the loop began
         self._seq = 0
         self._jobs: dict[str, _Job] = {}
@@ -648,97 +626,23 @@ class Engine:
         self._at(self._retry_at(job, now, exc), "attempt", job)
 
     def _retry_at(self, job: _Job, now: float, exc: NotReady) -> float:
-        """When to try again: when the dependency's tenacity strategy says. A refused retry
-        waits the interval plus up to REFUSED_JITTER of it, drawn at random; any time in
-        that window is as fair a draw, so where other refused retries wake the loop in it
-        already, this one joins them (without asking the strategy): ten closed ports then
-        cost one wake-up per interval rather than ten, each still asked at most once per
-        interval. With more than CONNECT_RATE x interval of them refused, the window
-        stretches for all of them alike."""
-        refused = isinstance(exc, Refused)
-        if refused != job.refused:
-            job.refused = refused
-            self._refused += 1 if refused else -1
-        # A refused retry's window counts from this turn of the loop (when the attempt began,
-        # or its answer came): the same for every dependency refused in it, so that they can
-        # share the next.
-        began = self._pass
-        lo, hi, stretch = self._window(job, began) if refused else (0.0, 0.0, 1.0)
-        if refused and job.retry_state is not None:
-            shared = self._shared_tick(lo, hi, began)
-            if shared is not None:
-                self._record(job, exc)
-                return shared
-        delay = self._delay(job, exc)
-        if not refused or delay < self._interval:  # (shorter: cut by the deadline)
-            return now + delay
-        lo, hi, stretch = self._window(job, began)  # (again: the first _delay sets the jitter)
-        shared = self._shared_tick(lo, hi, began)
-        if shared is not None:
-            return shared
-        own = min(max(lo, began + delay * stretch), hi)  # (a tick below lo is not shared)
-        self._ticks.append(own)
-        self._ticks.sort()
-        return own
-
-    def _shared_tick(self, lo: float, hi: float, now: float) -> float | None:
-        """The first wake-up of refused retries in [lo, hi], if any."""
-        ticks = self._ticks
-        if ticks and ticks[0] < now:
-            ticks[:] = [t for t in ticks if t >= now]
-        for t in ticks:
-            if lo <= t <= hi:
-                return t
-        return None
-
-    def _window(self, job: _Job, now: float) -> tuple[float, float, float]:
-        """The times a refused retry may take, from the interval to the interval and its
-        jitter after `now`, stretched (not past the deadline); and the stretch."""
-        interval = self._interval
-        stretch = max(1.0, self._refused / (CONNECT_RATE * interval))
-        lo = now + interval * stretch
-        hi = now + interval * (1 + self._jitter) * stretch
-        return lo, hi if job.deadline is None else min(hi, job.deadline), stretch
-
-    def _delay(self, job: _Job, exc: NotReady) -> float:
-        """The dependency's tenacity strategy, asked with its own RetryCallState."""
-        if job.retry_state is None:
+        """When to try again: the wait's Schedule says (waitfor.wait.backoff)."""
+        schedule = self._schedule
+        if schedule is None:
             try:
-                from tenacity import RetryCallState, Retrying
-
-                from waitfor.wait import backoff
+                from waitfor.wait.backoff import Schedule
             except Exception:  # noqa: BLE001 - OSError, ImportError, or the AttributeError of a
-                # half-imported tenacity: out of fds (EMFILE) while importing the strategy is a
+                # half-imported tenacity: out of fds (EMFILE) while importing the schedule is a
                 # local resource limit, not the dependency's fault; try again after one
                 # interval (issue 10 B7).
-                return self._interval
-            if self._strategy is None:  # one for all: only the deadline is the dependency's own
-                self._jitter = backoff.REFUSED_JITTER
-                self._strategy = (Retrying(), backoff.strategy(self.cfg.interval, self.cfg.max_interval))
-            retrying, strategy = self._strategy
-            job.retry_state = RetryCallState(retrying, fn=None, args=(), kwargs={})
-            job.wait = backoff.wait_until_deadline(strategy, job.deadline, self.clock)
-            job.retry_state.set_exception((type(exc), exc, None))
-            job.recorded = type(exc)
-        else:
-            self._record(job, exc)
-        assert job.wait is not None
-        return job.wait(job.retry_state)
+                return now + self._interval
+            cfg = self.cfg
+            schedule = self._schedule = Schedule(cfg.interval, cfg.max_interval, cfg.fast_window)
+        if job.tries is None:
+            from waitfor.wait.backoff import Tries
 
-    @staticmethod
-    def _record(job: _Job, exc: NotReady) -> None:
-        """One more failed attempt in the dependency's RetryCallState, as tenacity counts."""
-        rs = job.retry_state
-        assert rs is not None
-        if job.recorded is type(exc):
-            # Same failure as last time (a closed port, again): the strategy reads only
-            # the attempt number and the exception's type, so keep the outcome instead of
-            # a new Future (and its Condition) for every attempt.
-            rs.attempt_number += 1
-        else:
-            rs.prepare_for_next_attempt()
-            rs.set_exception((type(exc), exc, None))
-            job.recorded = type(exc)
+            job.tries = Tries(job.started)
+        return schedule.next_at(job.tries, exc, now, self._pass, job.deadline)
 
     # -- per dependency -------------------------------------------------------------
     def _deadline_for(self, dep: Dependency) -> float | None:
@@ -772,9 +676,8 @@ class Engine:
         job.token += 1
         self._inflight.pop(job, None)
         self._drop_conn(job)
-        if job.refused:
-            job.refused = False
-            self._refused -= 1
+        if job.tries is not None and self._schedule is not None:
+            self._schedule.forget(job.tries)
         try:
             self.on_change(snapshot)
         finally:  # a failing observer (a log write, the state file) must not hang the wait

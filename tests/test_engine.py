@@ -669,6 +669,37 @@ def test_a_closed_port_slows_to_one_attempt_per_max_interval_after_the_fast_wind
         assert len(fast) >= 4, ts  # ~7 at 50-55 ms (fewer on a loaded machine)
         gaps = [b - a for a, b in zip(slow, slow[1:])]
         assert 3 <= len(slow) <= 6, ts  # 1.6 s at one per 300 ms
-        assert all(g >= 0.3 - 0.002 for g in gaps), gaps
+        assert all(g >= 0.3 - 0.03 for g in gaps), gaps  # (the grid; a late wake-up shortens one gap)
     a, b = times.values()
     assert [round(t, 3) for t in a if t - a[0] >= 0.4] == [round(t, 3) for t in b if t - b[0] >= 0.4]
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_one_connection_per_attempt_for_a_driver_kind(tmp_path, kind):
+    """Issue 17: a real counting TCP proxy in front of the real server. While the proxy is
+    not listening, the scheduler's connects are refused; once it listens, each attempt is
+    the driver's login alone (not ready: the database or the key does not exist), with no
+    TCP connect of its own before it. The one extra connection is the scheduler's own
+    connect at the moment the port opens."""
+    from helpers.core import CountingProxy
+
+    upstream = {"postgres": 5432, "redis": 6379}[kind]
+    pytest.importorskip({"postgres": "psycopg", "redis": "redis"}[kind])
+    proxy = CountingProxy(upstream)
+    url, option = {
+        "postgres": (f"postgres://root@127.0.0.1:{proxy.port}/waitfor_no_such_db", ""),
+        "redis": (f"redis://127.0.0.1:{proxy.port}/0", ", key: waitfor-no-such-key"),
+    }[kind]
+    cfg = cfg_for(tmp_path, f"timeout: 4s\ninterval: 50ms\nmax_interval: 150ms\nfast_window: 300ms\n"
+                            f"dependencies:\n  - {{url: '{url}'{option}}}\n")
+    threading.Timer(0.4, proxy.start).start()
+    try:
+        res, changes = run_engine(cfg, limit=15)
+    finally:
+        proxy.stop()
+    (o,) = res.values()
+    assert o.state == FAILED and "connection refused" not in o.reason, o.reason  # the driver's reason
+    assert any("connection refused" in c.reason for c in changes)  # it was refused first
+    logins = proxy.spoke
+    assert logins >= 10, (logins, proxy.connections)
+    assert proxy.connections <= 1.1 * logins, (proxy.connections, logins)

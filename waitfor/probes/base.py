@@ -17,6 +17,13 @@ Each kind's module defines:
   PORT: the default port, "required" when the URL must name one, None for kinds
         without host and port (file, unix, command)
   EXTRA / DRIVER: the pip extra and the module it provides, for driver kinds
+  READY_ON_CONNECT: True when an accepted connect is the whole answer (tcp, unix): the
+        scheduler then probes it in its own loop, without building a probe
+  connect_target(parts) -> (host, port), a unix socket's path, or None: where an attempt
+        connects first, when the URL says so plainly (None when in doubt: several hosts,
+        a socket path in the query). While nothing listens there, the scheduler's own
+        non-blocking connect answers `Refused` without a pool thread or a driver; once it
+        accepts, the kind's probe runs with one connection of its own per attempt.
   probe_for(dep) -> Probe
 """
 
@@ -71,7 +78,10 @@ if TYPE_CHECKING:
         def EXTRA(self) -> str | None: ...
         @property
         def DRIVER(self) -> str | None: ...
+        @property
+        def READY_ON_CONNECT(self) -> bool: ...
 
+        def connect_target(self, parts: SplitResult) -> tuple[str, int] | str | None: ...
         def check_url(self, parts: SplitResult) -> None: ...
         def probe_for(self, dep: Dependency) -> Probe: ...
         def cancel(self) -> None: ...
@@ -109,6 +119,43 @@ def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def tcp_target(parts: SplitResult, default: int | None) -> tuple[str, int] | None:
+    """connect_target for a URL with one host (and the kind's default port): None for
+    several hosts (`h1,h2`), none, or no port known."""
+    try:
+        port = parts.port or default
+    except ValueError:
+        return None
+    host = parts.hostname
+    if not host or not port or "," in parts.netloc:
+        return None
+    return host, port
+
+
+def no_target(parts: SplitResult) -> None:
+    """connect_target for kinds without a host and port of their own (file, command, dns)."""
+
+
+def refusal(exc: BaseException, host: str, port: int) -> Refused | None:
+    """If a driver's `exc` (or what it wraps: causes, exceptions in its args or its
+    `exception`, as pika nests them) is a refused connect: the Refused that says so, in the words of
+    the tcp probe. Drivers connect by themselves (one connection per attempt), and a
+    refused one must still be polled as one."""
+    seen: list[BaseException] = [exc]
+    for e in seen:
+        if isinstance(e, ConnectionRefusedError) or (isinstance(e, OSError) and e.errno == errno.ECONNREFUSED):
+            break
+        if len(seen) < 16:
+            # (pika's connector errors keep theirs in `.exception`)
+            seen.extend(x for x in (e.__cause__, e.__context__, getattr(e, "exception", None), *getattr(e, "args", ()))
+                        if isinstance(x, BaseException) and x not in seen)
+    else:
+        if "Connection refused" not in str(exc):  # libpq, redis-py keep only the words
+            return None
+    exc_ = connect_error(errno.ECONNREFUSED, (host, port))
+    return exc_ if isinstance(exc_, Refused) else None
 
 
 def accept_url(parts: SplitResult) -> None:
@@ -217,6 +264,8 @@ def with_deadline(attempt: Callable[[float, Deadline], str],
                 before(d)
             try:
                 return attempt(timeout, d)
+            except Refused:  # nothing listens: nothing of the deadline's to add
+                raise
             except NotReady as e:
                 raise NotReady(d.reason(describe(e))) from None
 

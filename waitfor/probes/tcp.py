@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = "required"
+READY_ON_CONNECT = True  # probed by the scheduler's own connects (waitfor.wait.connect)
 check_url = accept_url
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()
@@ -105,6 +107,10 @@ def resolve(host: str, port: int | None, timeout: float) -> list[Any]:
     if isinstance(result, BaseException):
         raise NotReady(f"cannot resolve {host}: {result}")
     return result
+
+
+def connect_target(parts: SplitResult) -> tuple[str, int]:
+    return host_port(parts)
 
 
 def probe_for(dep: Dependency) -> Probe:

@@ -25,8 +25,6 @@ The engine only produces outcomes; what to do with them is the caller's business
 
 from __future__ import annotations
 
-import _socket
-import errno
 import heapq
 import select
 import socket
@@ -35,12 +33,13 @@ import time
 from collections import deque
 
 from waitfor.config.model import FAILED, READY, WAITING
-from waitfor.probes.base import Broken, NotReady, Refused, connect_error, describe, fmt_addr, local_limit
+from waitfor.probes.base import Broken, NotReady, Refused, describe, fmt_addr
 from waitfor.secrets import redact
+from waitfor.wait.connect import Connects, Target, accepted_detail
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Hashable, Iterable, Mapping
 
     from waitfor.config.model import Config, Dependency
     from waitfor.probes.base import Probe
@@ -170,24 +169,19 @@ class _Job:
     """One dependency's place in the scheduler."""
 
     __slots__ = (
-        "addrs",
         "after_left",
         "attempts",
         "budget",
         "busy",
-        "conn",
         "deadline",
         "dep",
-        "failure",
         "fast",
-        "host",
-        "last",
         "noted",
         "phase",
-        "port",
         "precheck",
         "probe",
         "started",
+        "target",
         "token",
         "tries",
     )
@@ -199,87 +193,27 @@ class _Job:
         self.after_left = len(dep.after)
         self.budget = self.started = 0.0
         self.tries: Tries | None = None  # its side of the retry schedule, from its first retry
-        # tcp and unix: probed in the loop itself (host and port, or the socket's path; the
-        # addresses to try, once known)
-        self.fast = dep.kind in ("tcp", "unix") and not dep.invert
-        self.host, self.port = "", 0
-        self.addrs: list[tuple] | None = None
-        if self.fast and dep.kind == "unix":
-            from waitfor.urls import unquote, urlsplit
-
-            self.host = unquote(urlsplit(dep.url).path)
-            self.addrs = [(socket.AF_UNIX, self.host)]
-        elif self.fast:
-            self.host, self.port = _host_port(dep.url)
-            self.addrs = _numeric(self.host, self.port)
-        # The other kinds with a host and port: while nothing listens there, the scheduler's
-        # connect answers (Refused) without a pool thread; once something does, the kind's
-        # own probe runs in the pool (with its own TCP-first step) until a refusal again.
-        target = None if self.fast else _precheck_target(dep)
-        self.precheck = target is not None
-        if target is not None:
-            self.host, self.port = target
-            self.addrs = _numeric(self.host, self.port)
-        self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
-        # the connect in flight: (socket, address, the addresses still to try)
-        self.conn: tuple[_socket.socket, tuple, list[tuple]] | None = None
-        self.last: NotReady | None = None
-        # the last connect failure (errno, address, its reason), reused while it repeats
-        self.failure: tuple[int, tuple | str, NotReady] | None = None
-        self.noted: NotReady | None = None  # the failure whose reason the outcome holds
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    from waitfor.urls import urlsplit
-
-    parts = urlsplit(url)
-    return parts.hostname or "", parts.port or 0
-
-
-def _precheck_target(dep: Dependency) -> tuple[str, int] | None:
-    """(host, port) that a driver kind's dependency connects to, when the URL says it
-    plainly; None when in doubt (several hosts, a socket path in the query, a TLS scheme
-    without a port, whose default only the kind's module knows): the probe then runs as is."""
-    if dep.invert or dep.kind in ("tcp", "unix", "file", "dns", "command"):
-        return None
-    from waitfor.urls import urlsplit
-
-    try:
-        parts = urlsplit(dep.url)
-        port = parts.port
-    except ValueError:
-        return None
-    host = parts.hostname
-    if not host or "," in parts.netloc or "host=" in parts.query or "socket" in parts.query:
-        return None
-    if port is None:
+        # Where its attempts connect first, from its kind (parsed once). tcp and unix
+        # (READY_ON_CONNECT): probed by the scheduler's connects alone. The other kinds
+        # with a target: while nothing listens there, the scheduler's connect answers
+        # (Refused) without a pool thread; once something does, the kind's own probe runs
+        # in the pool, one connection per attempt, until it is refused again.
         from waitfor.probes import table
 
-        default = table.load(dep.kind).PORT
-        if parts.scheme.lower() not in (dep.kind, "postgresql", "mariadb") or not isinstance(default, int):
-            return None
-        port = default
-    return (host, port) if port else None
+        kind = table.load(dep.kind)
+        where = None
+        if not dep.invert:
+            from waitfor.urls import urlsplit
 
-
-def _numeric(host: str, port: int) -> list[tuple] | None:
-    """An IP address needs no lookup; a name is looked up in the pool at each attempt (it
-    may appear later, as a compose service does)."""
-    for family, addr in ((socket.AF_INET, (host, port)), (socket.AF_INET6, (host, port, 0, 0))):
-        try:  # inet_pton first: getaddrinfo on a str imports the idna codec (2 ms of start-up)
-            socket.inet_pton(family, host)
-        except (OSError, ValueError):
-            continue
-        return [(family, addr)]
-    try:  # e.g. a scoped IPv6 address (fe80::1%eth0)
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
-    except (OSError, UnicodeError):
-        return None
-    return [(family, addr) for family, _, _, _, addr in infos]
-
-
-def _connected_detail(addr: tuple | str) -> str:
-    return "accepted" if isinstance(addr, str) else f"connected to {addr[0]}"
+            try:
+                where = kind.connect_target(urlsplit(dep.url))
+            except ValueError:
+                where = None
+        self.target = None if where is None else Target(where)
+        self.fast = where is not None and kind.READY_ON_CONNECT
+        self.precheck = where is not None and not self.fast
+        self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
+        self.noted: NotReady | None = None  # the failure whose reason the outcome holds
 
 
 class Engine:
@@ -319,13 +253,14 @@ class Engine:
         # loop-side steps in flight (connects, lookups) -> the attempt's deadline; kept out of
         # the heap, where a timer for every attempt would mostly go stale
         self._inflight: dict[_Job, float] = {}
-        self._polled: dict[int, _Job] = {}  # fd of a connect in flight -> its job
         self._wake_r: socket.socket | None = None  # the loop's wake-up pair, made by start()
         self._wake_w: socket.socket | None = None
         # One attempt each (check, health, a watch round): every dependency's attempt must
         # run within the round's deadline, so the pool may grow to their number (bounded);
         # while waiting, POOL_SIZE threads take turns.
-        blocking = sum(1 for d in self.deps if d.kind not in ("tcp", "unix"))
+        from waitfor.probes import table
+
+        blocking = sum(1 for d in self.deps if d.invert or not table.load(d.kind).READY_ON_CONNECT)
         self._pool = _Pool(min(max(POOL_SIZE, blocking), 64) if single_attempt else POOL_SIZE, self._post)
 
     # -- public -------------------------------------------------------------------
@@ -339,6 +274,7 @@ class Engine:
         # select.poll rather than the selectors module (1 ms of start-up): few sockets are in
         # flight at once, and poll() is POSIX
         self._poll = select.poll()
+        self._connects = Connects(self._poll, self._connect_done)
         self._pass = self.started
         for dep in self.deps:
             job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
@@ -350,7 +286,7 @@ class Engine:
         # needs no lookup) are made here, in the caller's thread: when every dependency is
         # ready at once, as when a container restarts, no thread is started at all.
         for job in list(self._jobs.values()):
-            if job.fast and job.addrs is not None and (self.single_attempt or not job.after_left):
+            if job.fast and job.target is not None and job.target.addrs is not None and (self.single_attempt or not job.after_left):
                 self._guarded(job, self._timer, job, "attempt")  # its heap entry is stale now
         if not self._left:
             return self
@@ -392,9 +328,10 @@ class Engine:
                 for fd, _ in events:
                     if fd == wake_fd:
                         self._drain_wake()
-                    elif fd in self._polled:
-                        job = self._polled[fd]
-                        self._guarded(job, self._connected, job)
+                    elif fd in self._connects.polled:
+                        job = self._connects.polled[fd][0]
+                        assert isinstance(job, _Job)
+                        self._guarded(job, self._connects.ready, fd)
                 while self._results:
                     job, token, result = self._results.popleft()
                     if token == job.token and not self.cancelled.is_set():
@@ -414,7 +351,7 @@ class Engine:
             self._wake_r.close()
             self._wake_w.close()
 
-    def _guarded(self, job: _Job, fn: Callable[..., None], *args: object) -> None:
+    def _guarded(self, job: _Job, fn: Callable[..., object], *args: object) -> None:
         try:
             fn(*args)
         except BaseException as e:  # noqa: BLE001 - a dependency must settle, whatever happens
@@ -454,13 +391,12 @@ class Engine:
         if what == "attempt":
             self._begin(job)
         elif what == "timeout":  # the attempt's deadline, for a connect or lookup in flight
-            if job.conn is not None:
-                _, addr, _ = job.conn
-                self._drop_conn(job)
+            addr = None if job.target is None else self._connects.drop(job.target)
+            if addr is not None:
                 self._finish(job, NotReady(f"connect timed out ({fmt_addr(addr)})"))
             else:
                 job.token += 1  # a late lookup result is dropped
-                self._finish(job, NotReady(f"resolving {job.host} timed out after {job.budget:.3g}s"))
+                self._finish(job, NotReady(f"resolving {self._host(job)} timed out after {job.budget:.3g}s"))
         elif what == "held":  # the deadline passed while `after:` held it back
             name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
             self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
@@ -489,13 +425,15 @@ class Engine:
         if not job.fast and not job.precheck:
             return self._run_probe(job, job.budget)
         job.phase = "connect"
-        job.last = None
-        if job.addrs is None:
+        target = job.target
+        assert target is not None
+        target.last = None
+        if target.addrs is None:
             self._inflight[job] = now + max(job.budget, 0.001)
-            host, port = job.host, job.port
+            host, port = target.host, target.port
             self._pool.submit(job, job.token, lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         else:
-            self._connect(job, list(job.addrs))
+            self._connect(job, list(target.addrs))
 
     def _run_probe(self, job: _Job, budget: float) -> None:
         """The kind's own probe, in the pool."""
@@ -507,63 +445,33 @@ class Engine:
     def _pool_result(self, job: _Job, result: object) -> None:
         if job.phase == "probe":
             if isinstance(result, BaseException):
-                if isinstance(result, Refused) and _precheck_target(job.dep) is not None:
+                if isinstance(result, Refused) and job.target is not None:
                     job.precheck = True  # nothing listens again: back to the scheduler's connect
                 self._finish(job, result)
             else:
                 self._finish(job, None, str(result))
         elif isinstance(result, socket.gaierror):
-            self._finish(job, Refused(f"cannot resolve {job.host}: {result.strerror}"))
+            self._finish(job, Refused(f"cannot resolve {self._host(job)}: {result.strerror}"))
         elif isinstance(result, BaseException):
-            self._finish(job, NotReady(f"cannot resolve {job.host}: {describe(result)}"))
+            self._finish(job, NotReady(f"cannot resolve {self._host(job)}: {describe(result)}"))
         else:
             assert isinstance(result, list)
             self._connect(job, [(family, addr) for family, _, _, _, addr in result])
 
     def _connect(self, job: _Job, addrs: list[tuple]) -> None:
-        """Try the addresses in turn, as tcp.open_connection does, without blocking."""
-        while addrs:
-            family, addr = addrs.pop(0)
-            try:
-                # SOCK_NONBLOCK: non-blocking from the start, one system call less per attempt;
-                # the C socket type (_socket) that socket.socket wraps in Python-level
-                # __init__ and close(): two frames less, at ~20 attempts a second each
-                sock = _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-            except OSError as e:  # EMFILE and the like: ours, not the dependency's (issue 10 B7)
-                job.last = local_limit(e) or NotReady(f"cannot open a socket: {e.strerror}")
-                continue
-            err = sock.connect_ex(addr)
-            if err == errno.EINPROGRESS:
-                # Over loopback the kernel has the answer before connect() returns: a closed
-                # port's refusal is known now, without a round through epoll (issue 12's cost).
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.EINPROGRESS
-            if err == errno.EINPROGRESS:
-                # the attempt's deadline (kept if a lookup or an earlier address set it)
-                self._inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
-                job.conn = (sock, addr, addrs)
-                self._poll.register(sock, select.POLLOUT)
-                self._polled[sock.fileno()] = job
-                return
-            sock.close()
-            if err == 0:
-                return self._accepted(job, addr)
-            job.last = self._connect_error(job, err, addr)
-        self._finish(job, job.last or NotReady(f"connect timed out ({job.host}:{job.port})"))
+        assert job.target is not None
+        if self._connects.start(job, job.target, addrs):
+            # the attempt's deadline (kept if a lookup set it)
+            self._inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
 
-    def _connected(self, job: _Job) -> None:
-        assert job.conn is not None
-        sock, addr, rest = job.conn
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        self._drop_conn(job)
-        if err == 0:
-            return self._accepted(job, addr)
-        job.last = self._connect_error(job, err, addr)
-        self._connect(job, rest)
-
-    def _accepted(self, job: _Job, addr: tuple | str) -> None:
+    def _connect_done(self, job: Hashable, addr: tuple | str | None, exc: NotReady | None) -> None:
+        assert isinstance(job, _Job)
+        if addr is None:
+            return self._finish(job, exc)
         if job.fast:
-            return self._finish(job, None, _connected_detail(addr))
-        # a driver kind's pre-check: something listens now; the probe gets what is left
+            return self._finish(job, None, accepted_detail(addr))
+        # a driver kind's pre-check: something listens now; the probe gets what is left,
+        # and makes its own (one) connection: the scheduler's is closed
         deadline = self._inflight.pop(job, None)  # None: it connected at once
         left = job.budget if deadline is None else deadline - self.clock()
         job.precheck = False
@@ -573,23 +481,12 @@ class Engine:
         self._run_probe(job, job.budget if job.budget - left < 0.05 else max(left, 0.001))
 
     @staticmethod
-    def _connect_error(job: _Job, err: int, addr: tuple | str) -> NotReady:
-        """The probes' own reason (connect_error), made once for as long as it stays the
-        same: a closed port is asked ~20 times a second, and its reason does not change."""
-        cached = job.failure
-        if cached is not None and cached[0] == err and cached[1] == addr:
-            return cached[2]
-        exc = connect_error(err, addr)
-        job.failure = (err, addr, exc)
-        return exc
+    def _host(job: _Job) -> str:
+        return "" if job.target is None else job.target.host
 
     def _drop_conn(self, job: _Job) -> None:
-        if job.conn is not None:
-            sock = job.conn[0]
-            job.conn = None
-            if self._polled.pop(sock.fileno(), None) is not None:
-                self._poll.unregister(sock)
-            sock.close()
+        if job.target is not None:
+            self._connects.drop(job.target)
 
     # -- after an attempt ---------------------------------------------------------------
     def _finish(self, job: _Job, exc: BaseException | None, detail: str = "") -> None:

@@ -22,10 +22,12 @@ from waitfor.supervise.watch import Watch, watched
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from types import TracebackType
 
     from waitfor.config.model import Config
     from waitfor.output import Log
+    from waitfor.probes.base import Probe
     from waitfor.signals import Inherited
     from waitfor.supervise.probe_server import ProbeServer
     from waitfor.wait.engine import Outcome
@@ -34,10 +36,10 @@ if TYPE_CHECKING:
 class WatchHooks(Hooks):
     """Bridges the watch thread and the supervisor loop in the main thread."""
 
-    def __init__(self, cfg: Config, status: st.Status, log: Log) -> None:
+    def __init__(self, cfg: Config, status: st.Status, log: Log, probes: Mapping[str, Probe] | None = None) -> None:
         self.main_thread = threading.get_ident()
         self._lost = threading.Event()
-        self.watch = Watch(cfg, status, log, on_failure=self._on_failure)
+        self.watch = Watch(cfg, status, log, on_failure=self._on_failure, probes=probes)
         # The watch's command probes run in this process: waitpid(-1) in the loop may reap
         # them first, and must hand their status back.
         self._reaped = None
@@ -67,8 +69,8 @@ class WatchHooks(Hooks):
 class Watched:
     """The state file and the probe endpoint, from the start of the wait to the exit."""
 
-    def __init__(self, cfg: Config, log: Log) -> None:
-        self.cfg, self.log = cfg, log
+    def __init__(self, cfg: Config, log: Log, probes: Mapping[str, Probe] | None = None) -> None:
+        self.cfg, self.log, self.probes = cfg, log, probes
         self.status = st.Status.for_config(cfg, st.state_path())
         self.server: ProbeServer | None = None
         self.hooks: WatchHooks | None = None
@@ -92,7 +94,7 @@ class Watched:
 
         if not launch.is_pid1():
             launch.become_subreaper()
-        self.hooks = WatchHooks(self.cfg, self.status, self.log)
+        self.hooks = WatchHooks(self.cfg, self.status, self.log, self.probes)
         self.status.set_phase(st.RUNNING)
         # The forked child only makes system calls before exec, so the other threads are
         # harmless; Python 3.12+ warns about fork() with threads regardless.

@@ -33,7 +33,7 @@ import time
 from collections import deque
 
 from waitfor.config.model import FAILED, READY, WAITING
-from waitfor.probes.base import Broken, NotReady, Refused, describe, fmt_addr
+from waitfor.probes.base import Broken, NotReady, Refused, describe, fmt_addr, local_limit
 from waitfor.secrets import redact
 from waitfor.wait.connect import Connects, Target, accepted_detail
 
@@ -50,6 +50,9 @@ __all__ = ["FAILED", "POOL_SIZE", "READY", "WAITING", "Engine", "Outcome", "buil
 # Threads for attempts that block (lookups, drivers, commands, files). A slow driver holds
 # one of them for at most its attempt timeout; tcp dependencies never need one.
 POOL_SIZE = 4
+
+# Without a wake-up pair (out of fds), the loop looks for results this often.
+WAKE_POLL = 0.05
 
 # An attempt that ends this close to its deadline is the last one (poll() counts in
 # milliseconds: asking again a few ms before the deadline would only burst).
@@ -237,9 +240,12 @@ class Engine:
         self.clock = clock
         self.cancelled = threading.Event()
         self.done = threading.Event()
-        self.outcomes = {d.name: Outcome(d) for d in self.deps}
+        self.outcomes = {d.name: Outcome(d) if not d.after else
+                         Outcome(d, reason=f"not probed yet: waiting for {', '.join(d.after)} (after:)")
+                         for d in self.deps}
         self._lock = threading.Lock()
         self._left = len(self.deps)
+        self._settling = 0  # _settle calls under way (one settles those it held back by after:)
         self.started = 0.0
         self.deadline: float | None = None  # monotonic time, or None: no overall deadline
         # the scheduler's state, touched only by its thread (results arrive through _post)
@@ -282,16 +288,19 @@ class Engine:
                 self._at(self.started, "attempt", job)
             elif job.deadline is not None:
                 self._at(job.deadline, "held", job)
+        # The loop's wake-up pair, before the first attempts can take every fd (issue 16 D14:
+        # connects in flight under a small `ulimit -n`).
+        self._open_wake()
         # The first attempts the loop would make itself (tcp and unix at an address that
         # needs no lookup) are made here, in the caller's thread: when every dependency is
         # ready at once, as when a container restarts, no thread is started at all.
         for job in list(self._jobs.values()):
-            if job.fast and job.target is not None and job.target.addrs is not None and (self.single_attempt or not job.after_left):
+            if (job.fast and job.target is not None and job.target.addrs is not None
+                    and (self.single_attempt or not job.after_left)):
                 self._guarded(job, self._timer, job, "attempt")  # its heap entry is stale now
         if not self._left:
+            self._close_wake()
             return self
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_w.setblocking(False)
         threading.Thread(target=self._loop, name="waitfor scheduler", daemon=True).start()
         return self
 
@@ -313,15 +322,18 @@ class Engine:
     # -- the scheduler loop -----------------------------------------------------------
     def _loop(self) -> None:
         poll = self._poll
-        assert self._wake_r is not None and self._wake_w is not None
-        poll.register(self._wake_r, select.POLLIN)
-        wake_fd = self._wake_r.fileno()
+        if self._wake_r is not None:
+            poll.register(self._wake_r, select.POLLIN)
         try:
             while not self.cancelled.is_set() and self._left:
                 next_at = min(self._inflight.values(), default=None)
                 if self._timers and (next_at is None or self._timers[0][0] < next_at):
                     next_at = self._timers[0][0]
                 timeout = None if next_at is None else max(0.0, next_at - self.clock())
+                if self._wake_r is None and not self._open_wake(register=True):
+                    # no wake-up pair (out of fds): look for results and cancel this often
+                    timeout = WAKE_POLL if timeout is None else min(timeout, WAKE_POLL)
+                wake_fd = -1 if self._wake_r is None else self._wake_r.fileno()
                 # poll() takes milliseconds: round up, so that a timer is never woken for early
                 events = poll.poll(None if timeout is None else -(-timeout * 1000 // 1))
                 self._pass = now = self.clock()
@@ -348,8 +360,29 @@ class Engine:
             self._pool.close()
             for job in self._jobs.values():
                 self._drop_conn(job)
-            self._wake_r.close()
-            self._wake_w.close()
+            self._close_wake()
+
+    def _open_wake(self, register: bool = False) -> bool:
+        """The loop's wake-up pair (pool results, cancel). Out of fds, the loop polls every
+        WAKE_POLL s instead and tries again at each turn: a local limit, as an attempt's."""
+        try:
+            r, w = socket.socketpair()
+        except OSError as e:
+            if local_limit(e) is None:
+                raise
+            return False
+        w.setblocking(False)
+        if register:
+            self._poll.register(r, select.POLLIN)
+        self._wake_r, self._wake_w = r, w
+        return True
+
+    def _close_wake(self) -> None:
+        r, w = self._wake_r, self._wake_w
+        self._wake_r = self._wake_w = None
+        for sock in (r, w):
+            if sock is not None:
+                sock.close()
 
     def _guarded(self, job: _Job, fn: Callable[..., object], *args: object) -> None:
         try:
@@ -370,12 +403,13 @@ class Engine:
         self._wake()
 
     def _wake(self) -> None:
-        if self._wake_w is None:
-            return  # never started: nothing to wake
+        w = self._wake_w
+        if w is None:
+            return  # not started, or no pair (the loop polls for results then)
         try:
             # MSG_NOSIGNAL: the loop may have closed the other end, and the supervisor runs
             # with SIGPIPE at its default (it would kill waitfor, exit 141)
-            self._wake_w.send(b"\0", socket.MSG_NOSIGNAL)
+            w.send(b"\0", socket.MSG_NOSIGNAL)
         except OSError:  # full (the loop is awake anyway) or closed (the loop has ended)
             pass
 
@@ -399,7 +433,12 @@ class Engine:
                 self._finish(job, NotReady(f"resolving {self._host(job)} timed out after {job.budget:.3g}s"))
         elif what == "held":  # the deadline passed while `after:` held it back
             name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
-            self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
+            other = self._jobs[name].deadline
+            if other is not None and job.deadline is not None and other <= job.deadline:
+                # it ends now too (its last attempt may still be in this turn): not ready
+                self._settle(job.dep, FAILED, f"not probed: {name} (after:) is not ready", 0)
+            else:
+                self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
 
     # -- one attempt ----------------------------------------------------------------
     def _begin(self, job: _Job) -> None:
@@ -568,21 +607,26 @@ class Engine:
             o.attempts, o.elapsed = max(o.attempts, attempts), elapsed
             snapshot = o.copy()
             self._left -= 1
-            last = self._left == 0
         job = self._jobs[dep.name]
         job.token += 1
         self._inflight.pop(job, None)
         self._drop_conn(job)
         if job.tries is not None and self._schedule is not None:
             self._schedule.forget(job.tries)
+        self._settling += 1
         try:
-            self.on_change(snapshot)
-        finally:  # a failing observer (a log write, the state file) must not hang the wait
+            # Those it holds back by `after:` first: whoever sees this outcome (the main
+            # thread, woken by on_change) sees theirs settled too (issue 16 D20).
             if not self.single_attempt:
                 self._release(dep.name, state)
-            if last:
-                self.done.set()
-                self.on_settled()
+        finally:
+            try:
+                self.on_change(snapshot)
+            finally:  # a failing observer (a log write, the state file) must not hang the wait
+                self._settling -= 1
+                if not self._settling and not self._left and not self.done.is_set():
+                    self.done.set()
+                    self.on_settled()
 
     def _release(self, name: str, state: str) -> None:
         """`after:`: a settled dependency lets those that wait for it go, or fails them."""

@@ -776,3 +776,51 @@ def test_a_dependency_held_by_after_is_reported_as_such_at_the_deadline(tmp_path
         assert p.returncode == 124, err
         assert "not ready: web (tcp://127.0.0.1:1): not probed: api (after:) is not ready" in err, err
         assert "still running" not in err, err
+
+
+def test_a_driver_is_imported_only_when_its_port_first_answers(tmp_path):
+    """Issue 17: while a postgres dependency's port is closed, the waiter does not import
+    psycopg (its URL and options are checked by psycopg in a forked child before the wait:
+    a rejected option is still exit 2); once the port answers, the probe imports it."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("psycopg")
+    port = free_port()
+    code = f"""
+import sys, threading, time
+from types import SimpleNamespace
+from waitfor import config
+from waitfor.wait.engine import Engine, build_probes
+from waitfor.errors import UsageError
+cfg = config.build(SimpleNamespace(mode="wait", command=None, config=None, timeout="20s",
+                   targets=["postgres://root@127.0.0.1:{port}/waitfor_no_such_db"]), {{}})
+probes = build_probes(cfg.dependencies)
+eng = Engine(cfg, cfg.dependencies, probes=probes).start()
+time.sleep(0.5)
+print("closed:", "psycopg" in sys.modules, flush=True)
+import socket
+fwd = socket.create_server(("127.0.0.1", {port}))
+def relay():  # the real PostgreSQL behind this port
+    while True:
+        c, _ = fwd.accept()
+        u = socket.create_connection(("127.0.0.1", 5432))
+        for a, b in ((c, u), (u, c)):
+            threading.Thread(target=lambda a=a, b=b: [b.sendall(d) for d in iter(lambda: a.recv(65536), b"")],
+                             daemon=True).start()
+threading.Thread(target=relay, daemon=True).start()
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline and "does not exist" not in eng.results()[0].reason:
+    time.sleep(0.05)
+print("open:", "psycopg" in sys.modules, eng.results()[0].reason, flush=True)
+bad = config.build(SimpleNamespace(mode="wait", command=None, config=None, timeout="1s",
+                   targets=["postgres://root@127.0.0.1:{port}/db?sslmode=bogus"]), {{}})
+try:
+    build_probes(bad.dependencies)
+except UsageError as e:
+    print("rejected:", e)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "closed: False" in r.stdout, r
+    assert "open: True" in r.stdout and "does not exist" in r.stdout, r
+    assert "rejected:" in r.stdout and "sslmode" in r.stdout, r

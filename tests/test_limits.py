@@ -6,8 +6,8 @@ asserted are generous ("a few seconds instead of 30"); the figures are in bench/
 """
 
 import os
-import stat
 import socket
+import stat
 import subprocess
 import sys
 import time

@@ -35,6 +35,7 @@ from collections import deque
 from waitfor.config.model import FAILED, READY, WAITING
 from waitfor.probes.base import Broken, NotReady, Refused, describe, fmt_addr, local_limit
 from waitfor.secrets import redact
+from waitfor.wait.build import build_probes, make_probe
 from waitfor.wait.connect import Connects, Target, accepted_detail
 
 TYPE_CHECKING = False
@@ -72,34 +73,6 @@ class Outcome:
 
     def copy(self) -> Outcome:
         return Outcome(self.dep, self.state, self.attempts, self.elapsed, self.reason, self.broken)
-
-
-def make_probe(dep: Dependency) -> Probe:
-    """Build a dependency's probe (its driver imported now), inverted if asked; a driver's
-    rejection of the URL or an option is a UsageError located at the dependency."""
-    from waitfor.probes import table
-
-    probe = table.build_probe(dep)
-    return _inverted(probe, dep.kind) if dep.invert else probe
-
-
-def build_probes(deps: Iterable[Dependency]) -> dict[str, Probe]:
-    """The probes stage of the data flow: Config -> probes -> outcomes."""
-    return {dep.name: make_probe(dep) for dep in deps}
-
-
-def _inverted(probe: Probe, kind: str) -> Probe:
-    still = "still exists" if kind == "file" else "still reachable"
-
-    def inverted(timeout: float) -> str:
-        try:
-            probe(timeout)
-        except NotReady as e:
-            return f"gone ({describe(e)})"
-        # Still there; asking again is as cheap as the probe itself, so retry fast.
-        raise Refused(f"{still} (invert: true)")
-
-    return inverted
 
 
 def attempt(dep: Dependency, probe: Probe, timeout: float) -> str:

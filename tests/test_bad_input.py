@@ -63,7 +63,8 @@ def test_deeply_nested_defaults_and_long_after_chains(tmp_path):
         children, max_size=4),
     max_leaves=12))
 def test_any_yaml_document_is_exit_0_or_2_in_one_line(tmp_path, doc):
-    """Generated configs (hypothesis): never a crash (70), never a traceback, one line."""
+    """Generated configs (hypothesis): never a crash (70), never a traceback, one line per
+    error (validate reports each of them, one per line of the file, sorted)."""
     import yaml
 
     path = yaml_file(tmp_path, yaml.safe_dump(doc), "fuzz.yaml")
@@ -71,7 +72,13 @@ def test_any_yaml_document_is_exit_0_or_2_in_one_line(tmp_path, doc):
     assert r.returncode in (0, 2), (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr
     if r.returncode == 2:
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert lines and all(line.startswith("waitfor: error: ") for line in lines), r.stderr
+        import re
+
+        numbers = [int(m.group(1)) if m else 0
+                   for m in (re.match(rf"waitfor: error: {re.escape(str(path))}:(\d+):", line) for line in lines)]
+        assert numbers == sorted(numbers) and len(set(numbers) - {0}) == len([n for n in numbers if n]), r.stderr
 
 
 _SECRET = "S3cr3t[PW]:@x"  # brackets, colon and @: what broke URL errors (issue 10 D10)
@@ -232,11 +239,19 @@ def test_json_time_is_rfc3339_and_validate_prints_durations_as_written(tmp_path)
 
 
 def test_validate_and_check_mask_a_url_alike():
+    """One mask (issue 16 B4, E23): a password is masked wherever it appears, also where it
+    is the user name too, and validate, check and the logs show the same default name."""
     url = "amqp://guest:guest@127.0.0.1:1/"
     shown = waitfor("validate", "--offline", url).stdout
-    logged = waitfor("check", "--attempt-timeout", "200ms", url).stdout
-    assert "amqp://guest:***@127.0.0.1:1/" in shown, shown
-    assert "guest:***@" in logged or "amqp" not in logged
+    checked = waitfor("check", "--attempt-timeout", "200ms", url).stdout
+    logged = waitfor("wait", "-t", "300ms", url).stderr
+    assert "name: amqp://***:***@127.0.0.1:1/\n" in shown and "url: amqp://***:***@127.0.0.1:1/\n" in shown, shown
+    assert checked.startswith("FAIL amqp://***:***@127.0.0.1:1/: "), checked
+    assert "not ready: amqp://***:***@127.0.0.1:1/: " in logged, logged
+    assert "guest" not in shown + checked + logged
+    shown = waitfor("validate", "--offline", "amqp://app:s3cret@127.0.0.1:1/").stdout
+    checked = waitfor("check", "--attempt-timeout", "200ms", "amqp://app:s3cret@127.0.0.1:1/").stdout
+    assert "name: amqp://app:***@127.0.0.1:1/\n" in shown and checked.startswith("FAIL amqp://app:***@"), checked
 
 
 # --------------------------------------------------------------------------- one exec mapping
@@ -275,3 +290,22 @@ def test_repo_layout_has_no_stale_modules():
     for old in ("config.py", "engine.py", "waiting.py", "handover.py", "supervisor.py", "runtime.py",
                 "status.py", "health.py", "effective.py", "masking.py", "sigstate.py", "signames.py", "log.py"):
         assert not (REPO / "waitfor" / old).exists(), old
+
+
+def test_a_password_before_the_scheme_separator_is_not_echoed():
+    """`user:S3cr3t@x@://` (hypothesis found it): its "scheme" is the password; it is no
+    scheme (RFC 3986: a letter, then letters, digits, + - .), so it is not repeated."""
+    r = waitfor("validate", "--offline", f"user:{_SECRET}@x@://")
+    assert r.returncode == 2 and "no scheme before ://" in r.stderr, r.stderr
+    assert "S3cr3t" not in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--success-exit", "--failure-threshold", "--stop-signal", "--probe-addr"])
+@pytest.mark.parametrize("digits", ["²", "١٥"])
+def test_only_ascii_digits_are_numbers(flag, digits):
+    """str.isdigit() is true of `²` (int() then fails with Python's own message) and of
+    `١٥` (which int() reads as 15): neither is a number to waitfor, as to strtol."""
+    value = f"127.0.0.1:{digits}" if flag == "--probe-addr" else digits
+    r = waitfor(flag, value, "--", "true")
+    assert r.returncode == 2 and r.stderr.startswith(f"waitfor: error: {flag}: "), r.stderr
+    assert "int()" not in r.stderr and r.stderr.count("\n") == 1, r.stderr

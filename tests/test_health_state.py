@@ -345,3 +345,18 @@ def _failing(url):
         return len(get(url)[1]["failing"]) >= 3
     except OSError:
         return False
+
+
+# ------------------------------------------------------------------ issue 16 E19
+
+
+def test_health_with_nothing_to_check_answers_for_the_running_supervisor(supervisor, tmp_path):
+    """`waitfor health` with no -c, no WAITFOR_CONFIG and no targets asks about the
+    supervisor's own config: its state file answers (the supervisor was started with -c)."""
+    _, env = supervisor
+    r = health(env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok redis" in r.stdout
+    os.unlink(tmp_path / "state.json")  # no supervisor view: nothing to check, unhealthy
+    r = health(env=env)
+    assert r.returncode == 1 and "nothing to check" in r.stdout, r.stdout

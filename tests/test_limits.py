@@ -5,7 +5,9 @@ interval, which keeps every per-read socket timeout happy), real processes. The 
 asserted are generous ("a few seconds instead of 30"); the figures are in bench/.
 """
 
+import contextlib
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -308,3 +310,121 @@ def test_fd_exhaustion_at_the_engines_start_is_a_local_limit(tmp_path):
     assert "Traceback" not in proc.stderr, proc.stderr
     reasons = [ln for ln in proc.stderr.splitlines() if "Too many open files" in ln]
     assert reasons and all("local resource limit" in ln for ln in reasons), proc.stderr
+
+
+# ------------------------------------------------------------------ issue 16 D15: no thread to be had
+
+
+@contextlib.contextmanager
+def pids_cgroup(limit: int):
+    """A pids cgroup the test creates (v1 or v2), its pids.max set to `limit`: -> its path.
+    Processes join it by writing their pid to its cgroup.procs. Removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a cgroup")
+    for root in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        path = f"{root}/waitfor-test-{os.getpid()}"
+        try:
+            os.mkdir(path)
+        except OSError:
+            continue
+        if os.path.exists(f"{path}/pids.max"):
+            break
+        os.rmdir(path)
+    else:
+        pytest.skip("no pids cgroup controller to create a group in")
+    try:
+        with open(f"{path}/pids.max", "w") as f:
+            f.write(str(limit))
+        yield path
+    finally:
+        with open(f"{path}/pids.max", "w") as f:
+            f.write("max")
+        for _ in range(100):  # its processes have ended (the test waited for them)
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def test_a_pool_thread_that_cannot_start_is_a_local_limit_and_retried():
+    """pids.max 2: waitfor's main thread and the scheduler; the pool's first thread cannot
+    start. Before: "cannot become ready: ... internal error: can't start new thread", exit 1.
+    Once the limit is raised, the next attempt finds the server ready."""
+    from helpers.core import HttpServer
+
+    with HttpServer() as srv, pids_cgroup(2) as group:
+        proc = subprocess.Popen(
+            ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" "$@"', sys.executable, "-m", "waitfor",
+             "wait", "-t", "20s", "--attempt-timeout", "1s", f"http://127.0.0.1:{srv.port}/"],
+            cwd=REPO, env=waitfor_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        with open(f"{group}/pids.max", "w") as f:
+            f.write("64")
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "local resource limit: cannot start a thread" in err, err
+    assert "cannot become ready" not in err and "internal error" not in err, err
+
+
+def test_a_command_probe_whose_reaper_cannot_start_ends_its_program(tmp_path):
+    """pids.max 2: the interpreter and the probe's program; the thread that waits for the
+    program cannot start. The attempt is a local limit, and the program does not outlive it."""
+    tag = f"31.{os.getpid()}"
+    code = ("import sys\n"
+            "from waitfor.config.model import Dependency\n"
+            "from waitfor.probes.base import NotReady\n"
+            "from waitfor.probes.table import build_probe\n"
+            f"probe = build_probe(Dependency('c', 'command', '', argv=('sleep', {tag!r})))\n"
+            "with open(sys.argv[1], 'w') as f:\n"
+            "    f.write('0')\n"
+            "try:\n"
+            "    print('ready', probe(5.0))\n"
+            "except NotReady as e:\n"
+            "    print('NotReady', e)\n")
+    with pids_cgroup(2) as group:
+        proc = subprocess.run([sys.executable, "-c", code, f"{group}/cgroup.procs"], capture_output=True,
+                              text=True, timeout=30, cwd=REPO, env=waitfor_env())
+    left = sleepers(tag)
+    for p in left:
+        p.kill()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("NotReady local resource limit: cannot start a thread"), proc.stdout
+    assert not left, "the program outlived its attempt"
+
+
+# ------------------------------------------------------------------ issue 16 D16: no /proc
+
+
+def without_proc(tmp_path, yaml_text: str, *args: str) -> subprocess.CompletedProcess:
+    """waitfor in a private mount namespace (`unshare -m`) with a tmpfs over /proc."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a mount namespace")
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(yaml_text)
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /proc || exit 99; exec "$0" "$@"',
+                           sys.executable, "-m", "waitfor", "wait", "-c", str(cfg), *args],
+                          capture_output=True, text=True, timeout=60, cwd=REPO, env=waitfor_env())
+    if proc.returncode == 99 or "unshare:" in proc.stderr:
+        pytest.skip(f"cannot mount a tmpfs over /proc here: {proc.stderr.strip()}")
+    return proc
+
+
+def test_without_proc_a_command_that_exits_0_is_ready(tmp_path):
+    """Before: "waiting: list index out of range" (psutil's listing of an empty /proc)."""
+    proc = without_proc(tmp_path, "dependencies:\n  - command: [\"true\"]\n", "-t", "5s")
+    assert proc.returncode == 0, proc.stderr
+    assert "ready" in proc.stderr, proc.stderr
+
+
+def test_without_proc_the_deadline_is_a_timeout_not_an_internal_error(tmp_path):
+    """Before: exit 70, "internal error: IndexError" from the sweep at the deadline."""
+    tag = f"32.{os.getpid()}"
+    proc = without_proc(tmp_path, f"dependencies:\n  - command: [sleep, \"{tag}\"]\n", "-t", "1s")
+    time.sleep(0.3)
+    left = sleepers(tag)
+    for p in left:
+        p.kill()
+    assert proc.returncode == 124, proc.stderr
+    assert "internal error" not in proc.stderr, proc.stderr
+    assert not left, "the probe's program outlived the wait (its group is still killed)"

@@ -11,7 +11,7 @@ The subcommand comes first, or as the first word that is not an option's value.
 
 from __future__ import annotations
 
-import sys
+from types import SimpleNamespace
 
 from waitfor import __version__
 from waitfor.config.model import SETTINGS
@@ -19,13 +19,7 @@ from waitfor.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from types import SimpleNamespace
-
     from waitfor.config.model import Flag, Setting
-else:
-    # types.SimpleNamespace without importing `types` (0.15 ms of start-up): it is the type
-    # of sys.implementation, as types.py itself defines it.
-    SimpleNamespace = type(sys.implementation)
 
 MODES = {
     "run": "wait for every dependency, then run COMMAND (the default)",
@@ -107,6 +101,18 @@ def _fail(message: str, mode: str | None = None) -> UsageError:
     return UsageError(f"{message} (see {hint})")
 
 
+def _mistyped_mode(word: str) -> str | None:
+    """The subcommand `word` is a typo of (`helth`, `chek`), or None. A target always holds
+    a `:` (host:port, scheme://) and a word of letters is no target, so the word is a
+    subcommand misspelt, not a host (issue 16 E21). difflib: only on this path."""
+    if not word.isalpha() or not word.isascii():
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(word.lower(), MODES, n=1, cutoff=0.7)  # not cache -> check
+    return close[0] if close else None
+
+
 def parse(argv: list[str]) -> SimpleNamespace:
     """-> namespace(mode, command, targets, given, offline, and one attribute per setting)."""
     if "--" in argv:
@@ -137,6 +143,8 @@ def parse(argv: list[str]) -> SimpleNamespace:
         if not tok.startswith("-") or tok == "-":
             if mode is None and not targets and tok in MODES:
                 mode = tok  # `waitfor -c deps.yaml validate`: a subcommand after the options
+            elif mode is None and not targets and _mistyped_mode(tok):
+                raise _fail(f"unknown subcommand {tok!r} (did you mean {_mistyped_mode(tok)}?)")
             else:
                 targets.append(tok)
             continue

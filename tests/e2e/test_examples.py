@@ -30,13 +30,15 @@ def _configmap_config():
 
 
 def _validate(text, tmp_path):
-    """`waitfor validate` of a config, its password_file pointed at a real file."""
+    """`waitfor validate` of a config, its password_file pointed at a real file and its
+    template sources at docker/templates (the image copies them to /etc/waitfor/templates)."""
     if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("redis") is None:
         pytest.skip("the example configs need waitfor[postgres,redis] installed")
     secret = tmp_path / "password"
     secret.write_text("s3cret\n")
     for path in ("/run/secrets/postgres_password", "/run/secrets/postgres/password"):
         text = text.replace(path, str(secret))
+    text = text.replace("/etc/waitfor/templates/", f"{DOCKER}/templates/")
     cfg = tmp_path / "waitfor.yaml"
     cfg.write_text(text)
     p = subprocess.run([sys.executable, "-m", "waitfor", "validate", "-c", str(cfg)],

@@ -210,9 +210,11 @@ class Waitfor:
     def close(self) -> None:
         if self.proc.poll() is None:
             # After a failed test: outside a namespace the app and its children are in
-            # groups of their own, so kill every descendant; in one, killing unshare is
-            # enough (--kill-child takes the namespace down).
-            for pid in ([] if self.pid1 else descendants(self.proc.pid)) + [self.proc.pid]:
+            # groups of their own, so kill every descendant; in one, killing its init
+            # takes the namespace down (unshare's --kill-child alone does not once the
+            # init has switched to --user: a change of ids clears PR_SET_PDEATHSIG).
+            init = child_pids(self.proc.pid) if self.pid1 else descendants(self.proc.pid)
+            for pid in init + [self.proc.pid]:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:

@@ -14,16 +14,8 @@ One connection per attempt: the scheduler's own connects answer while nothing li
 from __future__ import annotations
 
 from waitfor.config import validators as v
-from waitfor.probes.base import (
-    NotReady,
-    accept_url,
-    close_quietly,
-    host_port,
-    no_cancel,
-    password_of,
-    refusal,
-    tcp_target,
-)
+from waitfor.probes.base import NotReady, accept_url, close_quietly, host_port, no_cancel, password_of, tcp_target
+from waitfor.probes.connect import refusal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from waitfor.probes.base import accept_url, no_cancel, no_target
-from waitfor.probes.tcp import resolve
+from waitfor.probes.connect import resolve
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

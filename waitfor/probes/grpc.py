@@ -14,7 +14,7 @@ import time
 
 from waitfor.config import validators as v
 from waitfor.probes.base import NotReady, host_port, no_cancel, tcp_target
-from waitfor.probes.tcp import connect
+from waitfor.probes.connect import connect
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

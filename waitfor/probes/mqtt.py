@@ -14,16 +14,8 @@ from __future__ import annotations
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import (
-    NotReady,
-    accept_url,
-    host_port,
-    no_cancel,
-    password_of,
-    refusal,
-    tcp_target,
-    tls_context,
-)
+from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, password_of, tcp_target, tls_context
+from waitfor.probes.connect import refusal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

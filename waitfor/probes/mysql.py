@@ -23,18 +23,9 @@ import socket
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import (
-    DRIVER_MARGIN,
-    Deadline,
-    NotReady,
-    close_quietly,
-    host_port,
-    no_cancel,
-    password_of,
-    tcp_target,
-    with_deadline,
-)
-from waitfor.probes.tcp import open_connection
+from waitfor.probes.base import NotReady, close_quietly, host_port, no_cancel, password_of, tcp_target
+from waitfor.probes.connect import open_connection
+from waitfor.probes.deadline import DRIVER_MARGIN, Deadline, with_deadline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

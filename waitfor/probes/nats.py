@@ -2,7 +2,7 @@
 our CONNECT, authenticated) and a flush (PING/PONG) round trip succeeds.
 
 nats-py is asyncio-only; each probe runs in its own worker thread (see waitfor.engine), so
-an attempt runs on its pool thread's own event loop (base.run_async). A rejected login shows the
+an attempt runs on its pool thread's own event loop (event_loop.run_async). A rejected login shows the
 server's "Authorization Violation". `password_file:` reads the password (or, for a URL
 without a user, the token) from a Docker/Kubernetes secret file.
 One connection per attempt: the scheduler's own connects answer while nothing listens
@@ -14,7 +14,9 @@ from __future__ import annotations
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, refusal, run_async, tcp_target
+from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, password_of, tcp_target
+from waitfor.probes.connect import refusal
+from waitfor.probes.event_loop import run_async
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,8 +59,8 @@ def probe_for(dep: Dependency) -> Probe:
     host, port = host_port(parts, PORT)
     server = dep.url
     creds = {}
-    if "password_file" in dep.options:
-        secret = v.read_secret_file(dep.options["password_file"])
+    secret = password_of(dep, parts)
+    if secret is not None:  # given apart from the URL: the URL keeps only host and port
         if parts.username:
             creds = {"user": unquote(parts.username), "password": secret}
         else:

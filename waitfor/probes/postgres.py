@@ -19,7 +19,9 @@ import re
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import Broken, NotReady, accept_url, host_port, no_cancel, refusal, run_async, tcp_target
+from waitfor.probes.base import Broken, NotReady, accept_url, host_port, no_cancel, password_of, tcp_target
+from waitfor.probes.connect import refusal
+from waitfor.probes.event_loop import run_async
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -86,9 +88,8 @@ def probe_for(dep: Dependency) -> Probe:
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)
     query = dep.options.get("query")
-    extra = {}
-    if "password_file" in dep.options:
-        extra["password"] = v.read_secret_file(dep.options["password_file"])
+    password = password_of(dep, parts)
+    extra = {} if password is None else {"password": password}
 
     async def check(deadline: float) -> str:
         left = deadline - time.monotonic()
@@ -123,7 +124,7 @@ def probe_for(dep: Dependency) -> Probe:
         try:
             # psycopg's blocking connect cannot wait less than 2 s; its asyncio connect can
             # be cancelled at any point (the half-open libpq connection is then finished).
-            # Each pool thread keeps its own event loop for its attempts (base.run_async).
+            # Each pool thread keeps its own event loop for its attempts (event_loop.run_async).
             return run_async(within(deadline))
         except asyncio.TimeoutError:
             raise NotReady(f"no answer within {timeout:.3g}s (is this a PostgreSQL server?)") from None

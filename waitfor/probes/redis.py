@@ -15,18 +15,17 @@ import threading
 
 from waitfor.config import validators as v
 from waitfor.probes.base import (
-    DRIVER_MARGIN,
     Broken,
-    Deadline,
     NotReady,
     accept_url,
     close_quietly,
     host_port,
     no_cancel,
-    refusal,
+    password_of,
     tcp_target,
-    with_deadline,
 )
+from waitfor.probes.connect import refusal
+from waitfor.probes.deadline import DRIVER_MARGIN, Deadline, with_deadline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,9 +64,8 @@ def probe_for(dep: Dependency) -> Probe:
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)
     key = dep.options.get("key")
-    extra = {}
-    if "password_file" in dep.options:
-        extra["password"] = v.read_secret_file(dep.options["password_file"])
+    password = password_of(dep, parts)
+    extra = {} if password is None else {"password": password}
 
     # The attempt's deadline guards redis-py's socket from the TLS handshake on (its
     # socket_timeout is per read: a server dripping its replies would hold the attempt).

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from waitfor.probes.base import NotReady, connect_error, no_cancel
+from waitfor.probes.base import NotReady, no_cancel
+from waitfor.probes.connect import connect_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -90,10 +90,11 @@ class Watched:
         self.status.save()  # `health` shows what the wait still waits for
 
     def supervise(self, inherited: Inherited) -> int:
+        from waitfor import process
         from waitfor.supervise import launch
 
         if not launch.is_pid1():
-            launch.become_subreaper()
+            process.become_subreaper()
         self.hooks = WatchHooks(self.cfg, self.status, self.log, self.probes)
         self.status.set_phase(st.RUNNING)
         # The forked child only makes system calls before exec, so the other threads are

@@ -6,7 +6,8 @@
 
 Responses are short JSON made of public names and states only (state.public_name: the
 user's `name:`, else kind and host:port, or `command#N`), never targets, arguments or
-reasons, so no secret can leak through an unauthenticated port.
+reasons, so no secret can leak through an unauthenticated port; and a body passes
+waitfor.output's mask as it is sent (a `name:` may hold a secret too).
 
 The port is exposed to the network, so it is built to be attacked (issue 10 C8, C9): one
 thread multiplexes every client with `selectors` (epoll), as a small event-loop server
@@ -226,7 +227,9 @@ class ProbeServer:
         return (200 if ok else 503), body, head_only
 
     def _respond(self, c: _Client, code: int, body: dict[str, object], head_only: bool = False) -> None:
-        data = (json.dumps(body) + "\n").encode()
+        from waitfor.output import masked_data
+
+        data = (json.dumps(masked_data(body)) + "\n").encode()  # a dependency's own name: masked too
         head = (f"HTTP/1.1 {code} {_REASONS.get(code, '')}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(data)}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n").encode()
         c.out = head + (b"" if head_only else data)

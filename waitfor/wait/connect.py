@@ -3,10 +3,12 @@ is probed by them alone, and a driver kind's by them while nothing listens (its 
 `connect_target`), so that a closed port costs one refused SYN in the scheduler's own
 thread: no pool thread, no driver, no extra connection once it answers.
 
-Each address is tried in turn, as waitfor.probes.tcp.open_connection does. Over loopback
-the kernel knows a closed port's answer before connect() returns, so most attempts end
-without a round through poll(); the others are registered with the scheduler's poll object
-and reported back through `done(key, address, None)` (accepted) or `done(key, None, why)`.
+A name's addresses are raced, as waitfor.probes.connect.race does (RFC 8305, issue 16 D13):
+the next one starts when one fails or after connect.stagger(), the first to accept wins.
+Over loopback the kernel knows a closed port's answer before connect() returns, so most
+attempts end without a round through poll(); the others are registered with the
+scheduler's poll object and reported back through `done(key, address, None)` (accepted)
+or `done(key, None, why)`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import errno
 import select
 import socket
 
-from waitfor.probes.base import NotReady, connect_error, local_limit
+from waitfor.probes.base import NotReady
+from waitfor.probes.connect import connect_error, order, stagger
+from waitfor.probes.limits import local_limit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,9 +30,9 @@ if TYPE_CHECKING:
 class Target:
     """Where one dependency's attempts connect, parsed once: host and port, or a unix
     socket's path; its addresses (None: a name, looked up at each attempt, as a compose
-    service may appear later); and its connect in flight."""
+    service may appear later); and its connects in flight."""
 
-    __slots__ = ("addrs", "conn", "failure", "host", "last", "port")
+    __slots__ = ("addrs", "conns", "deadline", "failure", "host", "last", "pending", "port")
 
     def __init__(self, target: tuple[str, int] | str) -> None:
         if isinstance(target, str):
@@ -37,8 +41,11 @@ class Target:
         else:
             self.host, self.port = target
             self.addrs = numeric(self.host, self.port)
-        # the connect in flight: (socket, address, the addresses still to try)
-        self.conn: tuple[_socket.socket, tuple | str, list[tuple]] | None = None
+        # the connects in flight (fd -> (socket, address)), the addresses not started yet,
+        # and the attempt's deadline
+        self.conns: dict[int, tuple[_socket.socket, tuple | str]] = {}
+        self.pending: list[tuple] = []
+        self.deadline = 0.0
         self.last: NotReady | None = None  # this attempt's last failure
         # the last connect failure (errno, address, its reason), reused while it repeats
         self.failure: tuple[int, tuple | str, NotReady] | None = None
@@ -75,18 +82,27 @@ def accepted_detail(addr: tuple | str) -> str:
 
 
 class Connects:
-    """The connects in flight, keyed by the caller's job."""
+    """The connects in flight, keyed by the caller's job. `done(key, addr, why)` says how
+    an attempt's race ended; `later(key, when)` asks for next(key, target) at `when`."""
 
     def __init__(self, poll: select.poll,
-                 done: Callable[[Hashable, tuple | str | None, NotReady | None], None]) -> None:
-        self.poll, self.done = poll, done
+                 done: Callable[[Hashable, tuple | str | None, NotReady | None], None],
+                 later: Callable[[Hashable, float], None], clock: Callable[[], float]) -> None:
+        self.poll, self.done, self.later, self.clock = poll, done, later, clock
         self.polled: dict[int, tuple[Hashable, Target]] = {}  # fd of a connect in flight -> its job
+        # fds closed in this turn of the loop while an event of theirs may still be ahead in
+        # poll()'s list (a race's losers): a new socket may have their number already
+        self.stale: set[int] = set()
 
-    def start(self, key: Hashable, t: Target, addrs: list[tuple]) -> bool:
-        """Try `addrs` in turn. True while one is in flight (its answer comes through
-        ready()); False when done() has been called already."""
-        while addrs:
-            family, addr = addrs.pop(0)
+    def start(self, key: Hashable, t: Target, addrs: list[tuple], deadline: float) -> None:
+        """Race `addrs` until `deadline`."""
+        t.pending, t.deadline = order(addrs), deadline
+        self.next(key, t)
+
+    def next(self, key: Hashable, t: Target) -> None:
+        """Start the next address (and the one after, as each fails at once)."""
+        while t.pending:
+            family, addr = t.pending.pop(0)
             try:
                 # SOCK_NONBLOCK: non-blocking from the start, one system call less per attempt;
                 # the C socket type (_socket) that socket.socket wraps in Python-level
@@ -101,38 +117,46 @@ class Connects:
                 # port's refusal is known now, without a round through poll (issue 12's cost).
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.EINPROGRESS
             if err == errno.EINPROGRESS:
-                t.conn = (sock, addr, addrs)
-                self.poll.register(sock, select.POLLOUT)
-                self.polled[sock.fileno()] = (key, t)
-                return True
+                fd = sock.fileno()
+                t.conns[fd] = (sock, addr)
+                self.poll.register(fd, select.POLLOUT)
+                self.polled[fd] = (key, t)
+                if t.pending:
+                    now = self.clock()
+                    self.later(key, now + stagger(t.deadline - now, len(t.pending)))
+                return
             sock.close()
             if err == 0:
+                self.drop(t)  # the others still in flight lost the race
                 self.done(key, addr, None)
-                return False
+                return
             t.last = t.error(err, addr)
-        self.done(key, None, t.last or NotReady(f"connect timed out ({t.host}:{t.port})"))
-        return False
+        if not t.conns:
+            self.done(key, None, t.last or NotReady(f"connect timed out ({t.host}:{t.port})"))
 
-    def ready(self, fd: int) -> bool:
-        """poll() reported `fd`: accepted, or the next address. -> start()'s answer."""
-        key, t = self.polled[fd]
-        assert t.conn is not None
-        sock, addr, rest = t.conn
+    def ready(self, fd: int) -> None:
+        """poll() reported `fd`: accepted (the race is won), or the next address at once."""
+        key, t = self.polled.pop(fd)
+        sock, addr = t.conns.pop(fd)
+        self.poll.unregister(fd)
         err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        self.drop(t)
-        if err == 0:
-            self.done(key, addr, None)
-            return False
-        t.last = t.error(err, addr)
-        return self.start(key, t, rest)
-
-    def drop(self, t: Target) -> tuple | str | None:
-        """Abandon `t`'s connect in flight, if any; -> the address it was connecting to."""
-        if t.conn is None:
-            return None
-        sock, addr, _ = t.conn
-        t.conn = None
-        if self.polled.pop(sock.fileno(), None) is not None:
-            self.poll.unregister(sock)
         sock.close()
-        return addr
+        if err == 0:
+            self.drop(t)
+            self.done(key, addr, None)
+            return
+        t.last = t.error(err, addr)
+        self.next(key, t)
+
+    def drop(self, t: Target) -> list[tuple | str]:
+        """Abandon `t`'s race; -> the addresses that were still connecting."""
+        t.pending = []
+        addrs = []
+        while t.conns:
+            fd, (sock, addr) = t.conns.popitem()
+            if self.polled.pop(fd, None) is not None:
+                self.poll.unregister(fd)
+            self.stale.add(fd)
+            sock.close()
+            addrs.append(addr)
+        return addrs

@@ -33,7 +33,9 @@ import time
 from collections import deque
 
 from waitfor.config.model import FAILED, READY, WAITING
-from waitfor.probes.base import Broken, NotReady, Refused, describe, fmt_addr, local_limit
+from waitfor.probes.base import Broken, NotReady, Refused, describe
+from waitfor.probes.connect import timed_out
+from waitfor.probes.limits import local_limit
 from waitfor.secrets import redact
 from waitfor.wait.build import build_probes, make_probe
 from waitfor.wait.connect import Connects, Target, accepted_detail
@@ -108,8 +110,15 @@ class _Pool:
             if len(self.work) > self.idle and len(self.threads) < self.size:
                 t = threading.Thread(target=self._worker, name=f"probe pool {len(self.threads) + 1}",
                                      daemon=True)
+                try:
+                    t.start()
+                except RuntimeError as e:  # no thread to be had (a pids limit): issue 16 D15
+                    if self.threads:  # the running ones will take the work in turn
+                        return
+                    self.work.pop()
+                    job.busy = False
+                    raise local_limit(e) or e from None
                 self.threads.append(t)
-                t.start()
             else:
                 self.ready.notify()
 
@@ -253,7 +262,7 @@ class Engine:
         # select.poll rather than the selectors module (1 ms of start-up): few sockets are in
         # flight at once, and poll() is POSIX
         self._poll = select.poll()
-        self._connects = Connects(self._poll, self._connect_done)
+        self._connects = Connects(self._poll, self._connect_done, self._stagger, self.clock)
         self._pass = self.started
         for dep in self.deps:
             job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
@@ -310,10 +319,11 @@ class Engine:
                 # poll() takes milliseconds: round up, so that a timer is never woken for early
                 events = poll.poll(None if timeout is None else -(-timeout * 1000 // 1))
                 self._pass = now = self.clock()
+                self._connects.stale.clear()
                 for fd, _ in events:
                     if fd == wake_fd:
                         self._drain_wake()
-                    elif fd in self._connects.polled:
+                    elif fd in self._connects.polled and fd not in self._connects.stale:
                         job = self._connects.polled[fd][0]
                         assert isinstance(job, _Job)
                         self._guarded(job, self._connects.ready, fd)
@@ -360,6 +370,9 @@ class Engine:
     def _guarded(self, job: _Job, fn: Callable[..., object], *args: object) -> None:
         try:
             fn(*args)
+        except NotReady as e:  # a local limit met by the loop itself (no pool thread): retried
+            self._drop_conn(job)
+            self._finish(job, e)
         except BaseException as e:  # noqa: BLE001 - a dependency must settle, whatever happens
             self._drop_conn(job)
             job.token += 1
@@ -398,12 +411,15 @@ class Engine:
         if what == "attempt":
             self._begin(job)
         elif what == "timeout":  # the attempt's deadline, for a connect or lookup in flight
-            addr = None if job.target is None else self._connects.drop(job.target)
-            if addr is not None:
-                self._finish(job, NotReady(f"connect timed out ({fmt_addr(addr)})"))
+            addrs = [] if job.target is None else self._connects.drop(job.target)
+            if addrs:
+                self._finish(job, NotReady(f"connect timed out ({timed_out(addrs)})"))
             else:
                 job.token += 1  # a late lookup result is dropped
                 self._finish(job, NotReady(f"resolving {self._host(job)} timed out after {job.budget:.3g}s"))
+        elif what == "stagger":  # the next address joins the race (RFC 8305's attempt delay)
+            if job.target is not None and job.target.conns:
+                self._connects.next(job, job.target)
         elif what == "held":  # the deadline passed while `after:` held it back
             name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
             other = self._jobs[name].deadline
@@ -472,9 +488,13 @@ class Engine:
 
     def _connect(self, job: _Job, addrs: list[tuple]) -> None:
         assert job.target is not None
-        if self._connects.start(job, job.target, addrs):
-            # the attempt's deadline (kept if a lookup set it)
-            self._inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
+        # the attempt's deadline (kept if a lookup set it); popped again when it ends at once
+        deadline = self._inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
+        self._connects.start(job, job.target, addrs, deadline)
+
+    def _stagger(self, job: Hashable, when: float) -> None:
+        assert isinstance(job, _Job)
+        self._at(when, "stagger", job)
 
     def _connect_done(self, job: Hashable, addr: tuple | str | None, exc: NotReady | None) -> None:
         assert isinstance(job, _Job)

@@ -151,12 +151,11 @@ class Connects:
     def drop(self, t: Target) -> list[tuple | str]:
         """Abandon `t`'s race; -> the addresses that were still connecting."""
         t.pending = []
-        addrs = []
+        addrs = [addr for _, addr in t.conns.values()]  # in the order they were started
         while t.conns:
-            fd, (sock, addr) = t.conns.popitem()
+            fd, (sock, _) = t.conns.popitem()
             if self.polled.pop(fd, None) is not None:
                 self.poll.unregister(fd)
             self.stale.add(fd)
             sock.close()
-            addrs.append(addr)
         return addrs

@@ -110,7 +110,7 @@ def test_record_behaves_as_namedtuple():
 def test_exec_only_path_imports_little():
     """`waitfor -- app` (no dependencies) is the start-up figure of BENCHMARKS.md: it loads
     no YAML, no target parsing, no engine, no re/urllib, and not collections (`types` is
-    allowed since issue 19 item 6: 0.15 ms, less than its trick was worth)."""
+    allowed: 0.15 ms, less than the trick that avoided it was worth)."""
     code = (f"import os, sys; before = set(sys.modules); sys.path.insert(0, {str(REPO)!r})\n"
             "os.execvp = lambda *a: (os.write(1, ','.join(sorted(set(sys.modules) - before)).encode()), os._exit(0))\n"
             "import waitfor.cli as c\n"
@@ -184,7 +184,7 @@ def test_a_yaml_tcp_wait_loads_no_ipaddress(tmp_path):
 
 
 def test_start_up_tricks_live_in_one_module():
-    """Issue 19 item 6: a start-up trick is kept only where it wins about 1 ms on a path
+    """A start-up trick is kept only where it wins about 1 ms on a path
     users run often, and then in waitfor/tricks.py with its measured cost (Record, the
     urllib.parse import without ipaddress). The ones that did not pay (the `types` aliases,
     __import__ for importlib.import_module) stay gone."""
@@ -320,7 +320,7 @@ def import_cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 
 
 def test_the_import_graph_has_no_cycles():
-    """Issue 19 item 2: no two waitfor modules import each other, directly or around a
+    """No two waitfor modules import each other, directly or around a
     loop, counting imports inside functions (where cycles used to hide)."""
     cycles = import_cycles(import_graph())
     assert [c for c in cycles if c not in KNOWN_CYCLES] == []

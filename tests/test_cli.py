@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers.core import HttpServer, TcpServer, clean_env, free_port, waitfor
+from helpers.core import HttpServer, TcpServer, clean_env, free_port, spawn, waitfor
 
 SUBCOMMANDS = ("run", "wait", "check", "validate", "schema")
 
@@ -202,7 +202,7 @@ def test_check_one_attempt_all_or_nothing():
         assert time.monotonic() - t0 < 3  # no retries until the 60 s default timeout
         assert a.accepted == 2  # one attempt each time, no retries
         assert "connection refused" in r.stdout + r.stderr
-    # Nothing to check is a failure with its reason, not a silent success (issue 10 A1).
+    # Nothing to check is a failure with its reason, not a silent success.
     r = waitfor("check")
     assert r.returncode == 1 and "nothing to check" in r.stdout, r
     r = waitfor("health")
@@ -264,8 +264,8 @@ def test_schema_json():
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_while_waiting_stops_at_once(sig, tmp_path):
     marker = tmp_path / "ran"
-    p = subprocess.Popen([sys.executable, "-m", "waitfor", "-t", "30", closed(), "--", "touch", str(marker)],
-                         env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = spawn("-t", "30", closed(), "--", "touch", str(marker),
+              env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 5
         # wait until it is waiting (it has said so), then signal
@@ -281,7 +281,7 @@ def test_signal_while_waiting_stops_at_once(sig, tmp_path):
     assert not marker.exists() and out == ""
 
 
-# --------------------------------------------------------------------------- issue 16 E21
+# --------------------------------------------------------------------------- a mistyped subcommand
 
 
 @pytest.mark.parametrize("argv,meant", [
@@ -323,7 +323,7 @@ def test_an_unknown_scheme_close_to_a_known_one_is_suggested():
 
 
 def test_validate_offline_still_runs_the_drivers_own_url_checks(tmp_path):
-    """Issue 16 E23: --offline skips secret files and missing drivers, not the checks of a
+    """--offline skips secret files and missing drivers, not the checks of a
     driver that is installed (libpq's parser rejects an unknown URL parameter)."""
     pytest.importorskip("psycopg")
     r = waitfor("validate", "--offline", "postgres://app@db/app?bogus=1")

@@ -1,4 +1,4 @@
-"""Issue #4: real readiness for databases and brokers, through their own drivers.
+"""Real readiness for databases and brokers, through their own drivers.
 
 Everything here talks to real servers: the machine's shared PostgreSQL, MariaDB, Redis,
 RabbitMQ, Mosquitto and NATS (started by .ci/services.sh), and servers the tests start
@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from helpers import servers
+from helpers.core import clean_env
 from helpers.servers import Mute, finish, later, run_waitfor, start_waitfor
 
 pytestmark = pytest.mark.drivers
@@ -237,7 +238,7 @@ def startup_time(kind: str) -> float:
 @pytest.mark.parametrize("kind", KINDS)
 def test_closed_port_times_out_with_reason(kind):
     # The bound is on the wait (-t 1.5 s), not on start-up: a fixed 4 s failed once on a
-    # fresh, busy machine (redis: 5.71 s, issue 10 F25). Start-up is measured under the
+    # fresh, busy machine (redis: 5.71 s). Start-up is measured under the
     # same load and added; on a quiet machine the bound is tighter than the old 4 s.
     startup = startup_time(kind)
     port = servers.free_port()
@@ -774,7 +775,7 @@ def without_drivers(tmp_path_factory):
 
 
 def _run_isolated(root, *args):
-    env = servers.waitfor_env(PYTHONPATH=str(root))
+    env = clean_env(PYTHONPATH=str(root))
     return subprocess.run([sys.executable, "-S", "-m", "waitfor", "wait", "-t", "1s", *args],
                           capture_output=True, text=True, timeout=30, env=env, cwd=root)
 
@@ -788,7 +789,7 @@ def test_isolated_interpreter_really_has_no_drivers(without_drivers):
     check = subprocess.run(
         [sys.executable, "-S", "-c",
          "import importlib.util, sys; print([n for n in sys.argv[1:] if importlib.util.find_spec(n)])", *names],
-        capture_output=True, text=True, env=servers.waitfor_env(PYTHONPATH=str(without_drivers)),
+        capture_output=True, text=True, env=clean_env(PYTHONPATH=str(without_drivers)),
     )
     assert check.stdout.strip() == "[]", check
 

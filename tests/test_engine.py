@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers.core import HttpServer, TcpServer, free_port, waitfor
+from helpers.core import HttpServer, TcpServer, free_port, spawn, waitfor
 from waitfor import config
 from waitfor.probes.base import NotReady, Refused
 from waitfor.wait import backoff
@@ -322,7 +322,7 @@ def _run_counting_threads(cfg):
 
 
 def test_threads_do_not_grow_with_the_number_of_dependencies(tmp_path):
-    """Issue 12: one scheduler thread for every tcp dependency, and a pool of at most
+    """One scheduler thread for every tcp dependency, and a pool of at most
     POOL_SIZE threads for the kinds that block, whatever their number."""
     closed = [f"127.0.0.1:{free_port()}" for _ in range(150)]
     files = [f"file://{tmp_path}/missing-{i}" for i in range(20)]
@@ -416,7 +416,6 @@ def test_a_command_probe_still_running_is_killed_when_the_wait_stops(tmp_path):
     # and the program must not be left behind, re-parented to init.
     import signal
     import subprocess
-    import sys
 
     marker = tmp_path / "started"
     cfg = tmp_path / "c.yaml"
@@ -425,8 +424,7 @@ def test_a_command_probe_still_running_is_killed_when_the_wait_stops(tmp_path):
         "dependencies:\n"
         f"  - command: [sh, -c, 'touch {marker}; exec sleep 7.25']\n"
     )
-    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "wait", "-c", str(cfg)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = spawn("wait", "-c", str(cfg), stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -502,7 +500,7 @@ def test_unix_sockets_are_probed_in_the_scheduler(tmp_path):
 
 
 def test_a_driver_kind_on_a_closed_port_is_refused_by_the_scheduler():
-    """Issue 12: while nothing listens, a driver kind's attempts are the scheduler's own
+    """While nothing listens, a driver kind's attempts are the scheduler's own
     connects (no pool thread, no driver); once something listens, the kind's probe runs in
     the pool (here it meets a server that hangs up: not ready, from the driver)."""
     pytest.importorskip("redis")
@@ -628,7 +626,7 @@ def _attempt_times(cfg, seconds):
 
 
 def test_refused_retries_share_wake_ups_and_keep_the_interval():
-    """Issue 12: ten closed ports refused together are asked in the same turn of the loop
+    """Ten closed ports refused together are asked in the same turn of the loop
     (one wake-up per interval, not ten), and none more than once per interval."""
     cfg = cfg_for(targets=[f"127.0.0.1:{free_port()}" for _ in range(10)], timeout="30s")
     times = _attempt_times(cfg, 1.2)
@@ -643,7 +641,7 @@ def test_refused_retries_share_wake_ups_and_keep_the_interval():
 
 
 def test_refused_retries_stretch_to_the_shared_connect_rate(monkeypatch):
-    """Issue 12: beyond CONNECT_RATE x interval refused dependencies, each is asked less
+    """Beyond CONNECT_RATE x interval refused dependencies, each is asked less
     often, so that all of them together stay near CONNECT_RATE attempts a second (here
     lowered to 200 a second for 40 closed ports: each ~5 a second instead of ~18)."""
     monkeypatch.setattr(backoff, "CONNECT_RATE", 200)

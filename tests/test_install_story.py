@@ -1,4 +1,4 @@
-"""Issue 16 E23: the documentation tells one install story, from this checkout or the
+"""The documentation tells one install story, from this checkout or the
 wheel built from it: never `pip install waitfor[...]` from a package index, whose
 `waitfor` is not this project (whoever holds that name would become PID 1). Size
 figures are in one unit, MiB, as `du -h` and `podman images` print them."""

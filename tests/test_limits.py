@@ -1,4 +1,6 @@
-"""Issue 10 B4-B7, E14: an attempt is bounded, whatever the other side does.
+"""An attempt is bounded, whatever the other side does: one deadline per attempt (a server
+that drips its answer), a regex that backtracks, command probes and their children and
+output, running out of file descriptors; config files must be small regular files.
 
 Real hostile servers on 127.0.0.1 (tests/helpers/servers.py `Drip`: an answer one byte per
 interval, which keeps every per-read socket timeout happy), real processes. The bounds
@@ -11,19 +13,18 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import time
 
 import pytest
 
-from helpers.servers import REPO, Drip, waitfor_env
+from helpers.core import PY, REPO, clean_env, spawn, waitfor
+from helpers.servers import Drip
 
 
 def run(*args, limit=60):
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "waitfor", *map(str, args)], capture_output=True,
-                          text=True, timeout=limit, cwd=REPO, env=waitfor_env())
-    return proc, time.monotonic() - t0
+    """(CompletedProcess, seconds) of `waitfor ARGS`."""
+    proc = waitfor(*args, timeout=limit, cwd=REPO)
+    return proc, proc.took
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def drip():
         s.stop()
 
 
-# ------------------------------------------------------------------ B4: one deadline per attempt
+# ------------------------------------------------------------------ one deadline per attempt
 
 
 def test_http_status_line_dripped_is_cut_at_the_attempt_timeout(drip):
@@ -86,7 +87,7 @@ def test_mysql_greeting_dripped_is_cut_at_the_attempt_timeout(drip):
     assert took < 5, took
 
 
-# ------------------------------------------------------------------ B5: a regex that backtracks
+# ------------------------------------------------------------------ a regex that backtracks
 
 CATASTROPHIC = {
     "re2": "(a*)*b",  # linear in RE2 (when installed); exponential in Python's re
@@ -115,9 +116,8 @@ def test_sigterm_is_prompt_during_a_catastrophic_body_regex(drip, tmp_path):
 
     d = drip(payload=b"HTTP/1.0 200 OK\r\n\r\n" + b"a" * 40 + b"!", every=0)
     cfg = body_config(tmp_path, d.port, CATASTROPHIC["child"])
-    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "wait", "-c", str(cfg), "-t", "30s",
-                             "--attempt-timeout", "20s"], cwd=REPO, env=waitfor_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn("wait", "-c", str(cfg), "-t", "30s", "--attempt-timeout", "20s", cwd=REPO, env=clean_env(),
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     kids = psutil.Process(proc.pid).children(recursive=True)
     assert kids, "the match runs in a child"
@@ -130,7 +130,7 @@ def test_sigterm_is_prompt_during_a_catastrophic_body_regex(drip, tmp_path):
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], kids
 
 
-# ------------------------------------------------------------------ B6: command probes
+# ------------------------------------------------------------------ command probes
 
 
 def sleepers(tag: str):
@@ -180,10 +180,8 @@ def test_command_output_is_bounded_in_memory_and_on_disk(tmp_path):
     import psutil
 
     cfg = command_config(tmp_path, ["yes"])
-    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "check", "-c", str(cfg),
-                             "--attempt-timeout", "2s", "-t", "3s"], cwd=REPO,
-                            env=waitfor_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = spawn("check", "-c", str(cfg), "--attempt-timeout", "2s", "-t", "3s", cwd=REPO,
+                 env=clean_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     me = psutil.Process(proc.pid)
     rss = files = 0
     while proc.poll() is None:
@@ -210,7 +208,7 @@ def test_command_output_is_bounded_in_memory_and_on_disk(tmp_path):
     assert rss < 200 << 20, f"RSS grew to {rss} bytes"
 
 
-# ------------------------------------------------------------------ B7: out of file descriptors
+# ------------------------------------------------------------------ out of file descriptors
 
 
 def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
@@ -218,9 +216,8 @@ def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
     cfg = tmp_path / "w.yaml"
     cfg.write_text("dependencies:\n" + "".join(
         f"  - {{name: pg{i}, url: 'postgres://root@127.0.0.1:5432/test'}}\n" for i in range(30)))
-    argv = f"ulimit -n 16; exec {sys.executable} -m waitfor wait -c {cfg} -t 3s"
-    proc = subprocess.run(["bash", "-c", argv], capture_output=True, text=True, timeout=60,
-                          cwd=REPO, env=waitfor_env())
+    proc = waitfor("wait", "-c", cfg, "-t", "3s", prefix=["bash", "-c", 'ulimit -n 16; exec "$@"', "bash"],
+                   capture_output=True, text=True, timeout=60, cwd=REPO, env=clean_env())
     assert proc.returncode in (0, 124), proc  # not 134 (glibc abort) nor 70
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "libgcc_s" not in proc.stderr, proc.stderr
@@ -231,7 +228,7 @@ def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
     assert reasons and all("local resource limit" in ln for ln in reasons), proc.stderr
 
 
-# ------------------------------------------------------------------ E14, E15: bad input is exit 2
+# ------------------------------------------------------------------ hostile files and URLs are exit 2
 
 
 @pytest.fixture
@@ -298,9 +295,9 @@ def test_fd_exhaustion_at_the_engines_start_is_a_local_limit(tmp_path):
         cfg = tmp_path / "w.yaml"
         cfg.write_text("dependencies:\n" + "".join(
             f"  - {{name: d{i}, url: 'tcp://127.0.0.1:{port}'}}\n" for i in range(70)))
-        argv = f"ulimit -n 64; exec {sys.executable} -m waitfor wait -c {cfg} -t 2s --attempt-timeout 1s"
-        proc = subprocess.run(["bash", "-c", argv], capture_output=True, text=True, timeout=60,
-                              cwd=REPO, env=waitfor_env())
+        proc = waitfor("wait", "-c", cfg, "-t", "2s", "--attempt-timeout", "1s",
+                       prefix=["bash", "-c", 'ulimit -n 64; exec "$@"', "bash"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO, env=clean_env())
     finally:
         for c in fillers:
             c.close()
@@ -312,7 +309,7 @@ def test_fd_exhaustion_at_the_engines_start_is_a_local_limit(tmp_path):
     assert reasons and all("local resource limit" in ln for ln in reasons), proc.stderr
 
 
-# ------------------------------------------------------------------ issue 16 D15: no thread to be had
+# ------------------------------------------------------------------ no thread to be had
 
 
 @contextlib.contextmanager
@@ -354,10 +351,9 @@ def test_a_pool_thread_that_cannot_start_is_a_local_limit_and_retried():
     from helpers.core import HttpServer
 
     with HttpServer() as srv, pids_cgroup(2) as group:
-        proc = subprocess.Popen(
-            ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" "$@"', sys.executable, "-m", "waitfor",
-             "wait", "-t", "20s", "--attempt-timeout", "1s", f"http://127.0.0.1:{srv.port}/"],
-            cwd=REPO, env=waitfor_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = spawn("wait", "-t", "20s", "--attempt-timeout", "1s", f"http://127.0.0.1:{srv.port}/",
+                     prefix=["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh"],
+                     cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(2)
         with open(f"{group}/pids.max", "w") as f:
             f.write("64")
@@ -383,8 +379,8 @@ def test_a_command_probe_whose_reaper_cannot_start_ends_its_program(tmp_path):
             "except NotReady as e:\n"
             "    print('NotReady', e)\n")
     with pids_cgroup(2) as group:
-        proc = subprocess.run([sys.executable, "-c", code, f"{group}/cgroup.procs"], capture_output=True,
-                              text=True, timeout=30, cwd=REPO, env=waitfor_env())
+        proc = subprocess.run([PY, "-c", code, f"{group}/cgroup.procs"], capture_output=True,
+                              text=True, timeout=30, cwd=REPO, env=clean_env())
     left = sleepers(tag)
     for p in left:
         p.kill()
@@ -393,7 +389,7 @@ def test_a_command_probe_whose_reaper_cannot_start_ends_its_program(tmp_path):
     assert not left, "the program outlived its attempt"
 
 
-# ------------------------------------------------------------------ issue 16 D16: no /proc
+# ------------------------------------------------------------------ no /proc
 
 
 def without_proc(tmp_path, yaml_text: str, *args: str) -> subprocess.CompletedProcess:
@@ -402,9 +398,9 @@ def without_proc(tmp_path, yaml_text: str, *args: str) -> subprocess.CompletedPr
         pytest.skip("needs root and unshare for a mount namespace")
     cfg = tmp_path / "w.yaml"
     cfg.write_text(yaml_text)
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /proc || exit 99; exec "$0" "$@"',
-                           sys.executable, "-m", "waitfor", "wait", "-c", str(cfg), *args],
-                          capture_output=True, text=True, timeout=60, cwd=REPO, env=waitfor_env())
+    proc = waitfor("wait", "-c", str(cfg), *args,
+                   prefix=["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /proc || exit 99; exec "$@"', "sh"],
+                   timeout=60, cwd=REPO, env=clean_env())
     if proc.returncode == 99 or "unshare:" in proc.stderr:
         pytest.skip(f"cannot mount a tmpfs over /proc here: {proc.stderr.strip()}")
     return proc

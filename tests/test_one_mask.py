@@ -1,4 +1,4 @@
-"""Issue 16 B4, B5: one door out. Every secret waitfor knows (secrets_env values, URL
+"""One door out: every secret waitfor knows (secrets_env values, URL
 passwords, header values, password files) is masked in every text that leaves it: log
 lines, the state file, `health` and `check` output, the /readyz /livez /startupz bodies,
 and a secret is masked before any cut, in the form that is actually printed.
@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 
 import pytest
-from test_watch import APP_TRAPS_TERM, Listener, free_port, get, wait_until, write_config
 
-from helpers.core import clean_env, waitfor
+from helpers.core import APP_TRAPS_TERM, clean_env, free_port, get, spawn, wait_until, waitfor, write_config
 from waitfor import output
 from waitfor.probes import command
 
@@ -29,20 +27,13 @@ def secret_file(tmp_path):
     return str(p)
 
 
-@pytest.fixture
-def listener():
-    lst = Listener().open()
-    yield lst
-    lst.close()
-
-
 def no_leak(text, secret=SECRET, piece=6):
     """Neither the secret nor any piece of it of `piece` characters (a cut one) is in text."""
     for i in range(len(secret) - piece + 1):
         assert secret[i:i + piece] not in text, f"{secret[i:i + piece]!r} of the secret leaked in:\n{text}"
 
 
-# ------------------------------------------------------------------ B4: one door out
+# ------------------------------------------------------------------ one door out
 
 
 def test_a_secrets_env_value_never_leaves_through_state_health_or_readyz(tmp_path, listener, secret_file):
@@ -63,8 +54,8 @@ def test_a_secrets_env_value_never_leaves_through_state_health_or_readyz(tmp_pat
     """)
     state = tmp_path / "state.json"
     env = clean_env(WAITFOR_STATE_FILE=str(state), DB_PASSWORD_FILE=secret_file)
-    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "run", "-c", cfg, "--", *APP_TRAPS_TERM],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = spawn("run", "-c", cfg, "--", *APP_TRAPS_TERM, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env=env)
     try:
         def failing_seen():
             try:
@@ -110,7 +101,7 @@ def test_a_url_password_is_masked_in_another_dependencys_output(tmp_path, listen
         no_leak(r.stdout + r.stderr)
 
 
-# ------------------------------------------------------------------ B5: mask before any cut
+# ------------------------------------------------------------------ mask before any cut
 
 
 def test_a_secret_at_column_191_is_masked_before_the_200_character_cut(tmp_path, secret_file):
@@ -184,9 +175,8 @@ def test_the_lean_supervisor_masks_secrets_env_values_too(tmp_path, secret_file,
     if how == "pid1" and pid_namespace_unavailable():
         pytest.skip(pid_namespace_unavailable())
     env = clean_env(DB_PASSWORD_FILE=secret_file, WAITFOR_SECRETS_DIRS=str(tmp_path))
-    argv = [sys.executable, "-m", "waitfor", "--secrets-env", "--", SECRET]
-    argv = [*NS, *argv] if how == "pid1" else [*argv[:3], "--init", *argv[3:]]
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+    mode = () if how == "pid1" else ("--init",)
+    r = waitfor(*mode, "--secrets-env", "--", SECRET, prefix=NS if how == "pid1" else (), env=env, timeout=30)
     assert r.returncode == 127, r.stderr
     assert "***: command not found" in r.stderr, r.stderr
     no_leak(r.stderr)

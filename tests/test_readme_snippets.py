@@ -1,4 +1,4 @@
-"""Issue 16 E19: the README's Dockerfile snippets work as copied.
+"""The README's Dockerfile snippets work as copied.
 
 Each ```dockerfile block of README.md and docker/README.md with a HEALTHCHECK is run as a container would run
 it: its ENV lines become the environment, its ENTRYPOINT (with a sleeping app for CMD)
@@ -13,12 +13,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
-from helpers.core import REPO, TcpServer, clean_env
+from helpers.core import REPO, WAITFOR, TcpServer, clean_env
 from helpers.pid1 import NS, pid_namespace_unavailable
 
 pytestmark = pytest.mark.pid1
@@ -68,7 +67,7 @@ def test_a_dockerfile_snippet_is_healthy_as_copied(tmp_path, index):
     def here(words):
         return [w.replace("/etc/waitfor.yaml", str(config)) for w in words]
 
-    waitfor_cmd = [sys.executable, "-m", "waitfor"]
+    waitfor_cmd = WAITFOR
     with TcpServer() as srv:
         config.write_text(f"dependencies: [tcp://127.0.0.1:{srv.port}]\n")
         env = clean_env(**{k: here([v])[0] for k, v in spec["env"].items()},

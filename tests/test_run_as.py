@@ -1,4 +1,4 @@
-"""Issue 11 item 1: `--user USER[:GROUP]` (gosu/su-exec in waitfor). Black-box, as root,
+"""`--user USER[:GROUP]` (gosu/su-exec in waitfor). Black-box, as root,
 as PID 1 of a PID namespace (the lean supervisor) and in exec mode: the app's real,
 effective, saved and filesystem ids and its groups, read from /proc/PID/status; signals
 still forwarded and orphans still reaped once the supervisor itself has dropped root.
@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from helpers.pid1 import NS, PROLOGUE, REPO, WAITFOR, Waitfor, alive, pid_namespace_unavailable
+from helpers.core import REPO, WAITFOR, repo_env, waitfor
+from helpers.pid1 import NS, PROLOGUE, Waitfor, alive, pid_namespace_unavailable
 
 pytestmark = pytest.mark.pid1
 
@@ -186,7 +187,7 @@ def _quick(args, env=None, user=None):
     py = [SYS_PY, "-m", "waitfor"] if user is not None else WAITFOR
     t0 = time.monotonic()
     r = subprocess.run(pre + py + args, capture_output=True, text=True, timeout=20,
-                       env=dict(os.environ, PYTHONPATH=REPO, **(env or {})))
+                       env=repo_env(**(env or {})))
     return r, time.monotonic() - t0
 
 
@@ -211,8 +212,7 @@ def test_not_root_cannot_switch_but_may_switch_to_itself():
 
 def test_pid1_namespace_runs_it_with_unshare():
     # the same as above, from the NS prefix: keeps the import of NS honest
-    r = subprocess.run(NS + WAITFOR + ["--user", "nobody", "--", "id", "-u"], capture_output=True, text=True,
-                       timeout=20, env=dict(os.environ, PYTHONPATH=REPO))
+    r = waitfor("--user", "nobody", "--", "id", "-u", prefix=NS, timeout=20, env=repo_env())
     assert r.returncode == 0 and r.stdout.strip() == str(NOBODY.pw_uid), r.stderr
 
 
@@ -236,8 +236,7 @@ def test_a_switch_the_kernel_refuses_is_one_line_exit_70_not_an_exec_failure(pid
     """Root of a user namespace that maps only itself (rootless containers): setgroups and
     setuid to nobody fail; that is said as such, not as `cannot execute` (126)."""
     ns = ["unshare", "--user", "--map-root-user"] + (["--pid", "--fork", "--mount-proc"] if pid1 else [])
-    r = subprocess.run(ns + WAITFOR + ["--user", "nobody", "--", "true"], capture_output=True, text=True,
-                       timeout=20, env=dict(os.environ, PYTHONPATH=REPO))
+    r = waitfor("--user", "nobody", "--", "true", prefix=ns, timeout=20, env=repo_env())
     if r.returncode != 70 and "unshare" in r.stderr:
         pytest.skip(f"no user namespaces here: {r.stderr.strip()}")
     assert r.returncode == 70, r.stderr
@@ -265,8 +264,8 @@ def test_a_numeric_group_is_a_gid_first_as_su_exec_and_gosu_take_it(tmp_path):
     group = tmp_path / "group"
     group.write_text(open("/etc/group").read() + "4321:x:5000:\n")
     script = f'mount --bind {group} /etc/group && exec "$@"'
-    r = subprocess.run(["unshare", "--mount", "sh", "-c", script, "sh", *WAITFOR, "--user", "nobody:4321", "--",
-                        "id", "-g"], capture_output=True, text=True, timeout=20, env=dict(os.environ, PYTHONPATH=REPO))
+    r = waitfor("--user", "nobody:4321", "--", "id", "-g", prefix=["unshare", "--mount", "sh", "-c", script, "sh"],
+                timeout=20, env=repo_env())
     if r.returncode != 0 and "mount" in r.stderr:
         pytest.skip(f"cannot mount here: {r.stderr}")
     assert r.returncode == 0 and r.stdout.strip() == "4321", r.stderr
@@ -294,7 +293,7 @@ def test_not_root_from_the_config_file_is_located_at_its_line():
     assert r.stderr.startswith("waitfor: error: WAITFOR_USER: not root, cannot switch user"), r.stderr
 
 
-# --- Issue 16 A1: once the app runs as USER, no program waitfor starts runs as root -----
+# --- once the app runs as USER, no program waitfor starts runs as root -----
 
 # The app (as USER) rewrites the watched check script, as a hostile app would, then waits
 # for the watch to run it: the next run must be USER's (ids, groups, HOME, capabilities).
@@ -379,7 +378,7 @@ def test_a_check_the_user_may_not_run_is_a_failed_check_not_a_root_run(user_dir)
     assert r.returncode == 124 and f"{path}: permission denied" in r.stderr, r.stderr
 
 
-# --- Issue 16 A2: a process of the app that regains root can still be signalled --------
+# --- a process of the app that regains root can still be signalled --------
 
 SETUID_ROOT_C = r"""
 #define _GNU_SOURCE

@@ -1,32 +1,26 @@
-"""Issue 11 item 2: `secrets_env` / `--secrets-env` / WAITFOR_SECRETS_ENV, the file_env of
+"""`secrets_env` / `--secrets-env` / WAITFOR_SECRETS_ENV, the file_env of
 the official postgres and mysql images. Black-box through the real CLI, each run with a
 clean environment (a developer's own *_FILE variables, such as TF_CLI_CONFIG_FILE, would
 otherwise take part)."""
 
 import os
-import subprocess
-import sys
-import time
 
 import pytest
 
-from helpers.pid1 import REPO
+from helpers import core
+from helpers.core import bare_env
 
 SECRET = "s3cr3t-Value!"
 SHOW = 'printf "%s|%s|%s" "${DB_PASSWORD-unset}" "${DB_PASSWORD_FILE-unset}" "${OTHER-unset}"'
 
 
 def waitfor(args, env=None, timeout=20):
-    full = {"PATH": os.environ["PATH"], "PYTHONPATH": REPO, **(env or {})}
-    t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "waitfor", *args], capture_output=True, text=True,
-                       env=full, timeout=timeout)
-    r.took = time.monotonic() - t0
-    return r
+    """`waitfor ARGS` with only PATH, PYTHONPATH and `env` in its environment."""
+    return core.waitfor(*args, env=bare_env(**(env or {})), timeout=timeout)
 
 
 def inside(path):
-    """`secrets_env: true` takes a NAME_FILE directly inside a secrets folder (issue 16 B6):
+    """`secrets_env: true` takes a NAME_FILE directly inside a secrets folder:
     the test's folder is configured as one."""
     return {"WAITFOR_SECRETS_DIRS": os.path.dirname(os.path.abspath(path))}
 
@@ -134,7 +128,7 @@ def test_bad_names_in_the_list_are_exit_2():
     assert r.returncode == 2 and "WAITFOR_SECRETS_ENV" in r.stderr, r.stderr
 
 
-# --------------------------------------------------------------------------- issue 16 B6
+# --------------------------------------------------------------------------- what `true` leaves alone
 
 # Variables that programs read as paths, re-read or need as files: `true` must leave them.
 PATH_VARIABLES = ("AWS_WEB_IDENTITY_TOKEN_FILE", "SSL_CERT_FILE", "AWS_SHARED_CREDENTIALS_FILE",
@@ -230,7 +224,7 @@ def test_bad_secrets_dirs_are_exit_2(value):
     assert r.returncode == 2 and "WAITFOR_SECRETS_DIRS" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
-# --------------------------------------------------------------------------- issue 16 B7
+# --------------------------------------------------------------------------- secrets_env in every subcommand's probes
 
 NEEDS_PASSWORD = f"""\
 secrets_env: [DB_PASSWORD]

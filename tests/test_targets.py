@@ -297,7 +297,7 @@ def test_invert_times_out_while_present(tmp_path):
     cfg = write_yaml(tmp_path, f"dependencies:\n  - url: file://{lock}\n    invert: true\n")
     r = waitfor("wait", "-t", "400ms", "-c", cfg)
     assert r.returncode == 124, r.stderr
-    assert "still exists" in r.stderr  # a file is not "reachable" (issue 10, F23)
+    assert "still exists" in r.stderr  # a file is not "reachable"
 
 
 # --------------------------------------------------------------------------- dns

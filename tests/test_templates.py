@@ -1,4 +1,4 @@
-"""Issue 11 item 3: `templates:` / `--template SRC:DEST`, rendered with the config's own
+"""`templates:` / `--template SRC:DEST`, rendered with the config's own
 interpolation (waitfor.config.interpolate), checked before the wait, written atomically
 after it and before the app. Black-box through the real CLI."""
 
@@ -6,23 +6,19 @@ import os
 import pwd
 import stat
 import subprocess
-import sys
 import time
 
 import pytest
 
-from helpers.pid1 import REPO
+from helpers import core
+from helpers.core import REPO, bare_env, spawn
 
 TEMPLATE = "host=${DB_HOST:-localhost}\npass=${DB_PASSWORD:?set DB_PASSWORD}\nprice=$$5\n"
 
 
 def waitfor(args, env=None, timeout=20, prefix=()):
-    full = {"PATH": os.environ["PATH"], "PYTHONPATH": REPO, **(env or {})}
-    t0 = time.monotonic()
-    r = subprocess.run([*prefix, sys.executable, "-m", "waitfor", *args], capture_output=True, text=True,
-                       env=full, timeout=timeout)
-    r.took = time.monotonic() - t0
-    return r
+    """`waitfor ARGS` (after `prefix`) with only PATH, PYTHONPATH and `env` in its environment."""
+    return core.waitfor(*args, env=bare_env(**(env or {})), timeout=timeout, prefix=prefix)
 
 
 @pytest.fixture
@@ -101,10 +97,9 @@ def test_bad_sources_and_destinations_are_exit_2(tmpl, tmp_path):
 
 def test_written_after_the_wait(tmpl, tmp_path):
     flag, dest = tmp_path / "ready", tmp_path / "app.conf"
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": REPO, "DB_PASSWORD": "pw"}
-    p = subprocess.Popen([sys.executable, "-m", "waitfor", "--template", f"{tmpl}:{dest}", "-t", "20s",
-                          f"file://{flag}", "--", "cat", str(dest)], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    env = bare_env(DB_PASSWORD="pw")
+    p = spawn("--template", f"{tmpl}:{dest}", "-t", "20s", f"file://{flag}", "--", "cat", str(dest), env=env,
+              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.5)
         assert p.poll() is None and not dest.exists(), "written only once the wait is over"
@@ -221,12 +216,10 @@ def test_values_that_are_not_utf8_are_written_as_they_are(tmp_path):
     secret = tmp_path / "bin"
     secret.write_bytes(b"\x80\x81\xc3(\xfe\n")
     dest = tmp_path / "app.conf"
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": REPO, "LC_ALL": "C", "BIN_FILE": str(secret),
-           "WAITFOR_SECRETS_DIRS": str(tmp_path)}
+    env = bare_env(LC_ALL="C", BIN_FILE=str(secret), WAITFOR_SECRETS_DIRS=str(tmp_path))
     envb = {k.encode(): v.encode() for k, v in env.items()}
     envb[b"NAME"] = b"caf\xe9"
-    r = subprocess.run([sys.executable, "-m", "waitfor", "--secrets-env", "--template", f"{tmpl}:{dest}",
-                        "--", "true"], capture_output=True, env=envb, timeout=20)
+    r = core.waitfor("--secrets-env", "--template", f"{tmpl}:{dest}", "--", "true", text=False, env=envb, timeout=20)
     assert r.returncode == 0, r.stderr
     assert dest.read_bytes() == b"bin=\x80\x81\xc3(\xfe\nname=caf\xe9\nraw=\xff\xfe\n"
 
@@ -269,7 +262,8 @@ def test_set_id_sticky_and_non_octal_modes_are_exit_2(tmp_path, written, words):
 
 
 # --------------------------------------------------------------------------- unsafe paths
-# As root, with a real non-root user (nobody) who owns /data: the layout of issue 16 A3.
+# As root, with a real non-root user (nobody) who owns /data, as in an image whose app user
+# owns its data folder and could plant symlinks there.
 # The tree lives in its own 0755 folder under /tmp (pytest's own is root-only, which
 # nobody could not reach).
 
@@ -285,7 +279,7 @@ def tree():
     if os.geteuid() != 0:
         pytest.skip("needs root and a non-root user")
     nobody = pwd.getpwnam("nobody")
-    base = tempfile.mkdtemp(prefix="waitfor-a3-", dir="/tmp")
+    base = tempfile.mkdtemp(prefix="waitfor-unsafe-paths-", dir="/tmp")
     os.chmod(base, 0o755)
     data, secret = os.path.join(base, "data"), os.path.join(base, "secret")
     os.mkdir(data)
@@ -327,10 +321,9 @@ def test_a_folder_swapped_for_a_symlink_during_the_wait_is_refused(tree):
     p = as_nobody(nobody, "import os, sys; os.mkdir(sys.argv[1])", f"{data}/conf")
     assert p.wait(10) == 0, p.stderr.read()
     flag = f"{base}/ready"
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": REPO}
-    w = subprocess.Popen([sys.executable, "-m", "waitfor", "--user", "nobody", "-t", "30s", f"file://{flag}",
-                          "--template", f"{src}:{data}/conf/app.ini", "--", "true"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = bare_env()
+    w = spawn("--user", "nobody", "-t", "30s", f"file://{flag}", "--template", f"{src}:{data}/conf/app.ini", "--",
+              "true", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(1)
         assert w.poll() is None, w.stderr.read()

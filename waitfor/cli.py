@@ -1,4 +1,4 @@
-"""Command line: `waitfor [run|wait|check|health|validate|schema] [OPTIONS] [TARGET ...] [-- COMMAND ...]`.
+"""Command line: `waitfor [run|wait|sidecar|check|health|validate|schema] [OPTIONS] [TARGET ...] [-- COMMAND ...]`.
 
 main() reads like a recipe, as tini's does: capture the inherited signal state and block
 every signal, parse, build the frozen Config, run the subcommand. It is the only place
@@ -155,6 +155,10 @@ def dispatch(cfg: Config, args: SimpleNamespace, inherited: Inherited) -> int:
 
     if cfg.mode == "wait":
         return run.run_wait(cfg, log)
+    if cfg.mode == "sidecar":
+        from waitfor.commands.sidecar import run_sidecar
+
+        return run_sidecar(cfg, log, given=getattr(args, "given", {}))
     return run.run(cfg, inherited, log)
 
 

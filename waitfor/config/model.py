@@ -152,7 +152,7 @@ def _show_addr(addr: object) -> object:
 
 
 WAITING_GROUP, OUTPUT, SUPERVISION, RUNTIME = (
-    "waiting", "output", "supervision (run)", "runtime watch and probes (run)")
+    "waiting", "output", "supervision (run)", "runtime watch and probes (run, sidecar)")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("config", WAITING_GROUP, env="WAITFOR_CONFIG", flags=(
@@ -228,11 +228,12 @@ SETTINGS: tuple[Setting, ...] = (
                      "repeatable", "SRC:DEST", append=True),)),
     Setting("watch_interval", RUNTIME, yaml="watch.interval", parse=v.deadline, default=None, run_only=True,
             needs_supervision=True, show=_show_duration, flags=(
-                Flag(("--watch-interval",), "keep probing every DURATION while the app runs (0: no watch)",
+                Flag(("--watch-interval",), "keep probing every DURATION while the app runs (0: no watch; "
+                     "sidecar: default 5s)",
                      "DURATION"),)),
     Setting("failure_threshold", RUNTIME, yaml="watch.failure_threshold", parse=v.positive_int, default=3,
             run_only=True, flags=(
-                Flag(("--failure-threshold",), "failures in a row that stop the app (default 3)", "N"),)),
+                Flag(("--failure-threshold",), "failures in a row that stop the app (default 3; run only)", "N"),)),
     Setting("probe_addr", RUNTIME, yaml="probe_addr", parse=v.listen_addr, default=None, run_only=True,
             needs_supervision=True, show=_show_addr, flags=(
                 Flag(("--probe-addr",), "serve /livez, /readyz and /startupz on HOST:PORT", "HOST:PORT"),)),
@@ -250,7 +251,7 @@ COMMON_KEYS = ("name", "url", "command", "timeout", "after", "invert")
 
 
 _CONFIG_FIELDS = (
-    "mode",              # run | wait | check | health | validate
+    "mode",              # run | wait | sidecar | check | health | validate
     "command",           # COMMAND and its arguments (run)
     "dependencies",      # (Dependency, ...)
     "health",            # (Dependency, ...); None: health checks the dependencies

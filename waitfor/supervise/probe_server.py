@@ -117,12 +117,15 @@ class ProbeServer:
 
     def serve_forever(self) -> None:
         while not self._stop.is_set():
+            # Idle (no client, accepting): sleep until a client or shutdown()'s wake-up byte
+            # comes, so an idle sidecar or supervisor has no timer waking it every second.
             now = time.monotonic()
-            timeout = min([c.deadline for c in self.clients.values()], default=now + 1.0) - now
+            wake = [c.deadline for c in self.clients.values()]
             if self._accepting_paused_until:
-                timeout = min(timeout, self._accepting_paused_until - now)
+                wake.append(self._accepting_paused_until)
+            timeout = max(0.0, min(wake) - now) if wake else None
             try:
-                events = self.selector.select(max(0.0, min(timeout, 1.0)))
+                events = self.selector.select(timeout)
             except OSError:  # EINTR is retried by Python; anything else: try again shortly
                 events = []
                 time.sleep(0.05)

@@ -249,6 +249,42 @@ def test_closed_port_times_out_with_reason(kind):
     assert "gave up: 1 of 1" in r.err, r
 
 
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "grpc"])
+def test_a_refused_login_is_refused(kind):
+    """Issue 17: the drivers connect once per attempt, without a TCP connect of their own
+    first; the driver's own refused connect is still Refused (polled as a closed port),
+    in the tcp probe's words."""
+    from waitfor.probes.base import Refused
+
+    port = servers.free_port()
+    with pytest.raises(Refused, match=f"connection refused \\(127.0.0.1:{port}\\)"):
+        probe_of(kind, url_at(kind, port))(1.0)
+
+
+def test_the_kinds_say_where_an_attempt_connects():
+    """connect_target: parsed once per dependency by the scheduler; None when in doubt."""
+    from waitfor.probes import table
+    from waitfor.urls import urlsplit
+
+    def target(kind, url):
+        return table.load(kind).connect_target(urlsplit(url))
+
+    assert target("postgres", "postgresql://u@db/x") == ("db", 5432)
+    assert target("postgres", "postgres://u@db:6543/x?sslmode=require") == ("db", 6543)
+    assert target("postgres", "postgres://u@h1,h2/x") is None
+    assert target("postgres", "postgres://u@/x?host=/run/postgresql") is None
+    assert target("postgres", "postgres://u@%2Frun%2Fpostgresql/x") is None
+    assert target("mysql", "mariadb://u@db/x") == ("db", 3306)
+    assert target("redis", "rediss://db") == ("db", 6379)
+    assert target("amqp", "amqps://db") == ("db", 5671)
+    assert target("mqtt", "mqtts://db") == ("db", 8883)
+    assert target("nats", "nats://db") == ("db", 4222)
+    assert target("http", "https://db/x") == ("db", 443)
+    assert target("tcp", "tcp://db:1") == ("db", 1)
+    assert target("unix", "unix:///run/a%20b.sock") == "/run/a b.sock"
+    assert target("file", "file:///x") is None and target("command", "command:") is None
+
+
 # --------------------------------------------------------------------------- open port, wrong protocol
 
 # What each probe says about a port that accepts and then stays silent.

@@ -10,6 +10,7 @@ asserted are generous ("a few seconds instead of 30"); the figures are in bench/
 import contextlib
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import time
@@ -273,6 +274,39 @@ def test_driver_rejected_urls_are_exit_2_not_a_timeout(url):
     assert proc.returncode == 2, proc
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert took < 5, took
+
+
+def test_fd_exhaustion_at_the_engines_start_is_a_local_limit(tmp_path):
+    """Issue 16 D14: 70 dependencies whose connects stay in flight (a listener whose accept
+    queue is full drops their SYNs) under `ulimit -n 64`: the first attempts take every fd
+    before the scheduler's wake-up pair is made. That is a local resource limit, reported
+    as one and retried, not `internal error: OSError: [Errno 24]` (exit 70)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue: further SYNs are dropped
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        cfg = tmp_path / "w.yaml"
+        cfg.write_text("dependencies:\n" + "".join(
+            f"  - {{name: d{i}, url: 'tcp://127.0.0.1:{port}'}}\n" for i in range(70)))
+        proc = waitfor("wait", "-c", cfg, "-t", "2s", "--attempt-timeout", "1s",
+                       prefix=["bash", "-c", 'ulimit -n 64; exec "$@"', "bash"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO, env=clean_env())
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+    assert proc.returncode == 124, proc
+    assert "internal error" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    reasons = [ln for ln in proc.stderr.splitlines() if "Too many open files" in ln]
+    assert reasons and all("local resource limit" in ln for ln in reasons), proc.stderr
 
 
 # ------------------------------------------------------------------ no thread to be had

@@ -296,3 +296,74 @@ class UnixServer:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(5)
+
+
+class CountingProxy:
+    """A real TCP proxy to 127.0.0.1:`upstream` that counts the connections it accepts and
+    those on which the client sent anything (a login: a driver speaks first, or answers
+    the server's greeting). Listens on `port` (a free one if None) once started."""
+
+    def __init__(self, upstream: int, port: int | None = None) -> None:
+        self.upstream, self.port = upstream, port or free_port()
+        self.connections = self.spoke = 0
+        self._lock = threading.Lock()
+        self._srv: socket.socket | None = None
+
+    def start(self) -> "CountingProxy":
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        self._srv = srv
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._srv is not None:
+            self._srv.close()
+
+    def _accept(self) -> None:
+        assert self._srv is not None
+        while True:
+            try:
+                client, _ = self._srv.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+        except OSError:
+            client.close()
+            return
+        spoke = threading.Event()
+
+        def pipe(src: socket.socket, dst: socket.socket, counts: bool) -> None:
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    if counts and not spoke.is_set():
+                        spoke.set()
+                        with self._lock:
+                            self.spoke += 1
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        back = threading.Thread(target=pipe, args=(server, client, False), daemon=True)
+        back.start()
+        pipe(client, server, True)
+        back.join(5)
+        client.close()
+        server.close()

@@ -80,8 +80,10 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
         from waitfor.wait.loop import wait
 
         probes = build_probes(cfg.dependencies)
-        build_probes(cfg.checks)  # the watch's own checks: a driver's rejection is exit 2 now
-        with Watched(cfg, log) as watched:
+        # the watch's own checks, built once too (a driver's rejection is exit 2 now), and
+        # reused by every round of the watch
+        watch_probes = {**build_probes(d for d in cfg.checks if d.name not in probes), **probes}
+        with Watched(cfg, log, watch_probes) as watched:
             code = wait(cfg, log, probes, observe=watched.observe)
             if code != exitcodes.OK:
                 return code

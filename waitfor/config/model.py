@@ -162,11 +162,16 @@ SETTINGS: tuple[Setting, ...] = (
                 Flag(("-t", "--timeout"), "overall deadline, 0 for none (default 60s)", "DURATION"),)),
     Setting("interval", WAITING_GROUP, yaml="interval", parse=v.positive_duration, default=0.05,
             show=_show_duration, flags=(
-                Flag(("--interval",), "first retry delay and the polling interval of closed ports (default 50ms)",
+                Flag(("--interval",), "first retry delay, and the polling interval of closed ports during --fast-window (default 50ms)",
                      "DURATION"),)),
     Setting("max_interval", WAITING_GROUP, yaml="max_interval", parse=v.positive_duration, default=1.0,
             show=_show_duration, flags=(
-                Flag(("--max-interval",), "longest retry delay (default 1s)", "DURATION"),)),
+                Flag(("--max-interval",), "longest retry delay, and the period of every retry after "
+                     "--fast-window (default 1s)", "DURATION"),)),
+    Setting("fast_window", WAITING_GROUP, env="WAITFOR_FAST_WINDOW", yaml="fast_window", parse=v.duration,
+            default=2.0, show=_show_duration, flags=(
+                Flag(("--fast-window",), "poll each dependency every --interval for this long, then once per "
+                     "--max-interval at a random phase (default 2s)", "DURATION"),)),
     Setting("attempt_timeout", WAITING_GROUP, yaml="attempt_timeout", parse=v.positive_duration, default=2.0,
             show=_show_duration, flags=(
                 Flag(("--attempt-timeout",), "bound on one attempt (default 2s)", "DURATION"),)),
@@ -267,6 +272,7 @@ class Config(Record, fields=_CONFIG_FIELDS, defaults=((), (), None, *(s.default 
         timeout: float | None
         interval: float
         max_interval: float
+        fast_window: float
         attempt_timeout: float
         secrets_env: bool | tuple[str, ...]
         secrets_dirs: tuple[str, ...]

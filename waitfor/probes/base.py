@@ -17,6 +17,14 @@ Each kind's module defines:
   PORT: the default port, "required" when the URL must name one, None for kinds
         without host and port (file, unix, command)
   EXTRA / DRIVER: the pip extra and the module it provides, for driver kinds
+  READY_ON_CONNECT: True when an accepted connect is the whole answer (tcp, unix): the
+        scheduler then probes it in its own loop, without building a probe
+  connect_target(parts) -> (host, port), a unix socket's path, or None: where an attempt
+        connects first, when the URL says so plainly (None when in doubt: several hosts,
+        a socket path in the query). While nothing listens there, the scheduler's own
+        non-blocking connects answer `Refused` without a pool thread or a driver; once it
+        accepts, the kind's probe runs with one connection of its own per attempt (no TCP
+        connect of its own before the driver's; a refused one is `Refused`: connect.refusal).
   probe_for(dep) -> Probe
 
 This module is the interface only, with the small helpers every kind shares. The
@@ -51,7 +59,8 @@ How an attempt is bounded (one rule, every kind):
     command   its process group killed at the deadline
     dns       connect.resolve: the lookup thread is waited for until the deadline
     file      one stat(): nothing to bound
-  The TCP-first step of the driver kinds is connect.connect, bounded like tcp.
+  The driver kinds make no TCP connect of their own first: the scheduler's connects answer
+  while the port is refused (connect_target), and the driver's own connect is the attempt's one.
 """
 
 from __future__ import annotations
@@ -101,7 +110,10 @@ if TYPE_CHECKING:
         def EXTRA(self) -> str | None: ...
         @property
         def DRIVER(self) -> str | None: ...
+        @property
+        def READY_ON_CONNECT(self) -> bool: ...
 
+        def connect_target(self, parts: SplitResult) -> tuple[str, int] | str | None: ...
         def check_url(self, parts: SplitResult) -> None: ...
         def probe_for(self, dep: Dependency) -> Probe: ...
         def cancel(self) -> None: ...
@@ -139,6 +151,23 @@ def tls_context(options: Mapping[str, Any]) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def tcp_target(parts: SplitResult, default: int | None) -> tuple[str, int] | None:
+    """connect_target for a URL with one host (and the kind's default port): None for
+    several hosts (`h1,h2`), none, or no port known."""
+    try:
+        port = parts.port or default
+    except ValueError:
+        return None
+    host = parts.hostname
+    if not host or not port or "," in parts.netloc:
+        return None
+    return host, port
+
+
+def no_target(parts: SplitResult) -> None:
+    """connect_target for kinds without a host and port of their own (file, command, dns)."""
 
 
 def accept_url(parts: SplitResult) -> None:

@@ -34,11 +34,13 @@ import time
 from errno import EACCES, ENOENT, EPERM
 
 from waitfor import process
-from waitfor.probes.base import Broken, NotReady, accept_url
+from waitfor.probes.base import Broken, NotReady, accept_url, no_target
 
 TYPE_CHECKING = False
 
 PORT = None
+READY_ON_CONNECT = False
+connect_target = no_target
 check_url = accept_url
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install

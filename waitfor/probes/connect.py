@@ -196,3 +196,24 @@ def connect_error(err: int, addr: tuple[Any, ...] | str) -> NotReady:
     if err == errno.ECONNREFUSED:
         return Refused(f"connection refused ({where})")
     return NotReady(f"{os.strerror(err)} ({where})")
+
+
+def refusal(exc: BaseException, host: str, port: int) -> Refused | None:
+    """If a driver's `exc` (or what it wraps: causes, exceptions in its args or its
+    `exception`, as pika nests them) is a refused connect: the Refused that says so, in the
+    words of the tcp probe. Drivers connect by themselves (one connection per attempt, no
+    TCP connect of theirs first), and a refused one must still be polled as one."""
+    seen: list[BaseException] = [exc]
+    for e in seen:
+        if isinstance(e, ConnectionRefusedError) or (isinstance(e, OSError) and e.errno == errno.ECONNREFUSED):
+            break
+        if len(seen) < 16:
+            # (pika's connector errors keep theirs in `.exception`)
+            seen.extend(x for x in (e.__cause__, e.__context__, getattr(e, "exception", None),
+                                    *getattr(e, "args", ()))
+                        if isinstance(x, BaseException) and x not in seen)
+    else:
+        if "Connection refused" not in str(exc):  # libpq, redis-py keep only the words
+            return None
+    refused = connect_error(errno.ECONNREFUSED, (host, port))
+    return refused if isinstance(refused, Refused) else None

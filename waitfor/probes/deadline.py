@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from waitfor.probes.base import NotReady, describe
+from waitfor.probes.base import NotReady, Refused, describe
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -111,6 +111,8 @@ def with_deadline(attempt: Callable[[float, Deadline], str],
                 before(d)
             try:
                 return attempt(timeout, d)
+            except Refused:  # nothing listens: nothing of the deadline's to add
+                raise
             except NotReady as e:
                 raise NotReady(d.reason(describe(e))) from None
 

@@ -13,13 +13,21 @@ import socket
 import ssl
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, tls_context
+from waitfor.probes.base import NotReady, accept_url, tcp_target, tls_context
 from waitfor.probes.deadline import Deadline
 
 TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from waitfor.urls import SplitResult
 
 PORT = 80  # or 443 for https
+READY_ON_CONNECT = False
 check_url = accept_url
+
+
+def connect_target(parts: SplitResult) -> tuple[str, int] | None:
+    return tcp_target(parts, 443 if parts.scheme.lower() == "https" else PORT)
+
 EXTRA = None  # no driver: nothing to install
 DRIVER = None
 

@@ -13,14 +13,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = "required"
+READY_ON_CONNECT = True  # probed by the scheduler's own connects (waitfor.wait.connect)
 check_url = accept_url
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install
 DRIVER = None
 OPTIONS: Options = {}
+
+
+def connect_target(parts: SplitResult) -> tuple[str, int]:
+    return host_port(parts)
 
 
 def probe_for(dep: Dependency) -> Probe:

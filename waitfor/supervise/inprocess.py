@@ -25,10 +25,12 @@ from waitfor.supervise.watch import Watch, watched
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from types import TracebackType
 
     from waitfor.config.model import Config
     from waitfor.output import Log
+    from waitfor.probes.base import Probe
     from waitfor.signals import Inherited
     from waitfor.supervise.probe_server import ProbeServer
     from waitfor.wait.engine import Outcome
@@ -37,10 +39,11 @@ if TYPE_CHECKING:
 class WatchHooks(Hooks):
     """Bridges the watch thread and the supervisor loop in the main thread."""
 
-    def __init__(self, cfg: Config, status: st.Status, log: Log, stop_app: bool = True) -> None:
+    def __init__(self, cfg: Config, status: st.Status, log: Log, stop_app: bool = True,
+                 probes: Mapping[str, Probe] | None = None) -> None:
         self.main_thread = threading.get_ident()
         self._lost = threading.Event()
-        self.watch = Watch(cfg, status, log, on_failure=self._on_failure if stop_app else None)
+        self.watch = Watch(cfg, status, log, on_failure=self._on_failure if stop_app else None, probes=probes)
         # The watch's command probes run in this process: waitpid(-1) in the loop may reap
         # them first, and must hand their status back.
         self._reaped = None
@@ -70,8 +73,8 @@ class WatchHooks(Hooks):
 class Watched:
     """The state file and the probe endpoint, from the start of the wait to the exit."""
 
-    def __init__(self, cfg: Config, log: Log) -> None:
-        self.cfg, self.log = cfg, log
+    def __init__(self, cfg: Config, log: Log, probes: Mapping[str, Probe] | None = None) -> None:
+        self.cfg, self.log, self.probes = cfg, log, probes
         self.status = st.Status.for_config(cfg, st.state_path())
         self.server: ProbeServer | None = None
         self.hooks: WatchHooks | None = None
@@ -96,7 +99,7 @@ class Watched:
 
         if not launch.is_pid1():
             process.become_subreaper()
-        self.hooks = WatchHooks(self.cfg, self.status, self.log)
+        self.hooks = WatchHooks(self.cfg, self.status, self.log, probes=self.probes)
         self.status.set_phase(st.RUNNING)
         # The forked child only makes system calls before exec, so the other threads are
         # harmless; Python 3.12+ warns about fork() with threads regardless.
@@ -116,7 +119,7 @@ class Watched:
         from waitfor import exitcodes
         from waitfor.signals import STOP_SIGNALS, catchable, signal_name
 
-        self.hooks = WatchHooks(self.cfg, self.status, self.log, stop_app=False)
+        self.hooks = WatchHooks(self.cfg, self.status, self.log, stop_app=False, probes=self.probes)
         self.status.set_phase(st.RUNNING)
         self.hooks.watch.start()
         self.log.info("all dependencies ready; serving as a sidecar until SIGTERM")

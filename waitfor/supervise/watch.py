@@ -15,10 +15,11 @@ from waitfor.wait.engine import READY, Engine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from waitfor.config.model import Config, Dependency
     from waitfor.output import Log
+    from waitfor.probes.base import Probe
     from waitfor.supervise.state import Status
     from waitfor.wait.engine import Outcome
 
@@ -35,10 +36,12 @@ def watched(cfg: Config) -> list[Dependency]:
 
 class Watch:
     def __init__(self, cfg: Config, status: Status, log: Log,
-                 on_failure: Callable[[Outcome], None] | None) -> None:
+                 on_failure: Callable[[Outcome], None] | None, probes: Mapping[str, Probe] | None = None) -> None:
         self.cfg, self.status, self.log, self.on_failure = cfg, status, log, on_failure
         self.checks = watched(cfg)
         self.failing: set[str] = set()  # names whose last check failed, to say when they are back
+        # built once (commands/run.py, before the wait) and reused by every round
+        self.probes = dict(probes or {})
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="watch", daemon=True)
 
@@ -55,7 +58,7 @@ class Watch:
 
     def round(self) -> Outcome | None:
         """Probe every check once, in parallel; return the first that reached the threshold."""
-        engine = Engine(self.cfg, self.checks, single_attempt=True).start()
+        engine = Engine(self.cfg, self.checks, probes=self.probes, single_attempt=True).start()
         engine.done.wait(self.cfg.attempt_timeout + 1)  # a stuck driver must not stall the watch
         engine.cancel()
         lost = None

@@ -43,12 +43,11 @@ def connect_target(parts: SplitResult) -> tuple[str, int] | None:
 
 
 def probe_for(dep: Dependency) -> Probe:
-    import asyncio
     import logging
 
     import nats  # noqa: F401 - imported here, not at start-up
 
-    from waitfor.urls import unquote, urlsplit, urlunsplit
+    from waitfor.urls import urlsplit
 
     # nats-py logs asynchronous errors at ERROR on the "nats.aio.client" logger; with no
     # handler configured Python's last-resort handler would print them with a traceback
@@ -57,63 +56,12 @@ def probe_for(dep: Dependency) -> Probe:
 
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)
-    server = dep.url
-    creds = {}
-    secret = password_of(dep, parts)
-    if secret is not None:  # given apart from the URL: the URL keeps only host and port
-        if parts.username:
-            creds = {"user": unquote(parts.username), "password": secret}
-        else:
-            creds = {"token": secret}
-        hostport = parts.netloc.rpartition("@")[2]
-        server = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
-
-    async def check(left: float) -> None:
-        from nats.aio.client import Client
-
-        end = time.monotonic() + left
-        client = Client()
-        errors: list[Exception] = []
-        failed = asyncio.Event()
-
-        async def on_error(e: Exception) -> None:
-            errors.append(e)
-            failed.set()
-
-        # No reconnecting: the engine retries. nats-py would otherwise keep trying the
-        # server (reconnect_time_wait apart) and report only "no servers available".
-        # nats-py's annotations say int for its timeouts; it takes seconds as floats.
-        options: dict[str, Any] = dict(
-            servers=[server], connect_timeout=left, allow_reconnect=False,
-            max_reconnect_attempts=1, reconnect_time_wait=left, error_cb=on_error,
-            name="waitfor", verbose=False, **creds,
-        )
-        connecting = asyncio.ensure_future(client.connect(**options))
-        failing = asyncio.ensure_future(failed.wait())
-        try:
-            await asyncio.wait({connecting, failing}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-            if connecting.done() and connecting.exception() is None:
-                await client.flush(timeout=max(left, 0.05))  # type: ignore[arg-type]
-                return
-            if errors:
-                raise refusal(errors[0], host, port) or NotReady(_reason(errors[0]))
-            if connecting.done():
-                raise NotReady(_reason(connecting.exception() or TimeoutError()))
-            raise NotReady(f"no answer within {left:.3g}s (is this a NATS server?)")
-        finally:
-            for task in (connecting, failing):
-                task.cancel()
-            await asyncio.gather(connecting, failing, return_exceptions=True)
-            try:
-                # within the attempt: a server that drips its answers cannot hold the close
-                await asyncio.wait_for(client.close(), max(end - time.monotonic(), 0.05))
-            except Exception:  # noqa: BLE001 - closing must not mask the reason of the attempt
-                pass
+    server, creds = _server_and_creds(dep, parts)
 
     def probe(timeout: float) -> str:
         left = max(timeout, 0.05)
         try:
-            run_async(check(left))
+            run_async(_attempt(server, creds, host, port, left))
         except NotReady:
             raise
         except Exception as e:  # noqa: BLE001 - nats-py raises asyncio/OSError/its own types
@@ -121,6 +69,68 @@ def probe_for(dep: Dependency) -> Probe:
         return f"connected to {host}, flush ok"
 
     return probe
+
+
+def _server_and_creds(dep: Dependency, parts: SplitResult) -> tuple[str, dict[str, str]]:
+    """The server URL nats-py is given and its credential keywords: a password given apart
+    from the URL (password_file) leaves only host and port in the URL."""
+    from waitfor.urls import unquote, urlunsplit
+
+    secret = password_of(dep, parts)
+    if secret is None:
+        return dep.url, {}
+    if parts.username:
+        creds = {"user": unquote(parts.username), "password": secret}
+    else:
+        creds = {"token": secret}
+    hostport = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment)), creds
+
+
+async def _attempt(server: str, creds: dict[str, str], host: str, port: int, left: float) -> None:
+    """One connect and flush round trip within `left` seconds, the client closed after."""
+    import asyncio
+
+    from nats.aio.client import Client
+
+    end = time.monotonic() + left
+    client = Client()
+    errors: list[Exception] = []
+    failed = asyncio.Event()
+
+    async def on_error(e: Exception) -> None:
+        errors.append(e)
+        failed.set()
+
+    # No reconnecting: the engine retries. nats-py would otherwise keep trying the
+    # server (reconnect_time_wait apart) and report only "no servers available".
+    # nats-py's annotations say int for its timeouts; it takes seconds as floats.
+    options: dict[str, Any] = dict(
+        servers=[server], connect_timeout=left, allow_reconnect=False,
+        max_reconnect_attempts=1, reconnect_time_wait=left, error_cb=on_error,
+        name="waitfor", verbose=False, **creds,
+    )
+    connecting = asyncio.ensure_future(client.connect(**options))
+    failing = asyncio.ensure_future(failed.wait())
+    try:
+        await asyncio.wait({connecting, failing}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        if connecting.done() and connecting.exception() is None:
+            await client.flush(timeout=max(left, 0.05))  # type: ignore[arg-type]
+            return
+        if errors:
+            raise refusal(errors[0], host, port) or NotReady(_reason(errors[0]))
+        if connecting.done():
+            raise NotReady(_reason(connecting.exception() or TimeoutError()))
+        raise NotReady(f"no answer within {left:.3g}s (is this a NATS server?)")
+    finally:
+        for task in (connecting, failing):
+            task.cancel()
+        await asyncio.gather(connecting, failing, return_exceptions=True)
+        try:
+            # within the attempt: a server that drips its answers cannot hold the close
+            await asyncio.wait_for(client.close(), max(end - time.monotonic(), 0.05))
+        except Exception:  # noqa: BLE001 - closing must not mask the reason of the attempt
+            pass
 
 
 def _reason(e: BaseException) -> str:

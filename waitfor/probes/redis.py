@@ -67,31 +67,9 @@ def probe_for(dep: Dependency) -> Probe:
     password = password_of(dep, parts)
     extra = {} if password is None else {"password": password}
 
-    # The attempt's deadline guards redis-py's socket from the TLS handshake on (its
-    # socket_timeout is per read: a server dripping its replies would hold the attempt).
     local = threading.local()
-    if parts.scheme == "rediss":
-
-        class Guarded(redis.SSLConnection):
-            def _wrap_socket_with_ssl(self, sock: socket.socket) -> socket.socket:
-                return super()._wrap_socket_with_ssl(local.deadline.guard(sock))
-
-        guarded: type[redis.Connection] = Guarded
-    else:
-
-        class GuardedPlain(redis.Connection):
-            def _connect(self) -> socket.socket:
-                return local.deadline.guard(super()._connect())
-
-        guarded = GuardedPlain
-
-    # redis-py's own URL parser and connection class, without connecting: a bad option
-    # (?protocol=9, ?socket_timeout=abc, ?ssl_cert_reqs=bogus) is exit 2 now, not an
-    # attempt that fails the same way until the timeout (issue 10 E15).
-    try:
-        redis.ConnectionPool.from_url(dep.url, protocol=2, connection_class=guarded).make_connection()
-    except (ValueError, redis.RedisError) as e:
-        raise ValueError(_reason(e)) from None
+    guarded = _guarded_connection(parts.scheme, local)
+    _check_options(dep.url, guarded)
 
     def attempt(timeout: float, d: Deadline) -> str:
         left = max(timeout - DRIVER_MARGIN, 0.05)
@@ -124,6 +102,39 @@ def probe_for(dep: Dependency) -> Probe:
         local.deadline = d
 
     return with_deadline(attempt, arm)
+
+
+def _guarded_connection(scheme: str, local: threading.local) -> type[Any]:
+    """redis-py's connection class with the attempt's deadline (`local.deadline`) guarding
+    its socket from the TLS handshake on (its socket_timeout is per read: a server dripping
+    its replies would hold the attempt)."""
+    import redis
+
+    if scheme == "rediss":
+
+        class Guarded(redis.SSLConnection):
+            def _wrap_socket_with_ssl(self, sock: socket.socket) -> socket.socket:
+                return super()._wrap_socket_with_ssl(local.deadline.guard(sock))
+
+        return Guarded
+
+    class GuardedPlain(redis.Connection):
+        def _connect(self) -> socket.socket:
+            return local.deadline.guard(super()._connect())
+
+    return GuardedPlain
+
+
+def _check_options(url: str, guarded: type[Any]) -> None:
+    """redis-py's own URL parser and connection class, without connecting: a bad option
+    (?protocol=9, ?socket_timeout=abc, ?ssl_cert_reqs=bogus) is exit 2 now, not an
+    attempt that fails the same way until the timeout (issue 10 E15)."""
+    import redis
+
+    try:
+        redis.ConnectionPool.from_url(url, protocol=2, connection_class=guarded).make_connection()
+    except (ValueError, redis.RedisError) as e:
+        raise ValueError(_reason(e)) from None
 
 
 def _peer(client: Any, host: str) -> str:

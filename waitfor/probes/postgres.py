@@ -74,17 +74,10 @@ def probe_for(dep: Dependency) -> Probe:
     import asyncio
 
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict
 
     from waitfor.urls import urlsplit
 
-    try:  # libpq's own parser: an unknown parameter is exit 2 now
-        params = conninfo_to_dict(dep.url)
-    except psycopg.Error as e:
-        raise ValueError(_reason(e)) from None
-    for key, allowed in _ENUMS.items():
-        if key in params and params[key] not in allowed:
-            raise ValueError(f"invalid {key} value {params[key]!r} (one of {', '.join(allowed)})")
+    _check_conninfo(dep.url)
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)
     query = dep.options.get("query")
@@ -129,15 +122,36 @@ def probe_for(dep: Dependency) -> Probe:
         except asyncio.TimeoutError:
             raise NotReady(f"no answer within {timeout:.3g}s (is this a PostgreSQL server?)") from None
         except psycopg.Error as e:
-            refused = refusal(e, host, port)
-            if refused is not None:
-                raise refused from None
-            why = _reason(e)
-            if _PERMANENT.search(why):
-                raise Broken(why) from None
-            raise NotReady(why) from None
+            raise _classify(e, host, port) from None
 
     return probe
+
+
+def _check_conninfo(url: str) -> None:
+    """libpq's own parser, and the values it takes from a closed set: an unknown parameter
+    or value is exit 2 now, not an attempt failing the same way until the timeout."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as e:
+        raise ValueError(_reason(e)) from None
+    for key, allowed in _ENUMS.items():
+        if key in params and params[key] not in allowed:
+            raise ValueError(f"invalid {key} value {params[key]!r} (one of {', '.join(allowed)})")
+
+
+def _classify(e: Exception, host: str, port: int) -> Exception:
+    """A failed attempt as Refused (nothing listens), Broken (libpq rejects an option or
+    the URI: _PERMANENT) or NotReady (anything else, a rejected login included)."""
+    refused = refusal(e, host, port)
+    if refused is not None:
+        return refused
+    why = _reason(e)
+    if _PERMANENT.search(why):
+        return Broken(why)
+    return NotReady(why)
 
 
 def _reason(e: BaseException) -> str:

@@ -19,6 +19,7 @@ from waitfor.probes.connect import refusal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
     from typing import Any
 
     from waitfor.config.model import Dependency
@@ -46,7 +47,6 @@ def connect_target(parts: SplitResult) -> tuple[str, int] | None:
 
 
 def probe_for(dep: Dependency) -> Probe:
-    import os
     import ssl
 
     import paho.mqtt.client as mqtt
@@ -66,27 +66,8 @@ def probe_for(dep: Dependency) -> Probe:
     def probe(timeout: float) -> str:
         deadline = time.monotonic() + timeout
         addr = host
-        # A client id of our own: brokers disconnect an older session with the same id.
-        client_id = f"waitfor-{os.getpid()}-{os.urandom(3).hex()}"
-        if v2:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                 protocol=mqtt.MQTTv311)
-        else:
-            client = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv311)
-        result = {}
-
-        def on_connect(_client: object, _userdata: object, _flags: object, rc: Any,
-                       _properties: object = None) -> None:
-            # v2: rc is a ReasonCode (0 = Success); v1: an int CONNACK return code.
-            code = getattr(rc, "value", rc)
-            result["rc"] = code
-            result["why"] = str(rc) if v2 else mqtt.connack_string(rc)
-
-        client.on_connect = on_connect
-        if user is not None:
-            client.username_pw_set(user, password)
-        if context is not None:
-            client.tls_set_context(context)
+        result: dict[str, Any] = {}
+        client = _new_client(result, v2, user, password, context)
         left = max(deadline - time.monotonic(), 0.05)
         try:
             client.connect_timeout = left  # paho >= 2: bounds the socket connect (and TLS)
@@ -96,13 +77,7 @@ def probe_for(dep: Dependency) -> Probe:
             # The keepalive the broker should expect; this session lives for one attempt.
             client.connect(host, port, keepalive=max(int(timeout) * 2, 5))
             addr = _peer(client, host)
-            while "rc" not in result:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise NotReady(f"no CONNACK within {timeout:.3g}s (is this an MQTT broker?)")
-                err = client.loop(timeout=min(left, 0.2))
-                if err != mqtt.MQTT_ERR_SUCCESS and "rc" not in result:
-                    raise NotReady(f"MQTT: {mqtt.error_string(err)}")
+            _await_connack(client, result, deadline, timeout)
         except (OSError, ssl.SSLError) as e:
             raise refusal(e, host, port) or NotReady(f"{type(e).__name__}: {e}") from None
         finally:
@@ -112,6 +87,50 @@ def probe_for(dep: Dependency) -> Probe:
         return f"connected to {addr}, CONNACK accepted"
 
     return probe
+
+
+def _new_client(result: dict[str, Any], v2: bool, user: str | None, password: str | None,
+                context: ssl.SSLContext | None) -> Any:
+    """A paho client (callback API v2 when `v2`, else v1) for one attempt: its CONNACK's code and
+    words go to `result` ("rc", "why")."""
+    import os
+
+    import paho.mqtt.client as mqtt
+
+    # A client id of our own: brokers disconnect an older session with the same id.
+    client_id = f"waitfor-{os.getpid()}-{os.urandom(3).hex()}"
+    if v2:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv311)
+    else:
+        client = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv311)
+
+    def on_connect(_client: object, _userdata: object, _flags: object, rc: Any,
+                   _properties: object = None) -> None:
+        # v2: rc is a ReasonCode (0 = Success); v1: an int CONNACK return code.
+        code = getattr(rc, "value", rc)
+        result["rc"] = code
+        result["why"] = str(rc) if v2 else mqtt.connack_string(rc)
+
+    client.on_connect = on_connect
+    if user is not None:
+        client.username_pw_set(user, password)
+    if context is not None:
+        client.tls_set_context(context)
+    return client
+
+
+def _await_connack(client: Any, result: dict[str, Any], deadline: float, timeout: float) -> None:
+    """Run the client's loop until the broker's CONNACK (on_connect) or the deadline."""
+    import paho.mqtt.client as mqtt
+
+    while "rc" not in result:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise NotReady(f"no CONNACK within {timeout:.3g}s (is this an MQTT broker?)")
+        err = client.loop(timeout=min(left, 0.2))
+        if err != mqtt.MQTT_ERR_SUCCESS and "rc" not in result:
+            raise NotReady(f"MQTT: {mqtt.error_string(err)}")
 
 
 def _peer(client: Any, host: str) -> str:

@@ -158,37 +158,56 @@ def parse(argv: list[str]) -> SimpleNamespace:
             extras[EXTRA_FLAGS[tok][0]] = True
             given[EXTRA_FLAGS[tok][0]] = tok
             continue
-        if tok.startswith("--"):
-            name, eq, inline = tok.partition("=")
-        else:  # -t5s: a short option with its value attached
-            name, inline = tok[:2], tok[2:]
-            eq = "=" if inline else ""
-        found = _BY_SPELLING.get(name)
-        if found is None:
-            raise _fail(f"unrecognized argument: {tok}", mode)
-        s, f = found
-        if s.key in given and given[s.key] != name and not f.append and not f.takes_value \
-                and values[s.key] != f.const:
-            raise _fail(f"{given[s.key]} and {name} exclude each other", mode)
-        given[s.key] = name
-        if f.takes_value:
-            if eq:
-                value = inline
-            elif i < len(own):
-                value, i = own[i], i + 1
-            else:
-                raise _fail(f"{name}: expected a value ({f.metavar})", mode)
-            values[s.key] = [*(values[s.key] or []), value] if f.append else value  # type: ignore[misc]
-            continue
-        if eq:
-            raise _fail(f"{name}: takes no value", mode)
-        values[s.key] = f.const
+        i = _take_option(tok, own, i, mode, values, given)
     mode = mode or "run"
     if wants_help:
         from waitfor.output import write_stdout
 
         write_stdout(help_text(None if mode == "run" and argv[:1] != ["run"] else mode) + "\n")
         raise SystemExit(0)
+    _check_fits(mode, targets, command, given)
+    return SimpleNamespace(mode=mode, command=command, targets=targets, given=given,
+                           offline=extras.get("offline", False), **values)
+
+
+def _take_option(tok: str, own: list[str], i: int, mode: str | None,
+                 values: dict[str, object], given: dict[str, str]) -> int:
+    """One setting's flag `tok` (its value inline, attached or the next word own[i]) into
+    `values` and `given`; -> the index of the next word."""
+    if tok.startswith("--"):
+        name, eq, inline = tok.partition("=")
+    else:  # -t5s: a short option with its value attached
+        name, inline = tok[:2], tok[2:]
+        eq = "=" if inline else ""
+    found = _BY_SPELLING.get(name)
+    if found is None:
+        raise _fail(f"unrecognized argument: {tok}", mode)
+    s, f = found
+    if s.key in given and given[s.key] != name and not f.append and not f.takes_value \
+            and values[s.key] != f.const:
+        raise _fail(f"{given[s.key]} and {name} exclude each other", mode)
+    given[s.key] = name
+    if f.takes_value:
+        if eq:
+            value = inline
+        elif i < len(own):
+            value, i = own[i], i + 1
+        else:
+            raise _fail(f"{name}: expected a value ({f.metavar})", mode)
+        before = values[s.key]
+        if f.append:
+            values[s.key] = [*before, value] if isinstance(before, list) else [value]
+        else:
+            values[s.key] = value
+        return i
+    if eq:
+        raise _fail(f"{name}: takes no value", mode)
+    values[s.key] = f.const
+    return i
+
+
+def _check_fits(mode: str, targets: list[str], command: list[str] | None, given: dict[str, str]) -> None:
+    """The subcommand, its targets, its COMMAND and the flags given fit together."""
     late = [t for t in targets if t in MODES]
     if late and (mode != "run" or not command):
         raise _fail(f"the subcommand goes before the targets: waitfor {late[0]} [OPTIONS] [TARGET ...]", mode)
@@ -203,5 +222,3 @@ def parse(argv: list[str]) -> SimpleNamespace:
     for key, typed in given.items():
         if key in MODE_ONLY and mode not in MODE_ONLY[key]:
             raise _fail(f"{typed} applies only to {' and '.join(MODE_ONLY[key])}", mode)
-    return SimpleNamespace(mode=mode, command=command, targets=targets, given=given,
-                           offline=extras.get("offline", False), **values)

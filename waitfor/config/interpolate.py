@@ -57,12 +57,6 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
     if depth > MAX_NESTING:
         raise ValueError(f"defaults nested more than {MAX_NESTING} deep")
 
-    def bad(at: int) -> ValueError:
-        # Only `$` and what follows it: the rest of the string may be a password.
-        m = re.compile(_NAME).match(text, at + 2) if text.startswith("${", at) else None
-        ref = text[at:m.end()] if m else text[at:at + 2]
-        return ValueError(f"bad variable reference {ref!r} at character {at + 1} (write $$ for a literal $)")
-
     out: list[str] = []
     size = 0
 
@@ -88,7 +82,7 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
         if nxt != "{":
             m = re.compile(_NAME).match(text, start + 1)
             if not m:
-                raise bad(start)
+                raise _bad(text, start)
             if m.group() not in env and unset_names is not None:
                 unset_names.add(m.group())
             put(env.get(m.group()) or "")
@@ -97,28 +91,41 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
         m = re.compile(_NAME).match(text, start + 2)
         end = _closing(text, m.end()) if m else None
         if end is None or m is None:
-            raise bad(start)
+            raise _bad(text, start)
         name, body = m.group(), text[m.end():end]
         op = next((o for o in _OPS if body.startswith(o)), None)
         if body and op is None:
-            raise bad(start)
-        arg = body[len(op):] if op else ""
-        value = env.get(name)
-        unset = value is None or (op is not None and op.startswith(":") and value == "")
-        if op in (":-", "-"):
-            put(interpolate(arg, env, unset_names, depth + 1, limit) if unset else str(value))
-        elif op in (":?", "?"):
-            if unset:
-                raise ValueError(f"required variable {name} is not set" + (f": {arg}" if arg else ""))
-            put(str(value))
-        elif op in (":+", "+"):
-            put("" if unset else interpolate(arg, env, unset_names, depth + 1, limit))
-        else:
-            if value is None and unset_names is not None:
-                unset_names.add(name)
-            put(value or "")
+            raise _bad(text, start)
+        put(_braced(name, op, body[len(op):] if op else "", env, unset_names, depth, limit))
         i = end + 1
     return "".join(out)
+
+
+def _bad(text: str, at: int) -> ValueError:
+    """The error for a malformed reference at text[at] (a `$`)."""
+    # Only `$` and what follows it: the rest of the string may be a password.
+    m = re.compile(_NAME).match(text, at + 2) if text.startswith("${", at) else None
+    ref = text[at:m.end()] if m else text[at:at + 2]
+    return ValueError(f"bad variable reference {ref!r} at character {at + 1} (write $$ for a literal $)")
+
+
+def _braced(name: str, op: str | None, arg: str, env: Mapping[str, str], unset_names: set[str] | None,
+            depth: int, limit: int | None) -> str:
+    """The value of `${name<op><arg>}` (Compose's operators: default, required, alternative;
+    with a colon an empty value counts as unset)."""
+    value = env.get(name)
+    unset = value is None or (op is not None and op.startswith(":") and value == "")
+    if op in (":-", "-"):
+        return interpolate(arg, env, unset_names, depth + 1, limit) if unset else str(value)
+    if op in (":?", "?"):
+        if unset:
+            raise ValueError(f"required variable {name} is not set" + (f": {arg}" if arg else ""))
+        return str(value)
+    if op in (":+", "+"):
+        return "" if unset else interpolate(arg, env, unset_names, depth + 1, limit)
+    if value is None and unset_names is not None:
+        unset_names.add(name)
+    return value or ""
 
 
 def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int = 0, key: str = "",

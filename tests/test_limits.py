@@ -363,6 +363,48 @@ def test_a_pool_thread_that_cannot_start_is_a_local_limit_and_retried():
     assert "cannot become ready" not in err and "internal error" not in err, err
 
 
+def test_the_supervisors_threads_that_cannot_start_are_a_local_limit_not_exit_70(tmp_path):
+    """Issue 16 D15, pids.max 2: waitfor's main thread and --probe-addr's server; the state
+    file's heartbeat cannot start, and waitfor carries on without it (one warning line);
+    then the scheduler's thread cannot start either, and waitfor cannot carry on: one line
+    naming the limit and exit 71 (EX_OSERR), nothing started. Before: "internal error:
+    RuntimeError: can't start new thread", exit 70, at the heartbeat."""
+    from helpers.core import HttpServer, free_port
+
+    with HttpServer() as srv, pids_cgroup(2) as group:
+        proc = waitfor("--probe-addr", f"127.0.0.1:{free_port()}", "-t", "10s",
+                       f"http://127.0.0.1:{srv.port}/", "--", "sh", "-c", f"touch {tmp_path}/ran",
+                       prefix=["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh"],
+                       cwd=REPO, timeout=30, env=dict(clean_env(), WAITFOR_STATE_FILE=str(tmp_path / "state.json")))
+    assert proc.returncode == 71, proc
+    lines = proc.stderr.splitlines()
+    assert any("state file: no heartbeat: local resource limit: cannot start a thread" in ln for ln in lines), lines
+    assert lines[-1] == ("waitfor: error: local resource limit: cannot start a thread (in waitfor, not the "
+                         "dependency; a pids cgroup limit, ulimit -u or ulimit -v)"), lines
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "ran").exists()
+
+
+def test_the_state_file_is_written_without_its_heartbeat_thread(tmp_path):
+    """pids.max 1: the interpreter alone; the heartbeat cannot start, start_heartbeat says
+    so (False) instead of raising, and the file is still written on a change."""
+    state = tmp_path / "state.json"
+    code = ("import sys\n"
+            "from waitfor.supervise.state import Status\n"
+            "with open(sys.argv[1], 'w') as f:\n"
+            "    f.write('0')\n"
+            f"s = Status({str(state)!r}, watch_interval=1.0)\n"
+            "print(s.start_heartbeat())\n"
+            "s.record('db', True, 'ok')\n"
+            "s.save()\n")
+    with pids_cgroup(1) as group:
+        proc = subprocess.run([PY, "-c", code, f"{group}/cgroup.procs"], capture_output=True,
+                              text=True, timeout=30, cwd=REPO, env=clean_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "False\n", proc.stdout
+    assert '"db"' in state.read_text()
+
+
 def test_a_command_probe_whose_reaper_cannot_start_ends_its_program(tmp_path):
     """pids.max 2: the interpreter and the probe's program; the thread that waits for the
     program cannot start. The attempt is a local limit, and the program does not outlive it."""

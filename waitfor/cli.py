@@ -72,8 +72,17 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(log_format, "error: the config is nested too deeply")
         code = exitcodes.USAGE
     except Exception as e:  # noqa: BLE001 - a bug must still not show users a traceback
-        _print_error(log_format, f"internal error: {type(e).__name__}: {e}")
-        code = exitcodes.INTERNAL
+        from waitfor.probes.limits import local_limit
+
+        # Out of threads or fds where waitfor cannot carry on (the scheduler's thread, the
+        # --probe-addr server's): the system's limit, said as one (issue 16 D15), not a bug.
+        limit = local_limit(e) if isinstance(e, (OSError, RuntimeError)) else None  # not a bug's context
+        if limit is not None:
+            _print_error(log_format, f"error: {limit}")
+            code = exitcodes.OS_LIMIT
+        else:
+            _print_error(log_format, f"internal error: {type(e).__name__}: {e}")
+            code = exitcodes.INTERNAL
     if code == exitcodes.USAGE and mode == "health":
         # Docker reserves exit code 2 of a HEALTHCHECK: a broken config is "unhealthy".
         code = exitcodes.NOT_READY

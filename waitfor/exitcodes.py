@@ -9,6 +9,7 @@ NOT_READY = 1  # `check` / `health`: something is not ready. Never 2: Docker res
 USAGE = 2  # bad flag, env var or config; nothing was started
 DEPENDENCY_LOST = 69  # sysexits.h EX_UNAVAILABLE: a watched dependency failed while the app ran
 INTERNAL = 70  # sysexits.h EX_SOFTWARE: a bug in waitfor (reported in one line, no traceback)
+OS_LIMIT = 71  # sysexits.h EX_OSERR ("cannot fork"): a local resource limit where waitfor cannot carry on
 IO_ERROR = 74  # sysexits.h EX_IOERR: a result could not be written to stdout (a full disk)
 TIMEOUT = 124  # as timeout(1): dependencies were not ready before the deadline
 CANNOT_EXECUTE = 126  # as bash: COMMAND exists but could not be executed

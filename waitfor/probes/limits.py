@@ -26,6 +26,8 @@ LOCAL = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 # What CPython says when pthread_create fails (EAGAIN): a pids cgroup limit, ulimit -u, or
 # no address space left for the thread's stack (ulimit -v).
 NO_THREAD = "can't start new thread"
+THREAD_LIMIT = ("local resource limit: cannot start a thread (in waitfor, not the dependency; "
+                "a pids cgroup limit, ulimit -u or ulimit -v)")
 
 
 def local_limit(exc: BaseException) -> NotReady | None:
@@ -38,8 +40,7 @@ def local_limit(exc: BaseException) -> NotReady | None:
         if isinstance(e, OSError) and e.errno in LOCAL:
             return NotReady(local_reason(e.errno))
         if isinstance(e, RuntimeError) and NO_THREAD in str(e):
-            return NotReady("local resource limit: cannot start a thread (in waitfor, not the "
-                            "dependency; a pids cgroup limit, ulimit -u or ulimit -v)")
+            return NotReady(THREAD_LIMIT)
         e = e.__cause__ or e.__context__
     text = str(exc)
     for num in LOCAL:  # drivers that keep only the words ("Error 24 connecting to ...")

@@ -42,6 +42,7 @@ class WatchHooks(Hooks):
     def __init__(self, cfg: Config, status: st.Status, log: Log, stop_app: bool = True,
                  probes: Mapping[str, Probe] | None = None) -> None:
         self.main_thread = threading.get_ident()
+        self.log = log
         self._lost = threading.Event()
         self.watch = Watch(cfg, status, log, on_failure=self._on_failure if stop_app else None, probes=probes)
         # The watch's command probes run in this process: waitpid(-1) in the loop may reap
@@ -57,7 +58,17 @@ class WatchHooks(Hooks):
         signal.pthread_kill(self.main_thread, signal.SIGCHLD)  # wake the supervisor loop
 
     def started(self, pid: int) -> None:
-        self.watch.start()
+        from waitfor.probes.limits import NO_THREAD, THREAD_LIMIT
+
+        try:
+            self.watch.start()
+        except RuntimeError as e:
+            if NO_THREAD not in str(e):
+                raise
+            # The app runs already: leaving now would orphan it. Unwatched, as when a round
+            # cannot run (waitfor.supervise.watch): the state file goes stale, and `health`
+            # then probes by itself (issue 16 D15).
+            self.log.warning(f"watch: not started: {THREAD_LIMIT}; the app runs unwatched")
 
     def lost(self) -> bool:
         return self._lost.is_set()
@@ -85,7 +96,11 @@ class Watched:
 
             self.server = serve(self.cfg.probe_addr, self.status, self.log)
         self.status.save()
-        self.status.start_heartbeat()
+        if not self.status.start_heartbeat():
+            from waitfor.probes.limits import THREAD_LIMIT
+
+            self.log.warning(f"state file: no heartbeat: {THREAD_LIMIT}; carrying on without it "
+                             "(the file is written on each change; `health` probes by itself once it is stale)")
         return self
 
     def observe(self, o: Outcome) -> None:

@@ -190,12 +190,20 @@ class Status:
     def save(self) -> None:
         self._save()
 
-    def start_heartbeat(self) -> None:
+    def start_heartbeat(self) -> bool:
         """Keep a waiting supervisor's file fresh: the freshness rule holds in every phase,
-        so a reader can tell a long wait from a dead supervisor whose pid was reused."""
+        so a reader can tell a long wait from a dead supervisor whose pid was reused.
+        False when no thread can be had (a pids limit, a small ulimit -v): waitfor carries
+        on without it, since the file is still written on every change and, once it is
+        stale, `health` no longer trusts it and probes by itself (issue 16 D15)."""
         if self.path and self._heartbeat is None:
-            self._heartbeat = threading.Thread(target=self._beat, name="state-heartbeat", daemon=True)
-            self._heartbeat.start()
+            beat = threading.Thread(target=self._beat, name="state-heartbeat", daemon=True)
+            try:
+                beat.start()
+            except RuntimeError:  # "can't start new thread": pthread_create's EAGAIN
+                return False
+            self._heartbeat = beat
+        return True
 
     def _beat(self) -> None:
         while not self._stopped.wait(HEARTBEAT):

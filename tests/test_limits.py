@@ -405,6 +405,33 @@ def test_the_state_file_is_written_without_its_heartbeat_thread(tmp_path):
     assert '"db"' in state.read_text()
 
 
+def test_a_watch_that_cannot_start_leaves_the_app_supervised_unwatched(tmp_path):
+    """pids.max 1: the interpreter alone; once the app runs (started), the watch's thread
+    cannot start. Leaving then would orphan the app: one warning line, and the supervisor
+    goes on. Before: RuntimeError out of the supervisor, exit 70, the app left running."""
+    state = tmp_path / "state.json"
+    code = ("import os, sys\n"
+            "from waitfor import args, config\n"
+            "from waitfor.output import Log\n"
+            "from waitfor.supervise.inprocess import WatchHooks\n"
+            "from waitfor.supervise.state import Status\n"
+            "a = args.parse(['--watch-interval', '1s', 'tcp://127.0.0.1:6379', '--', 'true'])\n"
+            "cfg = config.build(a, os.environ)\n"
+            f"hooks = WatchHooks(cfg, Status.for_config(cfg, {str(state)!r}), Log())\n"
+            "with open(sys.argv[1], 'w') as f:\n"
+            "    f.write('0')\n"
+            "hooks.started(os.getpid())\n"
+            "hooks.stop()\n"
+            "print('supervising')\n")
+    with pids_cgroup(1) as group:
+        proc = subprocess.run([PY, "-c", code, f"{group}/cgroup.procs"], capture_output=True,
+                              text=True, timeout=30, cwd=REPO, env=clean_env())
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "supervising\n", proc.stdout
+    assert proc.stderr == ("waitfor: watch: not started: local resource limit: cannot start a thread (in waitfor, "
+                           "not the dependency; a pids cgroup limit, ulimit -u or ulimit -v); the app runs unwatched\n")
+
+
 def test_a_command_probe_whose_reaper_cannot_start_ends_its_program(tmp_path):
     """pids.max 2: the interpreter and the probe's program; the thread that waits for the
     program cannot start. The attempt is a local limit, and the program does not outlive it."""

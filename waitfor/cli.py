@@ -72,21 +72,25 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(log_format, "error: the config is nested too deeply")
         code = exitcodes.USAGE
     except Exception as e:  # noqa: BLE001 - a bug must still not show users a traceback
-        from waitfor.probes.limits import local_limit
-
-        # Out of threads or fds where waitfor cannot carry on (the scheduler's thread, the
-        # --probe-addr server's): the system's limit, said as one (issue 16 D15), not a bug.
-        limit = local_limit(e) if isinstance(e, (OSError, RuntimeError)) else None  # not a bug's context
-        if limit is not None:
-            _print_error(log_format, f"error: {limit}")
-            code = exitcodes.OS_LIMIT
-        else:
-            _print_error(log_format, f"internal error: {type(e).__name__}: {e}")
-            code = exitcodes.INTERNAL
+        code = _unexpected(log_format, e)
     if code == exitcodes.USAGE and mode == "health":
         # Docker reserves exit code 2 of a HEALTHCHECK: a broken config is "unhealthy".
         code = exitcodes.NOT_READY
     return code
+
+
+def _unexpected(log_format: str, e: Exception) -> int:
+    """An exception no layer answered, in one line: a local resource limit where waitfor
+    cannot carry on (the scheduler's or the --probe-addr server's thread, fds) is the
+    system's limit, said as one with exit 71 (issue 16 D15); anything else is a bug, 70."""
+    from waitfor.probes.limits import local_limit
+
+    limit = local_limit(e) if isinstance(e, (OSError, RuntimeError)) else None  # not a bug's context
+    if limit is not None:
+        _print_error(log_format, f"error: {limit}")
+        return exitcodes.OS_LIMIT
+    _print_error(log_format, f"internal error: {type(e).__name__}: {e}")
+    return exitcodes.INTERNAL
 
 
 def exit_process(code: int) -> NoReturn:

@@ -21,6 +21,10 @@ import time
 from waitfor import exitcodes
 from waitfor.errors import WaitforError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 QUIET, NORMAL, VERBOSE = -1, 0, 1
 _LEVELS = {"debug": VERBOSE, "info": NORMAL, "warning": QUIET, "error": QUIET - 1}
 # C0 controls and DEL, as \n, \t or \xNN; Python keeps a surrogate of undecodable bytes
@@ -70,21 +74,21 @@ def forms(value: str) -> set[str]:
     return {f for f in found if len(f) >= MIN_SECRET}
 
 
-def mask(values: object) -> None:
+def mask(values: Iterable[object]) -> None:
     """Mask these strings (and their rendered forms) in every text that leaves waitfor from
     now on. Inline here, not in waitfor.secrets: the lean supervisor imports this module."""
     known = set(_MASKED)
-    for v in values:  # type: ignore[attr-defined]
+    for v in values:
         if isinstance(v, str) and v:
             known.update(forms(v))
     _MASKED[:] = sorted(known, key=len, reverse=True)
 
 
-def masked(text: str, extra: object = ()) -> str:
+def masked(text: str, extra: Iterable[object] = ()) -> str:
     """`text` with every registered secret, and each of `extra` (a dependency's own), masked."""
     secrets = _MASKED
     if extra:
-        more = [s for s in extra if isinstance(s, str) and len(s) >= MIN_SECRET]  # type: ignore[attr-defined]
+        more = [s for s in extra if isinstance(s, str) and len(s) >= MIN_SECRET]
         if more:
             secrets = sorted({*_MASKED, *more}, key=len, reverse=True)
     for secret in secrets:
@@ -93,7 +97,7 @@ def masked(text: str, extra: object = ()) -> str:
     return text
 
 
-def cut(text: str, limit: int, extra: object = ()) -> str:
+def cut(text: str, limit: int, extra: Iterable[object] = ()) -> str:
     """The first `limit` characters of `text`, masked before the cut (issue 16 B5): a
     secret cut in half no longer matches the mask, so its start would be shown."""
     return masked(text, extra)[:limit]

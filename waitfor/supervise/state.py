@@ -28,7 +28,7 @@ from waitfor.output import cut, masked_data
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from typing import Any
+    from typing import Any, TypeGuard
 
     from waitfor.config.model import Config, Dependency
 
@@ -283,7 +283,7 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"not a JSON number: {name}")
 
 
-def _number(v: object) -> bool:
+def _number(v: object) -> TypeGuard[float]:
     """A finite JSON number of sane size (10**400 is an int, and no float: OverflowError)."""
     if isinstance(v, bool):
         return False
@@ -307,7 +307,7 @@ def validate(state: object, now: float) -> dict[str, Any] | None:
     pid, updated, phase = state.get("pid"), state.get("updated"), state.get("phase")
     if not isinstance(pid, int) or isinstance(pid, bool) or not 1 <= pid <= MAX_PID:
         return None
-    if not _number(updated) or not 0 < updated <= now + 5:  # type: ignore[operator]
+    if not _number(updated) or not 0 < updated <= now + 5:
         return None  # NaN would be fresh forever; a future time, fresh for long
     if phase not in PHASES:
         return None

@@ -62,7 +62,7 @@ def read(env: Mapping[str, str], which: bool | tuple[str, ...],
     """({NAME: content}, [NAME_FILE, ...]) for the NAME_FILE variables of `env`: when
     `which` is True, those whose file is directly inside one of `dirs` (and not waitfor's
     own WAITFOR_*_FILE); else those of the names, wherever their file is."""
-    if not which:
+    if which is False or not which:  # (`is False`: mypy's narrowing of the bool)
         return {}, []
     if which is True:
         folders = {os.path.realpath(d) for d in dirs}
@@ -70,7 +70,7 @@ def read(env: Mapping[str, str], which: bool | tuple[str, ...],
                  if k.endswith(SUFFIX) and len(k) > len(SUFFIX) and not k.startswith("WAITFOR_")
                  and path and directly_inside(path, folders)]
     else:
-        names = [n for n in which if n + SUFFIX in env]  # type: ignore[union-attr]
+        names = [n for n in which if n + SUFFIX in env]
     values: dict[str, str] = {}
     for name in sorted(names):
         var = name + SUFFIX

@@ -24,8 +24,9 @@
 # Environment: PYTHON (the interpreter to freeze; default python3, needs its shared
 # libpython, as pyenv's --enable-shared and Debian's python3 have), WAITFOR_BUNDLE_WORK
 # (build folder; default build/bundle), WAITFOR_BUILD_CACHE (default /var/cache/waitfor-build
-# when it is writable, else ~/.cache/waitfor-build; `none`: no cache outside dist/), SOURCE_DATE_EPOCH (default: the last
-# commit's time, else 0; the tarballs' and the SBOM's time stamps).
+# when it is writable, else ~/.cache/waitfor-build; `none`: no cache outside dist/),
+# SOURCE_DATE_EPOCH (default: the time of the last commit that changed the sources, else 0;
+# the time stamps of the .pyc headers, the tarballs and the SBOM).
 #
 # Cached: the build venv by its requirements, each bundle by a hash of its inputs (waitfor/,
 # bin/waitfor, pyproject.toml, packaging/, the interpreter's version, the architecture), in
@@ -71,9 +72,12 @@ if [ -n "${WAITFOR_BUILD_CACHE:-}" ]; then CACHE=$WAITFOR_BUILD_CACHE
 elif mkdir -p /var/cache/waitfor-build 2>/dev/null && [ -w /var/cache/waitfor-build ]; then CACHE=/var/cache/waitfor-build
 else CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/waitfor-build
 fi
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+SOURCES=(waitfor packaging bin/waitfor pyproject.toml)  # what the bundle is made of (hashed)
+# The time of the last commit that changed them (not of the last commit: a commit of tests
+# alone must not make a new bundle), 0 outside a git checkout.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct -- "${SOURCES[@]}" 2>/dev/null || true)}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
 
-SOURCES=(waitfor packaging bin/waitfor pyproject.toml README.md)
 inputs_hash() {  # inputs_hash WHAT-ELSE: every file that goes into a bundle, by content
     # (not by mtime: a fresh clone must hit), and the interpreter or the root it comes from.
     {
@@ -128,8 +132,13 @@ if [ "$ARCH" != "$native" ]; then
     # venv kept in ROOT/var/cache/waitfor-bundle between builds.
     exec 8>"$CACHE/arm64-build.lock"
     flock 8
+    if up_to_date; then  # built by whoever held the lock (CI's background build, a test)
+        sums
+        log "dist/waitfor-slim$SUFFIX and dist/waitfor-full$SUFFIX were built meanwhile ($HASH)"
+        exit 0
+    fi
     rm -rf "$ROOT/src/waitfor" && mkdir -p "$ROOT/src/waitfor"
-    tar -c --exclude=__pycache__ "${SOURCES[@]}" | tar -x -C "$ROOT/src/waitfor"
+    tar -c --exclude=__pycache__ "${SOURCES[@]}" README.md | tar -x -C "$ROOT/src/waitfor"
     log "freezing the arm64 bundles inside $ROOT (under qemu: about 8 minutes, more on a loaded machine)"
     t0=$SECONDS
     bash packaging/arm64-chroot.sh "$ROOT" SOURCE_DATE_EPOCH="$SOURCE_DATE_EPOCH" \
@@ -181,7 +190,7 @@ log "$("$VENV/bin/pyinstaller" --version | sed 's/^/PyInstaller /'), Python $pyv
 # .pyc header, and a fresh clone's files have the clone's time.
 SRC=$WORK/src
 rm -rf "$SRC" && mkdir -p "$SRC"
-tar -c --exclude=__pycache__ "${SOURCES[@]}" | tar -x -C "$SRC"
+tar -c --exclude=__pycache__ "${SOURCES[@]}" README.md | tar -x -C "$SRC"  # README: pyproject's readme
 find "$SRC" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 build() {  # build slim|full: freeze into $WORK/waitfor-KIND, then move to dist/ atomically

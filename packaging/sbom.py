@@ -53,24 +53,40 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def dpkg_owner(path: str) -> tuple[str, str] | None:
-    """(package, version) of the Debian package that owns this file, or None (no dpkg, or
-    no package has it). Tried as given and with /usr in front or taken away: on a merged-/usr
-    system dpkg knows /lib/... for what is found at /usr/lib/... and the other way round."""
-    variants = [path, path[4:] if path.startswith("/usr/") else "/usr" + path]
-    for candidate in variants:
+class Dpkg:
+    """Which Debian package owns which file, asked once for every file (dpkg-query reads its
+    whole database at each call: one call per library took minutes on a loaded machine)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.owner: dict[str, tuple[str, str]] = {}
+        # On a merged-/usr system dpkg knows /lib/... for what is found at /usr/lib/... and
+        # the other way round: both spellings are asked.
+        asked = sorted({v for p in paths for v in (p, p[4:] if p.startswith("/usr/") else "/usr" + p)})
         try:
-            p = subprocess.run(["dpkg-query", "-S", candidate], capture_output=True, text=True)
-        except OSError:
-            return None
-        line = p.stdout.splitlines()[0] if p.returncode == 0 and p.stdout else ""
-        pkgs, _, owned = line.partition(": ")
-        if owned == candidate and ", " not in pkgs:
-            ver = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkgs], capture_output=True,
-                                 text=True).stdout.strip()
+            out = subprocess.run(["dpkg-query", "-S", *asked], capture_output=True, text=True).stdout if asked else ""
+        except OSError:  # no dpkg
+            return
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            pkgs, _, path = line.partition(": ")
+            if ", " not in pkgs and path in asked:
+                found[path] = pkgs
+        pkgs = sorted(set(found.values()))
+        versions = {}
+        if pkgs:
+            w = subprocess.run(["dpkg-query", "-W", "-f", "${Package}:${Architecture} ${Version}\n", *pkgs],
+                               capture_output=True, text=True).stdout
+            versions = dict(line.split(" ", 1) for line in w.splitlines() if " " in line)
+        for path, pkg in found.items():
+            full = pkg if ":" in pkg else f"{pkg}:{DEB_ARCH}"
+            ver = versions.get(full) or next((v for k, v in versions.items() if k.split(":")[0] == pkg), "")
             if ver:
-                return pkgs.split(":")[0], ver
-    return None
+                self.owner[path] = (pkg.split(":")[0], ver)
+
+    def __call__(self, path: str) -> tuple[str, str] | None:
+        """(package, version) of the Debian package that owns this file, or None."""
+        alt = path[4:] if path.startswith("/usr/") else "/usr" + path
+        return self.owner.get(path) or self.owner.get(alt)
 
 
 def deb_purl(pkg: str, ver: str) -> PackageURL:
@@ -99,6 +115,7 @@ def main(bundle: Path, name: str, sources: dict[str, str]) -> None:
     bom.metadata.component = app
     parts: list[Component] = []
 
+    dpkg_owner = Dpkg(sorted(set(sources.values())))
     # The interpreter: a Debian package when dpkg owns its shared libpython.
     pyver = platform.python_version()
     libpython = sysconfig.get_config_var("INSTSONAME") or ""

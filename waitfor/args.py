@@ -133,7 +133,7 @@ def parse(argv: list[str]) -> SimpleNamespace:
         if tok == "--version":
             from waitfor.output import write_stdout
 
-            if "--verbose" in own:  # the components too: interpreter, OpenSSL, packages, libraries
+            if "--verbose" in own or "-v" in own:  # the components too: interpreter, OpenSSL, packages, libraries
                 from waitfor.components import lines
 
                 write_stdout("\n".join(lines(__version__)) + "\n")

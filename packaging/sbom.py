@@ -145,8 +145,10 @@ def main(bundle: Path, name: str, sources: dict[str, str]) -> None:
         for f in PathDistribution(info).files or ():
             owned[str(f)] = c
 
-    # Shared libraries: every *.so in the folder.
-    for path in sorted(p for p in internal.rglob("*") if p.is_file() and SO.search(p.name)):
+    # Shared libraries: every *.so file in the folder, named by its path there (two folders
+    # may hold libraries of the same name). Symbolic links (PyInstaller links the libraries
+    # of a wheel's .libs folder into the top) are the same files and not listed again.
+    for path in sorted(p for p in internal.rglob("*") if p.is_file() and not p.is_symlink() and SO.search(p.name)):
         rel = str(path.relative_to(internal))
         src = sources.get(rel, "")
         props = [Property(name="waitfor:path", value=rel), Property(name="waitfor:source", value=src or "unknown")]
@@ -164,7 +166,7 @@ def main(bundle: Path, name: str, sources: dict[str, str]) -> None:
         else:
             ver, purl = None, None
             props.append(Property(name="waitfor:origin", value="unknown"))
-        parts.append(Component(name=path.name, version=ver, type=ComponentType.LIBRARY, bom_ref=f"file:{rel}",
+        parts.append(Component(name=rel, version=ver, type=ComponentType.LIBRARY, bom_ref=f"file:{rel}",
                                purl=purl, hashes=[HashType(alg=HashAlgorithm.SHA_256, content=sha256(path))],
                                properties=props))
 

@@ -421,7 +421,7 @@ def test_sbom_checksums_and_version_verbose(bundles, kind):
 
     libs = {c["name"]: c for c in comps if c["bom-ref"].startswith("file:")}
     on_disk = sorted(str(f.relative_to(folder / "_internal")) for f in (folder / "_internal").rglob("*")
-                     if f.is_file() and (f.name.endswith(".so") or ".so." in f.name))
+                     if f.is_file() and not f.is_symlink() and (f.name.endswith(".so") or ".so." in f.name))
     assert sorted(c["bom-ref"][5:] for c in libs.values()) == on_disk
     assert out[out.index("shared libraries:") + 1:] == [f"  {rel}" for rel in on_disk]
     for rel in ("libssl.so.3", "libcrypto.so.3"):

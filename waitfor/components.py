@@ -50,15 +50,16 @@ def _distributions() -> list[tuple[str, str]]:
 
 
 def _libraries() -> list[str]:
-    """Every shared library in a bundle's folder (relative paths); none for a pip install,
-    which uses the system's."""
+    """Every shared library in a bundle's folder (relative paths; not the symbolic links
+    PyInstaller makes to them); none for a pip install, which uses the system's."""
     if not getattr(sys, "frozen", False):
         return []
     top = sys._MEIPASS  # type: ignore[attr-defined]
     found = []
     for folder, dirs, files in os.walk(top):
         dirs.sort()
-        found += [os.path.relpath(os.path.join(folder, f), top) for f in files if SO.search(f)]
+        found += [os.path.relpath(os.path.join(folder, f), top) for f in files
+                  if SO.search(f) and not os.path.islink(os.path.join(folder, f))]
     return sorted(found)
 
 

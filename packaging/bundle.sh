@@ -23,8 +23,9 @@
 # Usage: bash packaging/bundle.sh [--force] [--arch amd64|arm64]
 # Environment: PYTHON (the interpreter to freeze; default python3, needs its shared
 # libpython, as pyenv's --enable-shared and Debian's python3 have), WAITFOR_BUNDLE_WORK
-# (build folder; default build/bundle), WAITFOR_BUILD_CACHE (default /var/cache/waitfor-build
-# when it is writable, else ~/.cache/waitfor-build; `none`: no cache outside dist/),
+# (build folder; default build/bundle), WAITFOR_BUILD_CACHE (default
+# /var/cache/waitfor-build when it is writable, else ~/.cache/waitfor-build; `none`: no
+# cache outside dist/),
 # SOURCE_DATE_EPOCH (default: the time of the last commit that changed the sources, else 0;
 # the time stamps of the .pyc headers, the tarballs and the SBOM).
 #

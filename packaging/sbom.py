@@ -151,7 +151,10 @@ def main(bundle: Path, name: str, sources: dict[str, str]) -> None:
     for path in sorted(p for p in internal.rglob("*") if p.is_file() and not p.is_symlink() and SO.search(p.name)):
         rel = str(path.relative_to(internal))
         src = sources.get(rel, "")
-        props = [Property(name="waitfor:path", value=rel), Property(name="waitfor:source", value=src or "unknown")]
+        # A file of the build venv by its place in it (the venv's own path differs between
+        # two checkouts of the same inputs), any other by its absolute path.
+        shown = "venv/" + os.path.relpath(src, sys.prefix) if src.startswith(sys.prefix + os.sep) else src
+        props = [Property(name="waitfor:path", value=rel), Property(name="waitfor:source", value=shown or "unknown")]
         dist = owned.get(rel)
         deb = dpkg_owner(src) if src and dist is None else None
         if dist is not None:

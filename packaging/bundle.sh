@@ -25,9 +25,8 @@
 # libpython, as pyenv's --enable-shared and Debian's python3 have), WAITFOR_BUNDLE_WORK
 # (build folder; default build/bundle), WAITFOR_BUILD_CACHE (default
 # /var/cache/waitfor-build when it is writable, else ~/.cache/waitfor-build; `none`: no
-# cache outside dist/),
-# SOURCE_DATE_EPOCH (default: the time of the last commit that changed the sources, else 0;
-# the time stamps of the .pyc headers, the tarballs and the SBOM).
+# cache outside dist/), SOURCE_DATE_EPOCH (default: the time of the last commit that changed
+# the sources, else 0; the time stamps of the .pyc headers, the tarballs and the SBOM).
 #
 # Cached: the build venv by its requirements, each bundle by a hash of its inputs (waitfor/,
 # bin/waitfor, pyproject.toml, packaging/, the interpreter's version, the architecture), in
@@ -37,8 +36,9 @@
 #
 # Reproducible: the sources are staged with one mtime (SOURCE_DATE_EPOCH), PyInstaller runs
 # with PYTHONHASHSEED=0, the tarballs are made with sorted names, fixed owner and mtime and
-# `gzip -n`. Two builds from the same build venv give the same bytes; what still differs
-# between build venvs is in BENCHMARKS.md ("Bundle reproducibility").
+# `gzip -n`. Two builds of the same inputs give the same bytes, also from two checkouts with
+# their own build venvs; what still differs, and why, is in BENCHMARKS.md ("Bundle
+# reproducibility").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD

@@ -1,4 +1,5 @@
-"""Idle RSS of the lean supervisor with the options of issue 11: --user and --pdeathsig.
+"""Idle RSS of the lean supervisor with the options of issue 11: --user and --pdeathsig
+(--user loads ctypes to keep CAP_KILL after the drop: issue 16 A2).
 
 Each variant runs `waitfor --init [OPTIONS] -- sleep 1000` as a plain process (--pdeathsig
 applies only outside PID 1; --init re-execs into the same lean supervisor as PID 1 does),

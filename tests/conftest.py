@@ -1,6 +1,9 @@
-"""Shared fixtures. Helpers (servers, waitfor runners, PID-namespace tools) live in the
-tests/helpers/ package, imported as `helpers.core`, `helpers.pid1`, `helpers.servers`
-(pytest's `pythonpath` setting in pyproject.toml puts tests/ on the path)."""
+"""Shared fixtures. Helpers live in the tests/helpers/ package (pytest's `pythonpath` setting
+in pyproject.toml puts tests/ on the path): `helpers.core` (running waitfor, environments,
+ports, local listeners), `helpers.pid1` (PID namespaces and the apps that report what they
+saw), `helpers.servers` (real database and broker servers, hostile servers). A test module
+never imports from another test module: what two of them need goes here or in helpers/.
+tests/README.md maps behaviour to test file."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import textwrap
 
 import pytest
 
-from helpers.core import HttpServer, TcpServer
+from helpers.core import HttpServer, Listener, TcpServer
 
 try:
     from hypothesis import HealthCheck, settings
@@ -35,6 +38,14 @@ def http_server():
     """A real HTTP server on 127.0.0.1 (see helpers.core.HttpServer for its routes)."""
     with HttpServer() as s:
         yield s
+
+
+@pytest.fixture
+def listener():
+    """A real listener on 127.0.0.1 that the test can close (and open again) on the same port."""
+    lst = Listener().open()
+    yield lst
+    lst.close()
 
 
 @pytest.fixture

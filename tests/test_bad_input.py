@@ -1,4 +1,4 @@
-"""Issue 10, sections D and E, and the CLI papercuts of F: every bad input is exit 2 in
+"""Bad input and hostile streams, through the real CLI: every bad input is exit 2 in
 one located line, no secret is echoed, closed or full streams end cleanly, and both exec
 paths report an exec failure the same way. Each runs the real CLI in a subprocess."""
 
@@ -30,7 +30,7 @@ def yaml_file(tmp_path, text, name="deps.yaml"):
     return str(p)
 
 
-# --------------------------------------------------------------------------- E13: YAML
+# --------------------------------------------------------------------------- YAML
 
 
 @pytest.mark.parametrize("text", [
@@ -63,7 +63,8 @@ def test_deeply_nested_defaults_and_long_after_chains(tmp_path):
         children, max_size=4),
     max_leaves=12))
 def test_any_yaml_document_is_exit_0_or_2_in_one_line(tmp_path, doc):
-    """Generated configs (hypothesis): never a crash (70), never a traceback, one line."""
+    """Generated configs (hypothesis): never a crash (70), never a traceback, one line per
+    error (validate reports each of them, one per line of the file, sorted)."""
     import yaml
 
     path = yaml_file(tmp_path, yaml.safe_dump(doc), "fuzz.yaml")
@@ -71,10 +72,16 @@ def test_any_yaml_document_is_exit_0_or_2_in_one_line(tmp_path, doc):
     assert r.returncode in (0, 2), (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr
     if r.returncode == 2:
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert lines and all(line.startswith("waitfor: error: ") for line in lines), r.stderr
+        import re
+
+        numbers = [int(m.group(1)) if m else 0
+                   for m in (re.match(rf"waitfor: error: {re.escape(str(path))}:(\d+):", line) for line in lines)]
+        assert numbers == sorted(numbers) and len(set(numbers) - {0}) == len([n for n in numbers if n]), r.stderr
 
 
-_SECRET = "S3cr3t[PW]:@x"  # brackets, colon and @: what broke URL errors (issue 10 D10)
+_SECRET = "S3cr3t[PW]:@x"  # brackets, colon and @: what broke URL errors once
 
 
 @settings(max_examples=80, deadline=None)
@@ -84,13 +91,12 @@ _SECRET = "S3cr3t[PW]:@x"  # brackets, colon and @: what broke URL errors (issue
        port=st.one_of(st.none(), st.integers(-5, 70000), st.text(alphabet="0123456789:[]a", max_size=6)),
        rest=st.text(alphabet="/?=&#%[]:@.a-", max_size=12))
 def test_any_target_url_is_exit_0_or_2_in_one_line_and_never_shows_its_password(scheme, host, port, rest):
-    """Generated target URLs with a password (hypothesis; issue 10 found 400 random URLs'
-    crashes and echoes): `validate --offline` says yes or one located line, never a
+    """Generated target URLs with a password (hypothesis; 400 random URLs once
+    found crashes and echoes): `validate --offline` says yes or one located line, never a
     traceback, never the password."""
     netloc = f"user:{_SECRET}@{host}" + ("" if port is None else f":{port}")
     url = f"{scheme}://{netloc}{rest}" if scheme else f"{netloc}{rest}"
-    r = subprocess.run([sys.executable, "-m", "waitfor", "validate", "--offline", url], capture_output=True,
-                       cwd=REPO, env=clean_env(), timeout=20)
+    r = waitfor("validate", "--offline", url, text=False, cwd=REPO, env=clean_env(), timeout=20)
     out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
     assert r.returncode in (0, 2), (url, r.returncode, err)
     assert "Traceback" not in err, err
@@ -122,7 +128,7 @@ def test_invalid_utf8_target_and_command():
     assert r.returncode == 127 and "command not found" in r.stderr, r.stderr
 
 
-# --------------------------------------------------------------------------- D10, D11: secrets
+# --------------------------------------------------------------------------- secrets in errors
 
 
 @pytest.mark.parametrize("url", [
@@ -144,7 +150,7 @@ def test_secret_query_keys_are_masked_by_their_decoded_name(key):
     assert "LEAKME" not in r.stdout + r.stderr
 
 
-# --------------------------------------------------------------------------- E17: one line
+# --------------------------------------------------------------------------- control characters: one line
 
 
 @pytest.mark.parametrize("where", ["key", "path"])
@@ -158,23 +164,21 @@ def test_control_characters_cannot_forge_a_log_line(tmp_path, where):
     assert "\\n" in r.stderr
 
 
-# --------------------------------------------------------------------------- E18: streams
+# --------------------------------------------------------------------------- closed and full streams
 
 
 def test_closed_stderr_does_not_stop_the_app():
     with TcpServer() as srv:
-        r = subprocess.run([sys.executable, "-m", "waitfor", "--init", f"127.0.0.1:{srv.port}", "--",
-                            sys.executable, "-c", "print('app ran')"],
-                           stderr=subprocess.DEVNULL, capture_output=False, stdout=subprocess.PIPE, text=True,
-                           env=clean_env(), timeout=30, preexec_fn=lambda: os.close(2))
+        r = waitfor("--init", f"127.0.0.1:{srv.port}", "--", sys.executable, "-c", "print('app ran')",
+                    stderr=subprocess.DEVNULL, capture_output=False, stdout=subprocess.PIPE, text=True,
+                    env=clean_env(), timeout=30, preexec_fn=lambda: os.close(2))
     assert r.returncode == 0 and r.stdout == "app ran\n", (r.returncode, r.stdout)
 
 
 @pytest.mark.parametrize("args", [["validate", "db:5432"], ["schema"], ["--help"]])
 def test_full_stdout_is_one_error_and_a_closed_pipe_is_quiet(args):
     with open("/dev/full", "w") as full:
-        r = subprocess.run([sys.executable, "-m", "waitfor", *args], stdout=full, stderr=subprocess.PIPE,
-                           text=True, env=clean_env(), timeout=30)
+        r = waitfor(*args, stdout=full, stderr=subprocess.PIPE, text=True, env=clean_env(), timeout=30)
     assert r.returncode == 74 and "No space left" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     p = subprocess.run(f"{sys.executable} -m waitfor schema | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}",
                        shell=True, executable="/bin/bash", capture_output=True, text=True, env=clean_env(),
@@ -182,7 +186,7 @@ def test_full_stdout_is_one_error_and_a_closed_pipe_is_quiet(args):
     assert p.stderr == "" and p.stdout.strip() in ("0", "141"), (p.stdout, p.stderr)
 
 
-# --------------------------------------------------------------------------- F19-F23
+# --------------------------------------------------------------------------- subcommands, validate, exec failures
 
 
 def test_subcommand_after_the_options(tmp_path):
@@ -232,11 +236,19 @@ def test_json_time_is_rfc3339_and_validate_prints_durations_as_written(tmp_path)
 
 
 def test_validate_and_check_mask_a_url_alike():
+    """One mask: a password is masked wherever it appears, also where it
+    is the user name too, and validate, check and the logs show the same default name."""
     url = "amqp://guest:guest@127.0.0.1:1/"
     shown = waitfor("validate", "--offline", url).stdout
-    logged = waitfor("check", "--attempt-timeout", "200ms", url).stdout
-    assert "amqp://guest:***@127.0.0.1:1/" in shown, shown
-    assert "guest:***@" in logged or "amqp" not in logged
+    checked = waitfor("check", "--attempt-timeout", "200ms", url).stdout
+    logged = waitfor("wait", "-t", "300ms", url).stderr
+    assert "name: amqp://***:***@127.0.0.1:1/\n" in shown and "url: amqp://***:***@127.0.0.1:1/\n" in shown, shown
+    assert checked.startswith("FAIL amqp://***:***@127.0.0.1:1/: "), checked
+    assert "not ready: amqp://***:***@127.0.0.1:1/: " in logged, logged
+    assert "guest" not in shown + checked + logged
+    shown = waitfor("validate", "--offline", "amqp://app:s3cret@127.0.0.1:1/").stdout
+    checked = waitfor("check", "--attempt-timeout", "200ms", "amqp://app:s3cret@127.0.0.1:1/").stdout
+    assert "name: amqp://app:***@127.0.0.1:1/\n" in shown and checked.startswith("FAIL amqp://app:***@"), checked
 
 
 # --------------------------------------------------------------------------- one exec mapping
@@ -271,7 +283,27 @@ def test_exec_and_init_report_an_exec_failure_alike(tmp_path, case):
 
 
 def test_repo_layout_has_no_stale_modules():
-    """The old flat modules are gone (issue 8): one place for each thing."""
+    """The old flat modules (before the config/wait/probes/supervise packages) are gone: one
+    place for each thing."""
     for old in ("config.py", "engine.py", "waiting.py", "handover.py", "supervisor.py", "runtime.py",
                 "status.py", "health.py", "effective.py", "masking.py", "sigstate.py", "signames.py", "log.py"):
         assert not (REPO / "waitfor" / old).exists(), old
+
+
+def test_a_password_before_the_scheme_separator_is_not_echoed():
+    """`user:S3cr3t@x@://` (hypothesis found it): its "scheme" is the password; it is no
+    scheme (RFC 3986: a letter, then letters, digits, + - .), so it is not repeated."""
+    r = waitfor("validate", "--offline", f"user:{_SECRET}@x@://")
+    assert r.returncode == 2 and "no scheme before ://" in r.stderr, r.stderr
+    assert "S3cr3t" not in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--success-exit", "--failure-threshold", "--stop-signal", "--probe-addr"])
+@pytest.mark.parametrize("digits", ["²", "١٥"])
+def test_only_ascii_digits_are_numbers(flag, digits):
+    """str.isdigit() is true of `²` (int() then fails with Python's own message) and of
+    `١٥` (which int() reads as 15): neither is a number to waitfor, as to strtol."""
+    value = f"127.0.0.1:{digits}" if flag == "--probe-addr" else digits
+    r = waitfor(flag, value, "--", "true")
+    assert r.returncode == 2 and r.stderr.startswith(f"waitfor: error: {flag}: "), r.stderr
+    assert "int()" not in r.stderr and r.stderr.count("\n") == 1, r.stderr

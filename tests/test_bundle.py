@@ -1,6 +1,6 @@
-"""The self-contained bundles (packaging/bundle.sh, issue 9): the same CLI and behaviour as
+"""The self-contained bundles (packaging/bundle.sh): the same CLI and behaviour as
 the pip install, from dist/waitfor-slim/waitfor and dist/waitfor-full/waitfor, and the same
-again for the arm64 bundles (issue 18), dist/waitfor-slim-arm64 and dist/waitfor-full-arm64,
+again for the arm64 bundles, dist/waitfor-slim-arm64 and dist/waitfor-full-arm64,
 under qemu user emulation.
 
 The session fixture runs `bash packaging/bundle.sh [--arch arm64]` (cached by a hash of its
@@ -33,10 +33,9 @@ from pathlib import Path
 import pytest
 
 import waitfor
-from helpers.core import TcpServer, free_port
+from helpers.core import REPO, TcpServer, clean_env, free_port
 from helpers.pid1 import NS, child_pids, pid_namespace_unavailable
 
-REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "dist"
 PG = ("127.0.0.1", 5432)  # the local PostgreSQL of .ci/services.sh (user postgres, trust)
 
@@ -107,14 +106,8 @@ def full(bundles):
     return str(bundles["full"])
 
 
-def env(**extra):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("WAITFOR_")}
-    e.update(extra)
-    return e
-
-
 def run(*argv, timeout=60, **kw):
-    kw.setdefault("env", env())
+    kw.setdefault("env", clean_env())
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, **kw)
 
 
@@ -210,11 +203,11 @@ def test_app_gets_its_own_environment_not_the_bootloaders(slim):
     """PyInstaller's bootloader prepends the bundle to LD_LIBRARY_PATH and sets _PYI_*
     variables; the app must not inherit them (cli.unfreeze_environ)."""
     show = 'echo "LD=${LD_LIBRARY_PATH-unset}"; env | grep -c "^_PYI_\\|^_MEIPASS" || true'
-    e = env()
+    e = clean_env()
     e.pop("LD_LIBRARY_PATH", None)
     p = run(slim, "run", "--", "sh", "-c", show, env=e)
     assert p.stdout.split() == ["LD=unset", "0"], p.stdout
-    p = run(slim, "run", "--init", "--", "sh", "-c", show, env=env(LD_LIBRARY_PATH="/mine"))
+    p = run(slim, "run", "--init", "--", "sh", "-c", show, env=clean_env(LD_LIBRARY_PATH="/mine"))
     assert p.stdout.split() == ["LD=/mine", "0"], (p.stdout, p.stderr)
 
 
@@ -223,9 +216,9 @@ def test_health(slim, tmp_path):
         port = server.port
         cfg = tmp_path / "waitfor.yaml"
         cfg.write_text(f"dependencies:\n  - tcp://127.0.0.1:{port}\n")
-        p = run(slim, "health", env=env(WAITFOR_CONFIG=str(cfg), WAITFOR_STATE_FILE=str(tmp_path / "s.json")))
+        p = run(slim, "health", env=clean_env(WAITFOR_CONFIG=str(cfg), WAITFOR_STATE_FILE=str(tmp_path / "s.json")))
         assert p.returncode == 0, p.stderr
-    p = run(slim, "health", env=env(WAITFOR_CONFIG=str(cfg), WAITFOR_STATE_FILE=str(tmp_path / "s.json")))
+    p = run(slim, "health", env=clean_env(WAITFOR_CONFIG=str(cfg), WAITFOR_STATE_FILE=str(tmp_path / "s.json")))
     assert p.returncode == 1, p.stderr
 
 
@@ -289,7 +282,7 @@ def test_as_pid1_reaps_orphans_and_forwards_term(slim, tmp_path):
     if why:
         pytest.skip(why)
     out = tmp_path / "out"
-    proc = subprocess.Popen(NS + [slim, "run", "--", "sh", "-c", PID1_APP], env=env(OUT=str(out)),
+    proc = subprocess.Popen(NS + [slim, "run", "--", "sh", "-c", PID1_APP], env=clean_env(OUT=str(out)),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         got = wait_for_file(out, "ready")
@@ -445,7 +438,7 @@ def test_probe_endpoint_and_watch(slim):
         proc = subprocess.Popen([slim, "run", "--probe-addr", f"127.0.0.1:{port}", "--watch-interval", "200ms",
                                  "--failure-threshold", "50", f"tcp://127.0.0.1:{dep.port}", "--",
                                  "sh", "-c", "trap 'exit 143' TERM; while :; do sleep 0.1; done"],
-                                env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             def readyz():
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)

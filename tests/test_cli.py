@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers.core import HttpServer, TcpServer, clean_env, free_port, waitfor
+from helpers.core import HttpServer, TcpServer, clean_env, free_port, spawn, waitfor
 
 SUBCOMMANDS = ("run", "wait", "check", "validate", "schema")
 
@@ -202,7 +202,7 @@ def test_check_one_attempt_all_or_nothing():
         assert time.monotonic() - t0 < 3  # no retries until the 60 s default timeout
         assert a.accepted == 2  # one attempt each time, no retries
         assert "connection refused" in r.stdout + r.stderr
-    # Nothing to check is a failure with its reason, not a silent success (issue 10 A1).
+    # Nothing to check is a failure with its reason, not a silent success.
     r = waitfor("check")
     assert r.returncode == 1 and "nothing to check" in r.stdout, r
     r = waitfor("health")
@@ -264,8 +264,8 @@ def test_schema_json():
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_while_waiting_stops_at_once(sig, tmp_path):
     marker = tmp_path / "ran"
-    p = subprocess.Popen([sys.executable, "-m", "waitfor", "-t", "30", closed(), "--", "touch", str(marker)],
-                         env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = spawn("-t", "30", closed(), "--", "touch", str(marker),
+              env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 5
         # wait until it is waiting (it has said so), then signal
@@ -279,3 +279,60 @@ def test_signal_while_waiting_stops_at_once(sig, tmp_path):
     assert p.returncode == 128 + sig
     assert time.monotonic() - t0 < 1.5
     assert not marker.exists() and out == ""
+
+
+# --------------------------------------------------------------------------- a mistyped subcommand
+
+
+@pytest.mark.parametrize("argv,meant", [
+    (["helth"], "health"),
+    (["chek", "host:1", "--", "true"], "check"),
+    (["-c", "x.yaml", "valdate"], "validate"),
+    (["wiat", "db:1"], "wait"),
+    (["shema"], "schema"),
+])
+def test_a_mistyped_subcommand_is_exit_2_with_a_suggestion(argv, meant):
+    r = waitfor(*argv)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and f"did you mean {meant}?" in r.stderr, r.stderr
+    assert "run needs a command" not in r.stderr and "tcp://" not in r.stderr
+
+
+def test_a_host_without_port_is_still_a_target_error():
+    r = waitfor("cache", "--", "true")
+    assert r.returncode == 2 and "no port" in r.stderr and "did you mean" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("written,meant", [
+    ("http//localhost:8080/healthz", "http://localhost:8080/healthz"),
+    ("http:/localhost:8080/healthz", "http://localhost:8080/healthz"),
+    ("postgres//bob:Pw-9x7@db/app", "postgres://bob:***@db/app"),
+])
+def test_a_mistyped_scheme_is_reported_as_written(written, meant):
+    r = waitfor("check", written)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"did you mean {meant!r}?" in r.stderr, r.stderr
+    assert "tcp://" not in r.stderr and "Pw-9x7" not in r.stderr, r.stderr
+    shown = written.replace("Pw-9x7", "***")
+    assert f"bad target {shown!r}" in r.stderr, r.stderr
+
+
+def test_an_unknown_scheme_close_to_a_known_one_is_suggested():
+    r = waitfor("check", "htp://localhost:8080/x")
+    assert r.returncode == 2 and "did you mean http://?" in r.stderr, r.stderr
+
+
+def test_validate_offline_still_runs_the_drivers_own_url_checks(tmp_path):
+    """--offline skips secret files and missing drivers, not the checks of a
+    driver that is installed (libpq's parser rejects an unknown URL parameter)."""
+    pytest.importorskip("psycopg")
+    r = waitfor("validate", "--offline", "postgres://app@db/app?bogus=1")
+    assert r.returncode == 2 and "bogus" in r.stderr, r.stdout + r.stderr
+    y = tmp_path / "d.yaml"
+    y.write_text("dependencies:\n"
+                 "  - {url: 'postgres://app@db/app', password_file: /nonexistent/pw}\n"
+                 "  - {url: 'https://h/x', ca_file: /nonexistent/ca.pem}\n")
+    r = waitfor("validate", "--offline", "-c", y)
+    assert r.returncode == 0, r.stderr
+    r = waitfor("validate", "-c", y)
+    assert r.returncode == 2 and "/nonexistent/" in r.stderr, r.stderr

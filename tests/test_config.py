@@ -3,6 +3,7 @@ YAML shapes, and one-line errors that name file:line: key, a flag or a variable 
 nothing started, no traceback)."""
 
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -436,3 +437,96 @@ def test_rewriting_a_signal_that_is_never_forwarded_is_an_error(spec):
 def test_supervision_flags_apply_only_to_run(flag):
     r = waitfor("wait", *flag)
     assert r.returncode == 2 and "applies only to run" in r.stderr
+
+
+# --------------------------------------------------------------------------- every error at once
+
+MANY_ERRORS = """\
+timeout: soon
+dependencies:
+  - url: tcp://db:5432
+    colour: blue
+  - url: http://api:8080/healthz
+    status: 999
+interval: -1s
+bogus: 1
+watch:
+  failure_threshold: zero
+"""
+
+
+def test_validate_reports_every_error_of_the_file_sorted_by_line(tmp_path):
+    """As JSON Schema validators and kubectl do: one line each, in file order (the loader
+    meets `interval:` and `watch:` before the dependencies, and `bogus:` first of all)."""
+    p = tmp_path / "bad.yaml"
+    p.write_text(MANY_ERRORS)
+    r = waitfor("validate", "-c", p)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    lines = r.stderr.splitlines()
+    assert [line.split(":")[4].strip() for line in lines] == [
+        "timeout", "dependencies[0].colour", "dependencies[1].status", "interval", "bogus", "watch.failure_threshold",
+    ], lines
+    assert all(line.startswith(f"waitfor: error: {p}:") for line in lines)
+    assert [int(line.split(":")[3]) for line in lines] == [1, 4, 6, 7, 8, 10]
+
+
+def test_run_stops_at_the_first_error(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(MANY_ERRORS)
+    r = waitfor("-c", p, "--", "true")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_validate_puts_flag_errors_before_the_file_s(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("dependencies:\n  - url: tcp://db:99999\n")
+    r = waitfor("validate", "-c", p, "-t", "never")
+    lines = r.stderr.splitlines()
+    assert r.returncode == 2 and len(lines) == 2, r.stderr
+    assert lines[0].startswith("waitfor: error: --timeout") or lines[0].startswith("waitfor: error: -t"), lines
+    assert lines[1].startswith(f"waitfor: error: {p}:2:"), lines
+
+
+# --------------------------------------------------------------------------- one declaration
+
+
+def test_schema_output_is_unchanged():
+    """`waitfor schema` as it was before validators became objects (tests/data: the output
+    of d205844). A setting added since may add a property; none may change."""
+    import json
+
+    from waitfor.commands.schema import schema
+
+    with open(os.path.join(REPO, "tests", "data", "waitfor.schema.json")) as f:
+        before = json.load(f)
+    now = json.loads(json.dumps(schema()))
+    assert {k: v for k, v in now.items() if k != "properties"} == {k: v for k, v in before.items() if k != "properties"}
+    for key, value in before["properties"].items():
+        assert now["properties"].get(key) == value, key
+
+
+def test_config_stub_types_are_the_validators_return_types():
+    """config/model.py's typed Config stub states each setting's type once more for mypy:
+    it must say what the setting's validator returns (`| None` when the default is None)."""
+    import ast
+    import inspect
+
+    from waitfor.config import model
+    from waitfor.config.validators import Validator
+
+    tree = ast.parse(inspect.getsource(model))
+    stub = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == "Config":
+            for stmt in node.body:
+                if isinstance(stmt, ast.If):
+                    stub = {a.target.id: ast.unparse(a.annotation) for a in stmt.body if isinstance(a, ast.AnnAssign)}
+    assert stub, "no typed stub in Config"
+    for s in model.SETTINGS:
+        if s.key == "config":
+            continue
+        fn = s.parse.check if isinstance(s.parse, Validator) else s.parse
+        returns = fn.__name__ if isinstance(fn, type) else inspect.signature(fn).return_annotation
+        if s.default is None and "None" not in returns:
+            returns += " | None"
+        assert stub[s.key] == returns, (s.key, stub[s.key], returns)

@@ -1,4 +1,4 @@
-"""Issue #4: real readiness for databases and brokers, through their own drivers.
+"""Real readiness for databases and brokers, through their own drivers.
 
 Everything here talks to real servers: the machine's shared PostgreSQL, MariaDB, Redis,
 RabbitMQ, Mosquitto and NATS (started by .ci/services.sh), and servers the tests start
@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from helpers import servers
+from helpers.core import clean_env
 from helpers.servers import Mute, finish, later, run_waitfor, start_waitfor
 
 pytestmark = pytest.mark.drivers
@@ -237,7 +238,7 @@ def startup_time(kind: str) -> float:
 @pytest.mark.parametrize("kind", KINDS)
 def test_closed_port_times_out_with_reason(kind):
     # The bound is on the wait (-t 1.5 s), not on start-up: a fixed 4 s failed once on a
-    # fresh, busy machine (redis: 5.71 s, issue 10 F25). Start-up is measured under the
+    # fresh, busy machine (redis: 5.71 s). Start-up is measured under the
     # same load and added; on a quiet machine the bound is tighter than the old 4 s.
     startup = startup_time(kind)
     port = servers.free_port()
@@ -246,6 +247,42 @@ def test_closed_port_times_out_with_reason(kind):
     assert r.elapsed < startup + 1.5 + 1.5, (startup, r)
     assert f"connection refused (127.0.0.1:{port})" in r.err, r
     assert "gave up: 1 of 1" in r.err, r
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "grpc"])
+def test_a_refused_login_is_refused(kind):
+    """Issue 17: the drivers connect once per attempt, without a TCP connect of their own
+    first; the driver's own refused connect is still Refused (polled as a closed port),
+    in the tcp probe's words."""
+    from waitfor.probes.base import Refused
+
+    port = servers.free_port()
+    with pytest.raises(Refused, match=f"connection refused \\(127.0.0.1:{port}\\)"):
+        probe_of(kind, url_at(kind, port))(1.0)
+
+
+def test_the_kinds_say_where_an_attempt_connects():
+    """connect_target: parsed once per dependency by the scheduler; None when in doubt."""
+    from waitfor.probes import table
+    from waitfor.urls import urlsplit
+
+    def target(kind, url):
+        return table.load(kind).connect_target(urlsplit(url))
+
+    assert target("postgres", "postgresql://u@db/x") == ("db", 5432)
+    assert target("postgres", "postgres://u@db:6543/x?sslmode=require") == ("db", 6543)
+    assert target("postgres", "postgres://u@h1,h2/x") is None
+    assert target("postgres", "postgres://u@/x?host=/run/postgresql") is None
+    assert target("postgres", "postgres://u@%2Frun%2Fpostgresql/x") is None
+    assert target("mysql", "mariadb://u@db/x") == ("db", 3306)
+    assert target("redis", "rediss://db") == ("db", 6379)
+    assert target("amqp", "amqps://db") == ("db", 5671)
+    assert target("mqtt", "mqtts://db") == ("db", 8883)
+    assert target("nats", "nats://db") == ("db", 4222)
+    assert target("http", "https://db/x") == ("db", 443)
+    assert target("tcp", "tcp://db:1") == ("db", 1)
+    assert target("unix", "unix:///run/a%20b.sock") == "/run/a b.sock"
+    assert target("file", "file:///x") is None and target("command", "command:") is None
 
 
 # --------------------------------------------------------------------------- open port, wrong protocol
@@ -738,7 +775,7 @@ def without_drivers(tmp_path_factory):
 
 
 def _run_isolated(root, *args):
-    env = servers.waitfor_env(PYTHONPATH=str(root))
+    env = clean_env(PYTHONPATH=str(root))
     return subprocess.run([sys.executable, "-S", "-m", "waitfor", "wait", "-t", "1s", *args],
                           capture_output=True, text=True, timeout=30, env=env, cwd=root)
 
@@ -752,7 +789,7 @@ def test_isolated_interpreter_really_has_no_drivers(without_drivers):
     check = subprocess.run(
         [sys.executable, "-S", "-c",
          "import importlib.util, sys; print([n for n in sys.argv[1:] if importlib.util.find_spec(n)])", *names],
-        capture_output=True, text=True, env=servers.waitfor_env(PYTHONPATH=str(without_drivers)),
+        capture_output=True, text=True, env=clean_env(PYTHONPATH=str(without_drivers)),
     )
     assert check.stdout.strip() == "[]", check
 

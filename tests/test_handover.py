@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from helpers.core import TcpServer, clean_env
+from helpers.core import TcpServer, clean_env, spawn, waitfor
 
 
 def bits(sigs) -> int:
@@ -68,9 +68,8 @@ def test_inherited_mask_and_ignored_signals_reach_the_app(deps):
 
 def test_sigpipe_is_default_in_the_app():
     """`yes | head -1`: yes must die of SIGPIPE (141), not see EPIPE forever or complain."""
-    r = subprocess.run([sys.executable, "-m", "waitfor", "--", "bash", "-c",
-                        "yes | head -1 >/dev/null; echo ${PIPESTATUS[0]}"],
-                       env=clean_env(), capture_output=True, text=True, timeout=20)
+    r = waitfor("--", "bash", "-c", "yes | head -1 >/dev/null; echo ${PIPESTATUS[0]}",
+                env=clean_env(), capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "141", (r.stdout, r.stderr)
     assert "Broken pipe" not in r.stderr
@@ -79,9 +78,8 @@ def test_sigpipe_is_default_in_the_app():
 def test_waitfor_becomes_the_app():
     """exec, not a child: same PID, and a signal to it reaches the app directly."""
     with TcpServer() as srv:
-        p = subprocess.Popen([sys.executable, "-m", "waitfor", "-t", "5", f"127.0.0.1:{srv.port}", "--",
-                              "sh", "-c", "echo $$; exec sleep 30"],
-                             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = spawn("-t", "5", f"127.0.0.1:{srv.port}", "--", "sh", "-c", "echo $$; exec sleep 30",
+                  env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             pid = int(p.stdout.readline())
             assert pid == p.pid

@@ -1,4 +1,4 @@
-"""Issue 11 item 4, parity with tini and dumb-init: `--pdeathsig SIG` (tini -p),
+"""Init options at parity with tini and dumb-init: `--pdeathsig SIG` (tini -p),
 `--leftovers kill|term|keep` (dumb-init's process-group and setsid modes), and the
 supervisor's working directory (dumb-init's chdir("/")). Black-box, through the real CLI,
 as PID 1 of a PID namespace or as a plain process with --init / exec mode."""
@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from helpers.pid1 import PROLOGUE, REPO, WAITFOR, Lines, Waitfor, alive, app, pid_namespace_unavailable
+from helpers.core import WAITFOR, repo_env, waitfor
+from helpers.pid1 import PROLOGUE, Lines, Waitfor, alive, app, pid_namespace_unavailable
 
 pytestmark = pytest.mark.pid1
 
@@ -35,7 +36,7 @@ def run_orphaned(args, parent_lives=1.0):
     """waitfor started by a middle `sh` that exits after `parent_lives` s, as a process
     manager that dies would. Returns the app's report lines."""
     r, w = os.pipe()
-    env = dict(os.environ, REPORT_FD=str(w), PYTHONPATH=REPO)
+    env = repo_env(REPORT_FD=str(w))
     argv = ["sh", "-c", f'"$@" & sleep {parent_lives}', "sh", *WAITFOR, *args, "--", *app(SIG_APP)]
     mid = subprocess.Popen(argv, env=env, pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, start_new_session=True)
@@ -67,7 +68,7 @@ def test_pdeathsig_also_when_dropping_to_a_user():
     if os.geteuid() != 0 or not os.access("/usr/bin/python3", os.X_OK):
         pytest.skip("needs root and a system python3 that nobody may run")
     r, w = os.pipe()
-    env = dict(os.environ, REPORT_FD=str(w), PYTHONPATH=REPO)
+    env = repo_env(REPORT_FD=str(w))
     argv = ["sh", "-c", '"$@" & sleep 1', "sh", *WAITFOR, "--init", "--user", "nobody", "--pdeathsig", "USR1",
             "--", "/usr/bin/python3", "-I", "-S", "-c", SIG_APP]
     mid = subprocess.Popen(argv, env=env, pass_fds=(w,), stdin=subprocess.DEVNULL, start_new_session=True,
@@ -90,8 +91,7 @@ def test_pdeathsig_as_pid1_is_ignored_and_harmless():
 
 
 def test_bad_pdeathsig_is_exit_2():
-    r = subprocess.run([*WAITFOR, "--pdeathsig", "NOPE", "--", "true"], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=REPO), timeout=20)
+    r = waitfor("--pdeathsig", "NOPE", "--", "true", env=repo_env(), timeout=20)
     assert r.returncode == 2 and "--pdeathsig" in r.stderr and "unknown signal" in r.stderr, r.stderr
 
 
@@ -161,8 +161,7 @@ def test_leftovers_default_still_waits_for_the_grace_then_kills():
 def test_bad_leftovers_is_exit_2(tmp_path):
     cfg = tmp_path / "w.yaml"
     cfg.write_text("leftovers: maybe\n")
-    r = subprocess.run([*WAITFOR, "-c", str(cfg), "--", "true"], capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=REPO), timeout=20)
+    r = waitfor("-c", str(cfg), "--", "true", env=repo_env(), timeout=20)
     assert r.returncode == 2 and "w.yaml:1: leftovers" in r.stderr and "kill, term, keep" in r.stderr, r.stderr
 
 

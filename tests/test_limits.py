@@ -1,26 +1,30 @@
-"""Issue 10 B4-B7, E14: an attempt is bounded, whatever the other side does.
+"""An attempt is bounded, whatever the other side does: one deadline per attempt (a server
+that drips its answer), a regex that backtracks, command probes and their children and
+output, running out of file descriptors; config files must be small regular files.
 
 Real hostile servers on 127.0.0.1 (tests/helpers/servers.py `Drip`: an answer one byte per
 interval, which keeps every per-read socket timeout happy), real processes. The bounds
 asserted are generous ("a few seconds instead of 30"); the figures are in bench/.
 """
 
+import contextlib
 import os
+import shutil
+import socket
 import stat
 import subprocess
-import sys
 import time
 
 import pytest
 
-from helpers.servers import REPO, Drip, waitfor_env
+from helpers.core import PY, REPO, clean_env, spawn, waitfor
+from helpers.servers import Drip
 
 
 def run(*args, limit=60):
-    t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "waitfor", *map(str, args)], capture_output=True,
-                          text=True, timeout=limit, cwd=REPO, env=waitfor_env())
-    return proc, time.monotonic() - t0
+    """(CompletedProcess, seconds) of `waitfor ARGS`."""
+    proc = waitfor(*args, timeout=limit, cwd=REPO)
+    return proc, proc.took
 
 
 @pytest.fixture
@@ -36,7 +40,7 @@ def drip():
         s.stop()
 
 
-# ------------------------------------------------------------------ B4: one deadline per attempt
+# ------------------------------------------------------------------ one deadline per attempt
 
 
 def test_http_status_line_dripped_is_cut_at_the_attempt_timeout(drip):
@@ -83,7 +87,7 @@ def test_mysql_greeting_dripped_is_cut_at_the_attempt_timeout(drip):
     assert took < 5, took
 
 
-# ------------------------------------------------------------------ B5: a regex that backtracks
+# ------------------------------------------------------------------ a regex that backtracks
 
 CATASTROPHIC = {
     "re2": "(a*)*b",  # linear in RE2 (when installed); exponential in Python's re
@@ -112,9 +116,8 @@ def test_sigterm_is_prompt_during_a_catastrophic_body_regex(drip, tmp_path):
 
     d = drip(payload=b"HTTP/1.0 200 OK\r\n\r\n" + b"a" * 40 + b"!", every=0)
     cfg = body_config(tmp_path, d.port, CATASTROPHIC["child"])
-    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "wait", "-c", str(cfg), "-t", "30s",
-                             "--attempt-timeout", "20s"], cwd=REPO, env=waitfor_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn("wait", "-c", str(cfg), "-t", "30s", "--attempt-timeout", "20s", cwd=REPO, env=clean_env(),
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     kids = psutil.Process(proc.pid).children(recursive=True)
     assert kids, "the match runs in a child"
@@ -127,7 +130,7 @@ def test_sigterm_is_prompt_during_a_catastrophic_body_regex(drip, tmp_path):
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE], kids
 
 
-# ------------------------------------------------------------------ B6: command probes
+# ------------------------------------------------------------------ command probes
 
 
 def sleepers(tag: str):
@@ -177,10 +180,8 @@ def test_command_output_is_bounded_in_memory_and_on_disk(tmp_path):
     import psutil
 
     cfg = command_config(tmp_path, ["yes"])
-    proc = subprocess.Popen([sys.executable, "-m", "waitfor", "check", "-c", str(cfg),
-                             "--attempt-timeout", "2s", "-t", "3s"], cwd=REPO,
-                            env=waitfor_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = spawn("check", "-c", str(cfg), "--attempt-timeout", "2s", "-t", "3s", cwd=REPO,
+                 env=clean_env(TMPDIR=str(tmp_path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     me = psutil.Process(proc.pid)
     rss = files = 0
     while proc.poll() is None:
@@ -207,7 +208,7 @@ def test_command_output_is_bounded_in_memory_and_on_disk(tmp_path):
     assert rss < 200 << 20, f"RSS grew to {rss} bytes"
 
 
-# ------------------------------------------------------------------ B7: out of file descriptors
+# ------------------------------------------------------------------ out of file descriptors
 
 
 def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
@@ -215,9 +216,8 @@ def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
     cfg = tmp_path / "w.yaml"
     cfg.write_text("dependencies:\n" + "".join(
         f"  - {{name: pg{i}, url: 'postgres://root@127.0.0.1:5432/test'}}\n" for i in range(30)))
-    argv = f"ulimit -n 16; exec {sys.executable} -m waitfor wait -c {cfg} -t 3s"
-    proc = subprocess.run(["bash", "-c", argv], capture_output=True, text=True, timeout=60,
-                          cwd=REPO, env=waitfor_env())
+    proc = waitfor("wait", "-c", cfg, "-t", "3s", prefix=["bash", "-c", 'ulimit -n 16; exec "$@"', "bash"],
+                   capture_output=True, text=True, timeout=60, cwd=REPO, env=clean_env())
     assert proc.returncode in (0, 124), proc  # not 134 (glibc abort) nor 70
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "libgcc_s" not in proc.stderr, proc.stderr
@@ -228,7 +228,7 @@ def test_fd_exhaustion_is_a_local_limit_not_a_crash(tmp_path):
     assert reasons and all("local resource limit" in ln for ln in reasons), proc.stderr
 
 
-# ------------------------------------------------------------------ E14, E15: bad input is exit 2
+# ------------------------------------------------------------------ hostile files and URLs are exit 2
 
 
 @pytest.fixture
@@ -274,3 +274,153 @@ def test_driver_rejected_urls_are_exit_2_not_a_timeout(url):
     assert proc.returncode == 2, proc
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert took < 5, took
+
+
+def test_fd_exhaustion_at_the_engines_start_is_a_local_limit(tmp_path):
+    """Issue 16 D14: 70 dependencies whose connects stay in flight (a listener whose accept
+    queue is full drops their SYNs) under `ulimit -n 64`: the first attempts take every fd
+    before the scheduler's wake-up pair is made. That is a local resource limit, reported
+    as one and retried, not `internal error: OSError: [Errno 24]` (exit 70)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # fill the accept queue: further SYNs are dropped
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(("127.0.0.1", port))
+            fillers.append(c)
+        cfg = tmp_path / "w.yaml"
+        cfg.write_text("dependencies:\n" + "".join(
+            f"  - {{name: d{i}, url: 'tcp://127.0.0.1:{port}'}}\n" for i in range(70)))
+        proc = waitfor("wait", "-c", cfg, "-t", "2s", "--attempt-timeout", "1s",
+                       prefix=["bash", "-c", 'ulimit -n 64; exec "$@"', "bash"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO, env=clean_env())
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+    assert proc.returncode == 124, proc
+    assert "internal error" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    reasons = [ln for ln in proc.stderr.splitlines() if "Too many open files" in ln]
+    assert reasons and all("local resource limit" in ln for ln in reasons), proc.stderr
+
+
+# ------------------------------------------------------------------ no thread to be had
+
+
+@contextlib.contextmanager
+def pids_cgroup(limit: int):
+    """A pids cgroup the test creates (v1 or v2), its pids.max set to `limit`: -> its path.
+    Processes join it by writing their pid to its cgroup.procs. Removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a cgroup")
+    for root in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        path = f"{root}/waitfor-test-{os.getpid()}"
+        try:
+            os.mkdir(path)
+        except OSError:
+            continue
+        if os.path.exists(f"{path}/pids.max"):
+            break
+        os.rmdir(path)
+    else:
+        pytest.skip("no pids cgroup controller to create a group in")
+    try:
+        with open(f"{path}/pids.max", "w") as f:
+            f.write(str(limit))
+        yield path
+    finally:
+        with open(f"{path}/pids.max", "w") as f:
+            f.write("max")
+        for _ in range(100):  # its processes have ended (the test waited for them)
+            try:
+                os.rmdir(path)
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def test_a_pool_thread_that_cannot_start_is_a_local_limit_and_retried():
+    """pids.max 2: waitfor's main thread and the scheduler; the pool's first thread cannot
+    start. Before: "cannot become ready: ... internal error: can't start new thread", exit 1.
+    Once the limit is raised, the next attempt finds the server ready."""
+    from helpers.core import HttpServer
+
+    with HttpServer() as srv, pids_cgroup(2) as group:
+        proc = spawn("wait", "-t", "20s", "--attempt-timeout", "1s", f"http://127.0.0.1:{srv.port}/",
+                     prefix=["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh"],
+                     cwd=REPO, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        with open(f"{group}/pids.max", "w") as f:
+            f.write("64")
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "local resource limit: cannot start a thread" in err, err
+    assert "cannot become ready" not in err and "internal error" not in err, err
+
+
+def test_a_command_probe_whose_reaper_cannot_start_ends_its_program(tmp_path):
+    """pids.max 2: the interpreter and the probe's program; the thread that waits for the
+    program cannot start. The attempt is a local limit, and the program does not outlive it."""
+    tag = f"31.{os.getpid()}"
+    code = ("import sys\n"
+            "from waitfor.config.model import Dependency\n"
+            "from waitfor.probes.base import NotReady\n"
+            "from waitfor.probes.table import build_probe\n"
+            f"probe = build_probe(Dependency('c', 'command', '', argv=('sleep', {tag!r})))\n"
+            "with open(sys.argv[1], 'w') as f:\n"
+            "    f.write('0')\n"
+            "try:\n"
+            "    print('ready', probe(5.0))\n"
+            "except NotReady as e:\n"
+            "    print('NotReady', e)\n")
+    with pids_cgroup(2) as group:
+        proc = subprocess.run([PY, "-c", code, f"{group}/cgroup.procs"], capture_output=True,
+                              text=True, timeout=30, cwd=REPO, env=clean_env())
+    left = sleepers(tag)
+    for p in left:
+        p.kill()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("NotReady local resource limit: cannot start a thread"), proc.stdout
+    assert not left, "the program outlived its attempt"
+
+
+# ------------------------------------------------------------------ no /proc
+
+
+def without_proc(tmp_path, yaml_text: str, *args: str) -> subprocess.CompletedProcess:
+    """waitfor in a private mount namespace (`unshare -m`) with a tmpfs over /proc."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare for a mount namespace")
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(yaml_text)
+    proc = waitfor("wait", "-c", str(cfg), *args,
+                   prefix=["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /proc || exit 99; exec "$@"', "sh"],
+                   timeout=60, cwd=REPO, env=clean_env())
+    if proc.returncode == 99 or "unshare:" in proc.stderr:
+        pytest.skip(f"cannot mount a tmpfs over /proc here: {proc.stderr.strip()}")
+    return proc
+
+
+def test_without_proc_a_command_that_exits_0_is_ready(tmp_path):
+    """Before: "waiting: list index out of range" (psutil's listing of an empty /proc)."""
+    proc = without_proc(tmp_path, "dependencies:\n  - command: [\"true\"]\n", "-t", "5s")
+    assert proc.returncode == 0, proc.stderr
+    assert "ready" in proc.stderr, proc.stderr
+
+
+def test_without_proc_the_deadline_is_a_timeout_not_an_internal_error(tmp_path):
+    """Before: exit 70, "internal error: IndexError" from the sweep at the deadline."""
+    tag = f"32.{os.getpid()}"
+    proc = without_proc(tmp_path, f"dependencies:\n  - command: [sleep, \"{tag}\"]\n", "-t", "1s")
+    time.sleep(0.3)
+    left = sleepers(tag)
+    for p in left:
+        p.kill()
+    assert proc.returncode == 124, proc.stderr
+    assert "internal error" not in proc.stderr, proc.stderr
+    assert not left, "the probe's program outlived the wait (its group is still killed)"

@@ -1,8 +1,8 @@
-"""Issue #3, "PID 1 done right": black-box tests of `waitfor run` as a container's init.
+"""PID 1 done right: black-box tests of `waitfor run` as a container's init.
 
 waitfor runs through its real CLI as PID 1 of a fresh PID namespace (as a container runtime
 starts it), or as a plain process for `--init` / exec mode. What the apps saw comes back
-through a report pipe (see pid1_helpers). Every wait is bounded.
+through a report pipe (see helpers/pid1.py). Every wait is bounded.
 """
 
 import concurrent.futures
@@ -15,14 +15,12 @@ import time
 
 import pytest
 
+from helpers.core import PY, WAITFOR, repo_env, waitfor
 from helpers.pid1 import (
     NS,
     PROLOGUE,
-    PY,
-    REPO,
     SIGWAIT_APP,
     STATUS_APP,
-    WAITFOR,
     Lines,
     Waitfor,
     alive,
@@ -583,8 +581,7 @@ def test_leftovers_get_sigterm_once(pid1):
 
 def test_exit_codes_0_to_255_pass_through():
     def one(code):
-        r = subprocess.run(NS + WAITFOR + ["-q", "--", "sh", "-c", f"exit {code}"], capture_output=True,
-                           timeout=30, start_new_session=True)
+        r = waitfor("-q", "--", "sh", "-c", f"exit {code}", prefix=NS, text=False, timeout=30, start_new_session=True)
         return code, r.returncode
 
     wrong = [(c, got) for c, got in parallel(one, range(256)) if c != got]
@@ -610,9 +607,8 @@ DEADLY = [signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGABRT, signal.S
 @pytest.mark.parametrize("pid1", [True, False], ids=["pid1", "init"])
 def test_app_killed_by_signal_n_gives_128_plus_n(pid1):
     def one(s):
-        r = subprocess.run((NS if pid1 else []) + WAITFOR + ([] if pid1 else ["--init"])
-                           + ["--", *app(SUICIDE_APP, int(s))], capture_output=True, timeout=30,
-                           start_new_session=True, env=dict(os.environ, REPORT_FD="2"))
+        r = waitfor(*([] if pid1 else ["--init"]), "--", *app(SUICIDE_APP, int(s)), prefix=NS if pid1 else (),
+                    text=False, timeout=30, start_new_session=True, env=dict(os.environ, REPORT_FD="2"))
         return s, r.returncode, r.stderr.decode(errors="replace")[-300:]
 
     wrong = [(sig_name(s), got, err) for s, got, err in parallel(one, DEADLY) if got != 128 + s]
@@ -621,9 +617,8 @@ def test_app_killed_by_signal_n_gives_128_plus_n(pid1):
 
 def test_success_exit_maps_codes_to_zero():
     def one(code):
-        r = subprocess.run(NS + WAITFOR + ["--success-exit", "3", "--success-exit", "143", "--",
-                                           "sh", "-c", f"exit {code}" if code != 143 else "kill $$"],
-                           capture_output=True, timeout=30)
+        r = waitfor("--success-exit", "3", "--success-exit", "143", "--",
+                    "sh", "-c", f"exit {code}" if code != 143 else "kill $$", prefix=NS, text=False, timeout=30)
         return r.returncode
 
     assert parallel(one, [3, 143, 4, 0]) == [0, 0, 4, 0]
@@ -699,8 +694,7 @@ def test_init_under_a_job_control_shell_ctrl_z_fg_bg_ctrl_c():
     continues it, `bg` continues it in the background (the terminal stays the shell's), ^C
     ends it with 130."""
     r, w = os.pipe()
-    env = dict(os.environ, REPORT_FD=str(w), PS1="prompt$ ", PYTHONPATH=os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), JOB_APP=JOB_APP, TERM="dumb")
+    env = repo_env(REPORT_FD=str(w), PS1="prompt$ ", JOB_APP=JOB_APP, TERM="dumb")
     term = Terminal(env)
     os.close(w)
     report = Lines(r)
@@ -747,7 +741,7 @@ def test_the_terminal_comes_back_when_the_app_ends():
     try:
         r = subprocess.run(["sh", "-c", " ".join(WAITFOR) + f" --init -- true && {check}"], stdin=slave,
                            capture_output=True, timeout=20, start_new_session=True, preexec_fn=controlling_tty,
-                           env=dict(os.environ, PYTHONPATH=REPO))
+                           env=repo_env())
     finally:
         os.close(master)
         os.close(slave)

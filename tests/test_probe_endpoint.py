@@ -1,4 +1,6 @@
-"""Issue 10 C8, C9: the probe endpoint under hostile clients.
+"""The probe endpoint (`--probe-addr`: /livez, /readyz, /startupz): its answers follow the
+supervisor's phases, and it stays up under hostile clients (idle and slow connections,
+floods under a low fd limit, resets, random requests).
 
 Black-box: the real CLI supervising a real app, real TCP clients on 127.0.0.1. Threads and
 fds are read from /proc/PID of the waitfor process. Bounds are generous ("bounded", not
@@ -7,27 +9,91 @@ fds are read from /proc/PID of the waitfor process. Bounds are generous ("bounde
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from test_watch import APP_TRAPS_TERM, Listener, free_port, get, wait_until, write_config
 
-WAITFOR = [sys.executable, "-m", "waitfor"]
+from helpers.core import APP_TRAPS_TERM, Listener, env_with_state, free_port, get, spawn, wait_until, write_config
 
 
-@pytest.fixture
-def listener():
-    lst = Listener().open()
-    yield lst
-    lst.close()
+def test_probe_endpoint_follows_the_phases(tmp_path):
+    dep = Listener()
+    probe_port = free_port()
+    cfg = write_config(tmp_path, f"""
+        timeout: 20s
+        watch: {{interval: 100ms, failure_threshold: 1000}}
+        dependencies:
+          - name: db
+            url: http://user:s3cretpw@127.0.0.1:{dep.port}/
+            status: 2xx
+          - tcp://127.0.0.1:{dep.port}
+    """)
+    base = f"http://127.0.0.1:{probe_port}"
+    proc = spawn("run", "-c", cfg, "--probe-addr", f"127.0.0.1:{probe_port}", "--", *APP_TRAPS_TERM,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_state(tmp_path))
+    try:
+        # While waiting: alive, not ready, not started.
+        wait_until(lambda: _reachable(base + "/livez"))
+        assert get(base + "/livez")[0] == 200
+        code, body = get(base + "/readyz")
+        assert code == 503 and body["phase"] == "waiting"
+        assert get(base + "/startupz")[0] == 503
+        assert get(base + "/nope")[0] == 404
+        # The dependency comes up (a real HTTP server on the same port).
+        server = _http_server(dep.port)
+        wait_until(lambda: get(base + "/readyz")[0] == 200)
+        assert get(base + "/startupz")[0] == 200
+        # A watched dependency fails: not ready, still alive, app untouched.
+        server.shutdown()
+        server.server_close()
+        code, body = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(get(base + "/readyz")))
+        assert body["failing"] and "s3cretpw" not in json.dumps(body)
+        assert get(base + "/livez")[0] == 200
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert "app-got-TERM" in out
+    assert proc.returncode == 0
+    assert "s3cretpw" not in err
+
+
+def _reachable(url) -> bool:
+    try:
+        get(url)
+        return True
+    except OSError:
+        return False
+
+
+def _http_server(port):
+    import http.server
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    http.server.HTTPServer.allow_reuse_address = True
+    server = http.server.HTTPServer(("127.0.0.1", port), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+# ------------------------------------------------------------- hostile clients
 
 
 def threads_of(pid: int) -> int:
@@ -50,10 +116,9 @@ def _start(tmp_path, listener, *extra, nofile=None, watch="200ms"):
         if nofile:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-    env = {**os.environ, "WAITFOR_STATE_FILE": str(tmp_path / "state.json")}
-    proc = subprocess.Popen(WAITFOR + ["run", "-c", cfg, "--probe-addr", f"127.0.0.1:{probe_port}", *extra, "--"]
-                            + APP_TRAPS_TERM, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=limit)
+    env = env_with_state(tmp_path)
+    proc = spawn("run", "-c", cfg, "--probe-addr", f"127.0.0.1:{probe_port}", *extra, "--", *APP_TRAPS_TERM,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=limit)
     base = f"http://127.0.0.1:{probe_port}"
     wait_until(lambda: _status(base + "/readyz") == 200, timeout=15)
     return proc, probe_port, base

@@ -16,7 +16,7 @@ import pytest
 from helpers.core import HttpServer, TcpServer, UnixServer, free_port, has_ipv6, waitfor
 from waitfor import config
 from waitfor.config import targets
-from waitfor.probes import tcp
+from waitfor.probes import connect
 from waitfor.probes.base import Broken, NotReady, Refused
 from waitfor.wait.engine import attempt, make_probe
 
@@ -86,7 +86,7 @@ def test_tcp_tries_every_address_of_a_name(monkeypatch, listen_on):
             return real(host, p, *a, **k)
 
         monkeypatch.setattr(socket, "getaddrinfo", both)
-        assert tcp.connect("both.test", port, 1.0) == listen_on
+        assert connect.connect("both.test", port, 1.0) == listen_on
 
 
 def test_tcp_unresolvable_name_is_refused():
@@ -297,7 +297,7 @@ def test_invert_times_out_while_present(tmp_path):
     cfg = write_yaml(tmp_path, f"dependencies:\n  - url: file://{lock}\n    invert: true\n")
     r = waitfor("wait", "-t", "400ms", "-c", cfg)
     assert r.returncode == 124, r.stderr
-    assert "still exists" in r.stderr  # a file is not "reachable" (issue 10, F23)
+    assert "still exists" in r.stderr  # a file is not "reachable"
 
 
 # --------------------------------------------------------------------------- dns

@@ -11,7 +11,7 @@ The subcommand comes first, or as the first word that is not an option's value.
 
 from __future__ import annotations
 
-import sys
+from types import SimpleNamespace
 
 from waitfor import __version__
 from waitfor.config.model import SETTINGS
@@ -19,17 +19,13 @@ from waitfor.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from types import SimpleNamespace
-
     from waitfor.config.model import Flag, Setting
-else:
-    # types.SimpleNamespace without importing `types` (0.15 ms of start-up): it is the type
-    # of sys.implementation, as types.py itself defines it.
-    SimpleNamespace = type(sys.implementation)
 
 MODES = {
     "run": "wait for every dependency, then run COMMAND (the default)",
     "wait": "wait for every dependency, then exit 0 (for init containers and scripts)",
+    "sidecar": "wait for every dependency, then keep watching them and serving /startupz /readyz /livez, "
+               "without an app, until SIGTERM (exit 0)",
     "check": "probe each dependency once, in parallel; exit 0 if all are ready, else 1",
     "health": "run the health checks once (Docker HEALTHCHECK, Kubernetes exec probes); exit 0 or 1",
     "validate": "check the config and print the effective configuration, secrets masked",
@@ -38,6 +34,7 @@ MODES = {
 MODE_USAGE = {
     "run": "waitfor [run] [OPTIONS] [TARGET ...] -- COMMAND [ARG ...]",
     "wait": "waitfor wait [OPTIONS] [TARGET ...]",
+    "sidecar": "waitfor sidecar [OPTIONS] [TARGET ...]",
     "check": "waitfor check [OPTIONS] [TARGET ...]",
     "health": "waitfor health [OPTIONS] [TARGET ...]",
     "validate": "waitfor validate [OPTIONS] [TARGET ...]",
@@ -45,6 +42,9 @@ MODE_USAGE = {
 }
 # Options that only some subcommands take, beyond the run-only ones of SETTINGS.
 MODE_ONLY = {"offline": ("validate",)}
+# The run-only settings that `sidecar` takes too: it has the watch and the probe endpoint
+# of `run`, but no app (so no supervision, user, secrets or templates).
+SIDECAR_TAKES = ("watch_interval", "probe_addr")
 
 _BY_SPELLING: dict[str, tuple[Setting, Flag]] = {
     spelling: (s, f) for s in SETTINGS for f in s.flags for spelling in f.spellings
@@ -54,7 +54,7 @@ EXTRA_FLAGS = {
     "--offline": ("offline", "validate", "check the config without drivers and secret files (for CI)"),
 }
 
-USAGE = "usage: waitfor [run|wait|check|health|validate|schema] [OPTIONS] [TARGET ...] [-- COMMAND [ARG ...]]"
+USAGE = "usage: waitfor [run|wait|sidecar|check|health|validate|schema] [OPTIONS] [TARGET ...] [-- COMMAND [ARG ...]]"
 EPILOG = """\
 targets: tcp://host:port or host:port, http(s)://..., unix:///path, file:///path,
   dns://name, postgres://, mysql://, redis://, amqp://, mqtt://, nats://, grpc://
@@ -64,7 +64,7 @@ exit codes: the app's own; 124 not ready in time; 2 usage/config error;
 
 
 def _takes(mode: str, s: Setting) -> bool:
-    return mode == "run" or not s.run_only
+    return mode == "run" or not s.run_only or (mode == "sidecar" and s.key in SIDECAR_TAKES)
 
 
 def help_text(mode: str | None = None) -> str:
@@ -108,6 +108,18 @@ def _fail(message: str, mode: str | None = None) -> UsageError:
     return UsageError(f"{message} (see {hint})")
 
 
+def _mistyped_mode(word: str) -> str | None:
+    """The subcommand `word` is a typo of (`helth`, `chek`), or None. A target always holds
+    a `:` (host:port, scheme://) and a word of letters is no target, so the word is a
+    subcommand misspelt, not a host (issue 16 E21). difflib: only on this path."""
+    if not word.isalpha() or not word.isascii():
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(word.lower(), MODES, n=1, cutoff=0.7)  # not cache -> check
+    return close[0] if close else None
+
+
 def parse(argv: list[str]) -> SimpleNamespace:
     """-> namespace(mode, command, targets, given, offline, and one attribute per setting)."""
     if "--" in argv:
@@ -143,6 +155,8 @@ def parse(argv: list[str]) -> SimpleNamespace:
         if not tok.startswith("-") or tok == "-":
             if mode is None and not targets and tok in MODES:
                 mode = tok  # `waitfor -c deps.yaml validate`: a subcommand after the options
+            elif mode is None and not targets and _mistyped_mode(tok):
+                raise _fail(f"unknown subcommand {tok!r} (did you mean {_mistyped_mode(tok)}?)")
             else:
                 targets.append(tok)
             continue
@@ -190,7 +204,8 @@ def parse(argv: list[str]) -> SimpleNamespace:
         raise _fail(f"{mode} takes no COMMAND (only run does)", mode)
     for s in SETTINGS:
         if s.key in given and not _takes(mode, s):
-            raise _fail(f"{given[s.key]} applies only to run", mode)
+            also = " and sidecar" if s.key in SIDECAR_TAKES else ""
+            raise _fail(f"{given[s.key]} applies only to run{also}", mode)
     for key, typed in given.items():
         if key in MODE_ONLY and mode not in MODE_ONLY[key]:
             raise _fail(f"{typed} applies only to {' and '.join(MODE_ONLY[key])}", mode)

@@ -1,4 +1,4 @@
-"""Command line: `waitfor [run|wait|check|health|validate|schema] [OPTIONS] [TARGET ...] [-- COMMAND ...]`.
+"""Command line: `waitfor [run|wait|sidecar|check|health|validate|schema] [OPTIONS] [TARGET ...] [-- COMMAND ...]`.
 
 main() reads like a recipe, as tini's does: capture the inherited signal state and block
 every signal, parse, build the frozen Config, run the subcommand. It is the only place
@@ -12,7 +12,7 @@ import os
 import sys
 
 from waitfor import exitcodes
-from waitfor.errors import WaitforError
+from waitfor.errors import UsageErrors, WaitforError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     except StdoutClosed:
         return exitcodes.from_signal(13)  # as a filter killed by SIGPIPE would (`| head -1`)
     except WaitforError as e:
-        _print_error(log_format, f"error: {e}")
+        for message in str(e).split("\n") if isinstance(e, UsageErrors) else [str(e)]:
+            _print_error(log_format, f"error: {message}")
         code = e.exit_code
     except KeyboardInterrupt:
         code = exitcodes.from_signal(2)
@@ -118,15 +119,32 @@ def unfreeze_environ(environ: MutableMapping[str, str]) -> None:
 
 
 def dispatch(cfg: Config, args: SimpleNamespace, inherited: Inherited) -> int:
-    from waitfor.output import Log
+    from waitfor.output import Log, mask
 
     log = Log(cfg.log_format, cfg.verbosity)
+    # Every secret the config holds (URL passwords, header values, password files) is
+    # masked in every text that leaves waitfor from now on, whichever dependency it
+    # belongs to (issue 16 B4); secrets_env's values join them when they are read.
+    mask(cfg.secrets)
+    if cfg.secrets_env and cfg.mode in ("wait", "check", "health"):
+        # The setting applies wherever probes run (issue 16 B7): a command dependency that
+        # needs $DB_PASSWORD passes under health, check and wait as it does under run.
+        from waitfor.commands.run import load_secrets
+
+        load_secrets(cfg)
     if cfg.mode == "validate":
         from waitfor.commands.validate import run_validate
 
         return run_validate(cfg, offline=bool(getattr(args, "offline", False)))
     if cfg.mode in ("check", "health"):
         from waitfor.commands.check import run_health
+
+        if cfg.user is not None and os.geteuid() == 0:
+            # A HEALTHCHECK runs as the container's user, root when waitfor switches: the
+            # config's `user:` runs the command checks here too (waitfor.process's rule).
+            from waitfor.supervise.launch import run_children_as_user
+
+            run_children_as_user(cfg)
 
         if cfg.mode == "check":
             return run_health(cfg, log, checks=cfg.dependencies)
@@ -137,6 +155,10 @@ def dispatch(cfg: Config, args: SimpleNamespace, inherited: Inherited) -> int:
 
     if cfg.mode == "wait":
         return run.run_wait(cfg, log)
+    if cfg.mode == "sidecar":
+        from waitfor.commands.sidecar import run_sidecar
+
+        return run_sidecar(cfg, log, given=getattr(args, "given", {}))
     return run.run(cfg, inherited, log)
 
 

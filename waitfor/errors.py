@@ -19,6 +19,14 @@ class UsageError(WaitforError):
     exit_code = exitcodes.USAGE
 
 
+class UsageErrors(UsageError):
+    """Every error `validate` found in a config, in order: one line each."""
+
+    def __init__(self, errors: "list[UsageError]"):
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
 def at(where: str, message: str) -> UsageError:
     """A UsageError that names where the problem is: `file:line: key`, a flag or a variable."""
     return UsageError(f"{where}: {message}" if where else message)

@@ -41,27 +41,79 @@ def timestamp(now: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{ms:03d}Z"
 
 
-# Values that no log line may show (secrets_env): replaced by *** in every message and field.
+# The one mask (issue 16 B4): every secret value waitfor knows (secrets_env values, URL
+# passwords, header values, password files), registered where it is read, and replaced by
+# *** in every text that leaves waitfor: log lines and errors (format_line), stdout
+# (write_stdout: health, check, validate), the state file (supervise.state) and the probe
+# endpoint's bodies (supervise.probe_server). Longest first, so a secret that contains
+# another is masked whole.
+MASK = "***"
+MIN_SECRET = 3  # shorter ones would wreck every message (as waitfor.secrets.redact)
 _MASKED: list[str] = []
 
 
+def forms(value: str) -> set[str]:
+    """The value as written and as output handling may render it (issue 16 B5): without
+    surrounding whitespace (a file ending in CRLF keeps a `\\r` that splitlines() and
+    strip() drop), each line of a multi-line value (a command probe reports one line),
+    and escaped as clean() and JSON write it."""
+    found = {value, value.strip()}
+    lines = value.splitlines()
+    if len(lines) > 1:
+        found.update(line.strip() for line in lines)
+    for form in list(found):
+        found.add(clean(form))
+        if any(c in form for c in '"\\') or not (form.isascii() and form.isprintable()):
+            import json
+
+            found.add(json.dumps(form)[1:-1])
+    return {f for f in found if len(f) >= MIN_SECRET}
+
+
 def mask(values: object) -> None:
-    """Mask these strings in every line logged from now on (longest first, 3+ characters,
-    as waitfor.secrets.redact; inline here, as the lean supervisor imports this module)."""
-    _MASKED.extend(v for v in values if isinstance(v, str) and len(v) >= 3)  # type: ignore[attr-defined]
-    _MASKED.sort(key=len, reverse=True)
+    """Mask these strings (and their rendered forms) in every text that leaves waitfor from
+    now on. Inline here, not in waitfor.secrets: the lean supervisor imports this module."""
+    known = set(_MASKED)
+    for v in values:  # type: ignore[attr-defined]
+        if isinstance(v, str) and v:
+            known.update(forms(v))
+    _MASKED[:] = sorted(known, key=len, reverse=True)
 
 
-def _masked(text: str) -> str:
-    for secret in _MASKED:
-        text = text.replace(secret, "***")
+def masked(text: str, extra: object = ()) -> str:
+    """`text` with every registered secret, and each of `extra` (a dependency's own), masked."""
+    secrets = _MASKED
+    if extra:
+        more = [s for s in extra if isinstance(s, str) and len(s) >= MIN_SECRET]  # type: ignore[attr-defined]
+        if more:
+            secrets = sorted({*_MASKED, *more}, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
     return text
+
+
+def cut(text: str, limit: int, extra: object = ()) -> str:
+    """The first `limit` characters of `text`, masked before the cut (issue 16 B5): a
+    secret cut in half no longer matches the mask, so its start would be shown."""
+    return masked(text, extra)[:limit]
+
+
+def masked_data(obj: object) -> object:
+    """Every string in a JSON-like value (dict keys too) masked, before it is rendered."""
+    if isinstance(obj, str):
+        return masked(obj) if _MASKED else obj
+    if isinstance(obj, dict):
+        return {masked_data(k): masked_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [masked_data(v) for v in obj]
+    return obj
 
 
 def format_line(fmt: str, level: str, msg: str, fields: dict[str, object] | None = None) -> str:
     if _MASKED:
-        msg = _masked(msg)
-        fields = {k: _masked(v) if isinstance(v, str) else v for k, v in (fields or {}).items()}
+        msg = masked(msg)
+        fields = masked_data(fields or {})  # type: ignore[assignment]
     if fmt == "json":
         import json
 
@@ -110,7 +162,7 @@ def write_stdout(text: str) -> None:
     pipe, WaitforError (exit 74, EX_IOERR) for any other write error such as /dev/full."""
     import errno
 
-    data = text.encode("utf-8", "surrogateescape")
+    data = masked(text).encode("utf-8", "surrogateescape")
     try:
         while data:
             data = data[os.write(1, data):]

@@ -34,13 +34,15 @@ NOT_FORWARDED = frozenset({signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD})
 
 
 class Inherited:
-    """The inherited mask and the set of ignored signals. (No typing/dataclasses here:
-    this module is imported by the lean supervisor, whose memory is budgeted.)"""
+    """The inherited mask and the set of ignored signals, and the parent waitfor started
+    with (whose death --pdeathsig watches: one that dies during the wait counts). (No
+    typing/dataclasses here: this module is imported by the lean supervisor, whose memory
+    is budgeted.)"""
 
-    __slots__ = ("ignored", "mask")
+    __slots__ = ("ignored", "mask", "parent")
 
-    def __init__(self, mask: frozenset[int], ignored: frozenset[int]) -> None:
-        self.mask, self.ignored = mask, ignored
+    def __init__(self, mask: frozenset[int], ignored: frozenset[int], parent: int = 0) -> None:
+        self.mask, self.ignored, self.parent = mask, ignored, parent
 
 
 def catchable() -> list[int]:
@@ -60,7 +62,9 @@ def capture() -> Inherited:
     ignored = frozenset(
         s for s in catchable() if s not in PYTHON_IGNORES and signal.getsignal(s) == signal.SIG_IGN
     )
-    return Inherited(mask, ignored)
+    import os
+
+    return Inherited(mask, ignored, os.getppid())
 
 
 def restore(state: Inherited) -> None:
@@ -91,7 +95,7 @@ def parse_signal(text: object) -> int:
 
     s = str(text).strip().upper()
     n: int | None = None
-    if s.isdigit():
+    if s.isascii() and s.isdigit():  # not `١٥` nor `²`, which int() reads or rejects
         n = int(s)
     else:
         if s.startswith("SIG"):
@@ -99,7 +103,7 @@ def parse_signal(text: object) -> int:
         for base in ("RTMIN", "RTMAX"):
             if s.startswith(base):
                 rest = s[len(base):]
-                offset = int(rest) if rest and rest.lstrip("+-").isdigit() else (0 if not rest else None)
+                offset = int(rest) if rest and rest.isascii() and rest.lstrip("+-").isdigit() else (0 if not rest else None)
                 if offset is not None:
                     n = int(getattr(signal_enums, "SIG" + base)) + offset
         if n is None:

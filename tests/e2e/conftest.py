@@ -39,7 +39,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers.core import REPO
+
 HERE = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("WAITFOR_E2E_ROOT", "/var/tmp/waitfor-e2e"))
 SUITE = os.environ.get("WAITFOR_E2E_SUITE", "bookworm")

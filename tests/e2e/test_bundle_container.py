@@ -1,4 +1,4 @@
-"""The self-contained bundle in a real container runtime (issue 9): an image with no Python
+"""The self-contained bundle in a real container runtime: an image with no Python
 at all, the full bundle copied in as docker/Dockerfile's app stage does, a non-root USER and
 a read-only root. waitfor is PID 1: it waits for late dependencies (TCP, PostgreSQL),
 passes the exit code through, reaps orphans, forwards `podman stop`'s TERM, and answers
@@ -24,12 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers.core import TcpServer, free_port
+from helpers.core import REPO, TcpServer, free_port
 
 pytestmark = pytest.mark.e2e
 
 PG = ("127.0.0.1", 5432)
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _log(msg):

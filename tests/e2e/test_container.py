@@ -120,7 +120,7 @@ def test_the_container_exits_with_the_apps_exit_code(podman, image, mounts, cont
     pytest.param("# no dependencies\n", ["sh", "-c", "exit 3"], 3, False, id="run-lean"),
     pytest.param(WATCHED, ["sh", "-c", "exit 3"], 3, True, id="run-watched-tmpfs"),
     pytest.param(WATCHED, ["sh", "-c", "exit 3"], 3, False, id="run-watched"),
-    # health with something to check (with nothing, it is unhealthy: issue 10 A1)
+    # health with something to check (with nothing, it is unhealthy)
     pytest.param(WATCHED + "dependencies:\n  - file:///etc/hostname\n", ["--entrypoint", "waitfor", "health"],
                  0, False, id="health-watched"),
 ])

@@ -7,6 +7,7 @@ test_container.py.
 """
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -30,13 +31,15 @@ def _configmap_config():
 
 
 def _validate(text, tmp_path):
-    """`waitfor validate` of a config, its password_file pointed at a real file."""
+    """`waitfor validate` of a config, its password_file pointed at a real file and its
+    template sources at docker/templates (the image copies them to /etc/waitfor/templates)."""
     if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("redis") is None:
         pytest.skip("the example configs need waitfor[postgres,redis] installed")
     secret = tmp_path / "password"
     secret.write_text("s3cret\n")
     for path in ("/run/secrets/postgres_password", "/run/secrets/postgres/password"):
         text = text.replace(path, str(secret))
+    text = text.replace("/etc/waitfor/templates/", f"{DOCKER}/templates/")
     cfg = tmp_path / "waitfor.yaml"
     cfg.write_text(text)
     p = subprocess.run([sys.executable, "-m", "waitfor", "validate", "-c", str(cfg)],
@@ -101,20 +104,138 @@ def test_the_compose_example_is_valid():
         assert config["services"][svc]["healthcheck"]["test"], svc
 
 
-def test_the_k8s_pod_meets_pod_security_restricted():
-    """Pod Security Standards, "restricted": non-root, no privilege escalation, every
-    capability dropped, the runtime's seccomp profile; plus a read-only root."""
-    dep = next(d for d in _k8s("deployment.yaml") if d["kind"] == "Deployment")
+MANIFESTS = ("deployment.yaml", "sidecar.yaml", "init-container.yaml")
+# Pod Security Standards (kubernetes.io/docs/concepts/security/pod-security-standards),
+# "restricted" (which includes "baseline"): the volume types it allows.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+def test_every_k8s_manifest_is_listed_here():
+    assert sorted(p.name for p in (DOCKER / "k8s").glob("*.yaml")) == sorted(MANIFESTS + ("configmap.yaml",))
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS)
+def test_the_k8s_pod_meets_pod_security_restricted(manifest):
+    """Pod Security Standards, "restricted" (and so "baseline"), for every container, the
+    init containers and native sidecars included: non-root, no privilege escalation, every
+    capability dropped, the runtime's seccomp profile, no host namespaces, ports or paths,
+    only the allowed volume types; plus a read-only root (ours, not the standard's)."""
+    dep = next(d for d in _k8s(manifest) if d["kind"] == "Deployment")
     pod = dep["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] != 0
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    for c in pod["initContainers"] + pod["containers"]:
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True
+    assert psc["runAsUser"] != 0
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), manifest
+    assert "sysctls" not in psc and "windowsOptions" not in psc
+    for v in pod.get("volumes", []):
+        kinds = set(v) - {"name"}
+        assert kinds <= RESTRICTED_VOLUMES, (manifest, v)
+    for c in pod.get("initContainers", []) + pod["containers"]:
         sc = c["securityContext"]
         assert sc["allowPrivilegeEscalation"] is False, c["name"]
         assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
         assert sc["readOnlyRootFilesystem"] is True, c["name"]
         assert not sc.get("privileged") and "add" not in sc["capabilities"], c["name"]
+        assert sc.get("runAsUser", 1) != 0 and sc.get("runAsNonRoot", True) is True, c["name"]
+        assert sc.get("seccompProfile", {"type": "RuntimeDefault"})["type"] in ("RuntimeDefault", "Localhost")
+        assert "procMount" not in sc and "seLinuxOptions" not in sc, c["name"]
+        assert not any("hostPort" in p for p in c.get("ports", [])), c["name"]
+
+
+def _sidecar_pod():
+    dep = next(d for d in _k8s("sidecar.yaml") if d["kind"] == "Deployment")
+    return dep["spec"]["template"]["spec"]
+
+
+def _config_of(manifest):
+    cm = next(d for d in _k8s(manifest) if d["kind"] == "ConfigMap")
+    return cm["data"]["waitfor.yaml"]
+
+
+def _entrypoint(dockerfile):
+    line, = [x for x in (DOCKER / dockerfile).read_text().splitlines() if x.startswith("ENTRYPOINT ")]
+    return json.loads(line.split(" ", 1)[1])
+
+
+def test_the_sidecar_manifest_is_a_native_sidecar_gating_the_app(tmp_path):
+    pod = _sidecar_pod()
+    gate, = pod["initContainers"]
+    # A native sidecar (Kubernetes 1.29+): an init container that keeps running.
+    assert gate["restartPolicy"] == "Always"
+    assert _entrypoint("Dockerfile.sidecar") == ["waitfor", "sidecar"] and "command" not in gate
+    ports = {p["name"]: p["containerPort"] for p in gate["ports"]}
+    config = _config_of("sidecar.yaml")
+    assert f'probe_addr: ":{ports["gate"]}"' in config
+    probes = {"startupProbe": "/startupz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
+    for probe, path in probes.items():
+        assert gate[probe]["httpGet"] == {"path": path, "port": "gate"}, probe
+    # the startupProbe allows the whole wait: the sidecar exits 124 first, and says why
+    start = gate["startupProbe"]
+    assert start["periodSeconds"] * start["failureThreshold"] >= 300 and "timeout: 5m" in config
+    # the app's image knows nothing of waitfor
+    app, = pod["containers"]
+    assert "waitfor" not in json.dumps(app)
+    # the sidecar's argv is one `waitfor sidecar` accepts (a bad flag would be exit 2)
+    out = _validate(config, tmp_path)
+    assert "probe_addr: 0.0.0.0:9090" in out
+    from waitfor.args import parse
+
+    assert parse(["sidecar", *gate["args"]]).mode == "sidecar"  # a flag it does not take: UsageError
+    mounts = {m["mountPath"]: m["name"] for m in gate["volumeMounts"]}
+    assert gate["args"] == ["-c", "/etc/waitfor/waitfor.yaml"] and mounts["/etc/waitfor"] == "waitfor-config"
+    assert {e["name"]: e["value"] for e in gate["env"]}["WAITFOR_CONFIG"] == "/etc/waitfor/waitfor.yaml"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]], "a writable /tmp for the state file on a read-only root"
+
+
+def test_the_init_container_manifest_waits_with_waitfor_wait(tmp_path):
+    dep = next(d for d in _k8s("init-container.yaml") if d["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    init, = pod["initContainers"]
+    assert init["command"] == ["waitfor", "wait", "-c", "/etc/waitfor/waitfor.yaml"]
+    assert "restartPolicy" not in init, "a classic init container: runs to its end first"
+    app, = pod["containers"]
+    assert "waitfor" not in json.dumps(app)
+    out = _validate(_config_of("init-container.yaml"), tmp_path)
+    assert "kind: postgres" in out and "kind: redis" in out
+    # the Secret it mounts is the one sidecar.yaml defines
+    secret = next(d for d in _k8s("sidecar.yaml") if d["kind"] == "Secret")
+    assert {v["name"]: v for v in pod["volumes"]}["postgres-password"]["secret"]["secretName"] == \
+        secret["metadata"]["name"]
+
+
+def test_the_sidecar_image_runs_the_sidecar_as_a_non_root_user():
+    text = (DOCKER / "Dockerfile.sidecar").read_text()
+    assert "COPY --from=waitfor /opt/waitfor /opt/waitfor" in text
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("0", "root"), users
+    assert 'CMD ["waitfor", "health"]' in text
+    # the start period covers the default 60s wait (compose gives up on "unhealthy")
+    assert "--start-period=60s" in text
+
+
+def test_the_sidecar_config_validates(tmp_path):
+    out = _validate((DOCKER / "sidecar.yaml").read_text(), tmp_path)
+    assert "kind: postgres" in out and "kind: redis" in out and "watch:" in out
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+def test_the_compose_sidecar_example_is_valid():
+    p = subprocess.run(["docker-compose", "-f", str(DOCKER / "compose.sidecar.yaml"), "config"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    config = yaml.safe_load(p.stdout)
+    gate = config["services"]["waitfor"]
+    assert gate["entrypoint"] == ["waitfor", "sidecar"]
+    assert gate["healthcheck"]["test"] == ["CMD", "waitfor", "health"]
+    assert config["services"]["app"]["depends_on"] == {"waitfor": {"condition": "service_healthy"}}
+    for svc in ("db", "cache"):
+        assert "healthcheck" not in config["services"][svc], "the gate checks them"
+    # the wait's timeout lies within the healthcheck's start period
+    assert "timeout: 2m" in (DOCKER / "sidecar.yaml").read_text()
+    assert gate["healthcheck"]["start_period"] in ("2m", "2m0s", "120s")
 
 
 def test_the_images_run_as_a_non_root_user_and_never_resolve_waitfor_on_an_index():

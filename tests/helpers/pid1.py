@@ -1,4 +1,4 @@
-"""Helpers for the black-box PID 1 tests (tests/test_pid1.py).
+"""Helpers for the black-box PID 1 and init tests (test_pid1, test_init_modes, test_run_as).
 
 waitfor is always run through its real CLI (`python -m waitfor`), as PID 1 of a fresh PID
 namespace (`unshare --pid --fork --mount-proc`, as a container runtime would start it) or
@@ -12,15 +12,13 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 
-PY = sys.executable
-WAITFOR = [PY, "-m", "waitfor"]
+from helpers.core import PY, REPO, WAITFOR, repo_env  # noqa: F401 - REPO: tests import it from here too
+
 # --kill-child: if the test (or unshare) dies, the namespace's init is SIGKILLed, and with
 # it every process of the namespace: nothing outlives a failed test.
 NS = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _ns_reason = None
 
@@ -157,7 +155,7 @@ class Waitfor:
         r, w = os.pipe()
         self.report = Lines(r)
         argv = list(prefix or []) + (NS if pid1 else []) + WAITFOR + list(args) + ["--"] + list(app)
-        full_env = dict(os.environ, REPORT_FD=str(w), PYTHONPATH=REPO)
+        full_env = repo_env(REPORT_FD=str(w))
         full_env.update(env or {})
         self.env, self.pid1 = full_env, pid1
         self.started = time.monotonic()
@@ -210,9 +208,11 @@ class Waitfor:
     def close(self) -> None:
         if self.proc.poll() is None:
             # After a failed test: outside a namespace the app and its children are in
-            # groups of their own, so kill every descendant; in one, killing unshare is
-            # enough (--kill-child takes the namespace down).
-            for pid in ([] if self.pid1 else descendants(self.proc.pid)) + [self.proc.pid]:
+            # groups of their own, so kill every descendant; in one, killing its init
+            # takes the namespace down (unshare's --kill-child alone does not once the
+            # init has switched to --user: a change of ids clears PR_SET_PDEATHSIG).
+            init = child_pids(self.proc.pid) if self.pid1 else descendants(self.proc.pid)
+            for pid in init + [self.proc.pid]:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:

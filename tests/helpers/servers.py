@@ -1,4 +1,4 @@
-"""Real servers for tests/test_drivers.py: our own redis-server, mosquitto, nats-server,
+"""Real servers for the driver and limits tests (test_drivers, test_limits): our own redis-server, mosquitto, nats-server,
 PostgreSQL and MariaDB instances on free ports (so a test can start one late, or with a
 password, without touching the machine's shared servers), an in-process gRPC health
 server, and plain TCP listeners that accept but do not speak the protocol. No mocks.
@@ -6,26 +6,18 @@ server, and plain TCP listeners that accept but do not speak the protocol. No mo
 Every process started here is started by us, stopped by its own pid, and waited for.
 """
 
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers.core import REPO, clean_env, free_port, spawn, waitfor
+
 PG_BIN = Path("/usr/lib/postgresql")
-
-
-def free_port(host="127.0.0.1") -> int:
-    """A port nothing listens on (bound and released at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def accepts(port: int, host="127.0.0.1") -> bool:
@@ -302,31 +294,22 @@ class Result:
         return f"<rc={self.rc} elapsed={self.elapsed:.2f}s\nstderr:\n{self.err}\nstdout:\n{self.out}>"
 
 
-def waitfor_env(**extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAITFOR_")}
-    env.update(extra)
-    return env
+# Kept for tests written before helpers.core.clean_env was the one name for it.
+waitfor_env = clean_env
 
 
 def run_waitfor(*args, timeout="3s", attempt="1s", env=None, limit=60) -> Result:
     """`python -m waitfor wait -v -t TIMEOUT --attempt-timeout ATTEMPT ARGS`, verbose so that
     every change of reason is printed (more text in which a leaked secret would show)."""
-    argv = [sys.executable, "-m", "waitfor", "wait", "-v", "-t", timeout, "--attempt-timeout", attempt,
-            *map(str, args)]
-    t0 = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=limit, cwd=REPO,
-                          env=waitfor_env(**(env or {})))
-    return Result(proc, time.monotonic() - t0)
+    proc = waitfor("wait", "-v", "-t", timeout, "--attempt-timeout", attempt, *args, timeout=limit, cwd=REPO,
+                   env=clean_env(**(env or {})))
+    return Result(proc, proc.took)
 
 
 def start_waitfor(*args, timeout="10s", attempt="1s"):
     """The same, started in the background: for servers that start after waitfor."""
-    argv = [sys.executable, "-m", "waitfor", "wait", "-v", "-t", timeout, "--attempt-timeout", attempt,
-            *map(str, args)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO, env=waitfor_env())
-    proc.t0 = time.monotonic()
-    return proc
+    return spawn("wait", "-v", "-t", timeout, "--attempt-timeout", attempt, *args, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
 def finish(proc, limit=60) -> Result:

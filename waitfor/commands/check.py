@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from waitfor import exitcodes
 from waitfor.config.model import READY, WAITING
-from waitfor.output import Log, clean, write_stdout
+from waitfor.output import Log, clean, cut, masked, write_stdout
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,13 +18,15 @@ if TYPE_CHECKING:
 MAX_OUTPUT = 3000  # bytes; Docker keeps 4096 (daemon/health.go maxOutputLen)
 
 
-def supervisor_view(cfg: Config) -> tuple[bool, list[str]] | None:
+def supervisor_view(cfg: Config, own: bool = False) -> tuple[bool, list[str]] | None:
     """The (ok, lines) a supervisor in this container reports, or None to probe instead.
 
     Only a supervisor of the same checks answers (issue 10 A2): the state file records a
     keyed hash of its dependencies and health checks (state.identity), and a `health` with
     another config, or another WAITFOR_TARGETS, probes by itself. A supervisor that is
-    still waiting is unhealthy, whatever the checks say. A running one is trusted only
+    still waiting is unhealthy, whatever the checks say. `own`: `health` was given no
+    checks at all (no -c, WAITFOR_CONFIG nor targets), so it asks about the supervisor's
+    own config (issue 16 E19), whatever its identity. A running one is trusted only
     while its runtime watch keeps the state fresh (its own watch interval, written in the
     state: the watch may have been turned on by a flag of `run` only).
     """
@@ -37,7 +39,7 @@ def supervisor_view(cfg: Config) -> tuple[bool, list[str]] | None:
     if state is None:
         return None
     mine = st.identity(cfg, state["salt"])  # salt and identity: checked hex strings (st.validate)
-    if not hmac.compare_digest(mine.encode(), state["identity"].encode()):
+    if not own and not hmac.compare_digest(mine.encode(), state["identity"].encode()):
         return None  # another config's supervisor: its view says nothing about these checks
     if state["phase"] == WAITING:
         failing = ", ".join(state["failing"]) or "dependencies"
@@ -54,7 +56,7 @@ def supervisor_view(cfg: Config) -> tuple[bool, list[str]] | None:
 def run_health(cfg: Config, log: Log, checks: Sequence[Dependency], use_supervisor: bool = False) -> int:
     """`check` (use_supervisor False) and `health`. `health` with explicit targets passes
     use_supervisor False too: what the user names on the command line is always probed."""
-    view = supervisor_view(cfg) if use_supervisor else None
+    view = supervisor_view(cfg, own=not checks) if use_supervisor else None
     if view is not None:
         ok, lines = view
         _print(cfg, ok, lines)
@@ -72,12 +74,14 @@ def run_health(cfg: Config, log: Log, checks: Sequence[Dependency], use_supervis
     except waiting.Stopped as s:
         return exitcodes.from_signal(s.signum)
     ok = all(o.state == READY for o in results)
-    lines = [f"{'ok' if o.state == READY else 'FAIL'} {o.dep.name}: {o.reason[:200]}" for o in results]
+    lines = [f"{'ok' if o.state == READY else 'FAIL'} {o.dep.name}: {cut(o.reason, 200, o.dep.secrets)}"
+             for o in results]
     _print(cfg, ok, lines)
     return exitcodes.OK if ok else exitcodes.NOT_READY
 
 
 def _print(cfg: Config, ok: bool, lines: list[str]) -> None:
+    lines = [masked(line) for line in lines]  # before it is rendered and cut (issue 16 B5)
     if cfg.log_format == "json":
         import json
 

@@ -28,7 +28,7 @@ def run_wait(cfg: Config, log: Log) -> int:
     return wait(cfg, log, build_probes(cfg.dependencies))
 
 
-def _hand_over(cfg: Config, rendered: list[tuple[str, str, int, str]] | None, log: Log) -> None:
+def _hand_over(cfg: Config, rendered: list[tuple[str, str, int, bytes]] | None, log: Log) -> None:
     """What happens between the wait and the app: templates written, HOME for --user."""
     from waitfor.supervise import launch
 
@@ -47,7 +47,7 @@ def load_secrets(cfg: Config) -> dict[str, str]:
     from waitfor.config import secrets_env
     from waitfor.output import mask
 
-    values, removed = secrets_env.read(os.environ, cfg.secrets_env)
+    values, removed = secrets_env.read(os.environ, cfg.secrets_env, cfg.secrets_dirs)
     mask(values.values())
     secrets_env.apply(values, removed)
     return values
@@ -62,8 +62,11 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     # than the ones that stop it) stay pending and are forwarded once the app runs.
     supervise = launch.supervises(cfg)
     cfg = launch.check_user(cfg)  # exit 2 before any waiting
+    if cfg.user is not None:
+        launch.run_children_as_user(cfg)  # command checks of the wait included
     if cfg.secrets_env:
-        load_secrets(cfg)
+        # `true` resolved to the NAMEs it read: the lean supervisor masks their values too
+        cfg = cfg._replace(secrets_env=tuple(sorted(load_secrets(cfg))))
     rendered = None
     if cfg.templates:  # rendered now (exit 2 before the wait), written after it
         import os
@@ -77,8 +80,10 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
         from waitfor.wait.loop import wait
 
         probes = build_probes(cfg.dependencies)
-        build_probes(cfg.checks)  # the watch's own checks: a driver's rejection is exit 2 now
-        with Watched(cfg, log) as watched:
+        # the watch's own checks, built once too (a driver's rejection is exit 2 now), and
+        # reused by every round of the watch
+        watch_probes = {**build_probes(d for d in cfg.checks if d.name not in probes), **probes}
+        with Watched(cfg, log, watch_probes) as watched:
             code = wait(cfg, log, probes, observe=watched.observe)
             if code != exitcodes.OK:
                 return code
@@ -94,6 +99,7 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
     _hand_over(cfg, rendered, log)
     if supervise:
         launch.reexec(cfg, inherited)
-    launch.exec_app(cfg.command, inherited, cfg.user and (cfg.user[1], cfg.user[2], tuple(cfg.user[3])),
-                    cfg.pdeathsig)
+    from waitfor.process import ids
+
+    launch.exec_app(cfg.command, inherited, ids(cfg.user), cfg.pdeathsig)
     raise UsageError("unreachable")  # exec_app either replaces this process or raises

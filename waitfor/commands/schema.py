@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _schema_of(fn: object) -> dict[str, Any]:
-    return dict(getattr(fn, "schema", {}))
+    return dict(fn.schema) if isinstance(fn, v.Validator) else {}
 
 
 def dependency_schema() -> dict[str, Any]:

@@ -74,23 +74,76 @@ def effective(cfg: Config) -> dict[str, object]:
     return out
 
 
+def _offline_probes(deps: tuple[Dependency, ...]) -> None:
+    """validate --offline: each probe is still built, so that the driver's own checks of a
+    URL or option run (libpq's parser rejects `?bogus=1`), when the driver is installed
+    here (issue 16 E23); without it, and without the options that read files (a secret
+    file need not exist where CI runs), which build_probe would otherwise read."""
+    from importlib.util import find_spec
+
+    from waitfor.config.validators import MappingProxyType, Validator
+    from waitfor.probes import table
+    from waitfor.wait.engine import build_probes
+
+    def _reads_file(parse: object) -> bool:
+        return isinstance(parse, Validator) and parse.reads_file
+
+    built = []
+    for dep in deps:
+        mod = table.load(dep.kind)
+        try:
+            if mod.DRIVER and find_spec(mod.DRIVER) is None:
+                continue
+        except (ImportError, ValueError):
+            continue
+        kept = {k: val for k, val in dep.options.items() if not _reads_file(mod.OPTIONS.get(k))}
+        built.append(dep._replace(options=MappingProxyType(kept)))
+    build_probes(built)
+
+
 def run_validate(cfg: Config, offline: bool = False) -> int:
-    """Print the effective config. Unless `offline`, each probe is also built, so that
-    what a driver rejects in a URL or an option fails here, as it would at start."""
+    """Print the effective config. Unless `offline`, what `run` checks before the wait is
+    checked here too: each probe is built (what a driver rejects in a URL or an option
+    fails here, as it would at start), the `*_FILE` secrets are read, and the templates
+    are rendered against this environment (a missing source or destination folder, an
+    unsafe path, a missing required variable), written nowhere."""
+    import os
+
     import yaml
 
-    from waitfor.output import write_stdout
+    from waitfor.output import masked_data, write_stdout
 
-    if not offline:
+    if offline:
+        _offline_probes(cfg.dependencies + (cfg.health or ()))
+    else:
         from waitfor.wait.engine import build_probes
 
         build_probes(cfg.dependencies + (cfg.health or ()))
-    text = yaml.safe_dump(effective(cfg), sort_keys=False, default_flow_style=False)
+    env: dict[str, str] = dict(os.environ)
     if cfg.secrets_env:  # a bad NAME_FILE fails here as at start; its value never shows
-        import os
-
         from waitfor.config.secrets_env import read
+        from waitfor.output import mask
 
-        text = redact(text, read(os.environ, cfg.secrets_env)[0].values())
+        values, removed = read(os.environ, cfg.secrets_env, cfg.secrets_dirs)
+        mask(values.values())
+        for var in removed:
+            env.pop(var, None)
+        env.update(values)
+    if cfg.templates and not offline:  # every template's error, as every error of the file
+        from waitfor import templates
+        from waitfor.errors import UsageError, UsageErrors
+        from waitfor.output import Log
+
+        errors = []
+        for one in cfg.templates:
+            try:
+                templates.render(cfg._replace(templates=(one,)), env, Log(cfg.log_format))
+            except UsageError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0] if len(errors) == 1 else UsageErrors(errors)
+    # Masked before YAML renders it (a long string may be folded, a quote escaped), and
+    # again by write_stdout as it leaves.
+    text = yaml.safe_dump(masked_data(effective(cfg)), sort_keys=False, default_flow_style=False)
     write_stdout(text)
     return 0

@@ -24,9 +24,10 @@ from waitfor.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
-    from waitfor.config.sources import Sources
+    from waitfor.config.model import Setting
+    from waitfor.config.sources import Errors, Sources
     from waitfor.config.yamlfile import LDict
 
 __all__ = ["Config", "Dependency", "build"]
@@ -34,16 +35,20 @@ __all__ = ["Config", "Dependency", "build"]
 
 def build(args: object, env: Mapping[str, str]) -> Config:
     """`args` is the namespace of waitfor.args.parse; `env` is os.environ."""
-    from waitfor.config.sources import Sources
+    from waitfor.config.sources import Errors, Sources
 
     cli = dict(vars(args))
     path = cli.get("config") or env.get("WAITFOR_CONFIG") or None
     unset: set[str] = set()
-    doc = _read_file(str(path), env, unset) if path else None
+    errors = Errors(cli.get("mode") == "validate", str(path) if path else None)
+    doc = _read_file(str(path), env, unset, errors) if path else None
     src = Sources(cli, env, path, doc, typed=cli.get("given"))
-    values = {s.key: src.value(s) for s in SETTINGS if s.key != "config"}
+    values = {s.key: _value(src, s, errors) for s in SETTINGS if s.key != "config"}
     _cross_checks(values, src)
-    deps, health = _dependencies(src, bool(cli.get("offline")))
+    if (cli.get("mode") or "run") == "run" or (cli.get("mode") == "validate" and not cli.get("offline")):
+        _check_user(values, src, errors)
+    deps, health = _dependencies(src, bool(cli.get("offline")), errors)
+    errors.check()
     if unset and values["verbosity"] == 0:
         _warn_unset(str(path), sorted(unset), str(values["log_format"]))
     return Config(
@@ -65,7 +70,15 @@ def _warn_unset(path: str, names: list[str], log_format: str) -> None:
         log.warning(f"{path}: the {name} variable is not set; using an empty string", variable=name)
 
 
-def _read_file(path: str, env: Mapping[str, str], unset: set[str]) -> LDict:
+def _value(src: Sources, s: Setting, errors: Errors) -> object:
+    try:
+        return src.value(s)
+    except UsageError as e:
+        errors.add(e)
+        return s.default
+
+
+def _read_file(path: str, env: Mapping[str, str], unset: set[str], errors: Errors) -> LDict:
     from waitfor.config import yamlfile
     from waitfor.config.interpolate import interpolate_doc
     from waitfor.config.sources import check_mapping
@@ -76,12 +89,15 @@ def _read_file(path: str, env: Mapping[str, str], unset: set[str]) -> LDict:
         doc.line, doc.lines = 1, {}
     if not isinstance(doc, dict):
         raise UsageError(f"{path}: the config must be a mapping (timeout:, dependencies:, ...)")
-    doc = interpolate_doc(doc, env, path, unset_names=unset)
-    check_mapping(doc, path, TOP_KEYS, path)
+    doc = interpolate_doc(doc, env, path, unset_names=unset, errors=errors)
+    check_mapping(doc, path, TOP_KEYS, path, errors=errors)
     if "watch" in doc:
         nested = tuple(s.yaml.split(".", 1)[1] for s in SETTINGS if s.yaml and s.yaml.startswith("watch."))
         where = f"{path}:{doc.lines['watch']}: watch"
-        check_mapping(doc["watch"], where, nested, path, prefix="watch.")
+        try:
+            check_mapping(doc["watch"], where, nested, path, prefix="watch.", errors=errors)
+        except UsageError as e:
+            errors.add(e)
     return doc
 
 
@@ -94,11 +110,31 @@ def _cross_checks(values: dict[str, object], src: Sources) -> None:
         values["watch_interval"] = DEFAULT_WATCH_INTERVAL
 
 
-def _dependencies(src: Sources, offline: bool) -> tuple[list[Dependency], tuple[Dependency, ...] | None]:
+def _check_user(values: dict[str, object], src: Sources, errors: Errors) -> None:
+    """Only root may switch user: said where `user` was given (`deps.yaml:3: user`,
+    `--user`, `WAITFOR_USER`), before anything waits."""
+    from waitfor.config.users import check_switch
+    from waitfor.errors import at
+
+    try:
+        check_switch(values["user"])
+    except ValueError as e:
+        errors.add(at(src.where(BY_KEY["user"]), str(e)))
+
+
+def _dependencies(src: Sources, offline: bool,
+                  errors: Errors) -> tuple[list[Dependency], tuple[Dependency, ...] | None]:
     cli_targets: list[str] = src.cli.get("targets") or []  # type: ignore[assignment]
     if src.doc is None and not cli_targets and not src.env.get("WAITFOR_TARGETS"):
         return [], None  # `waitfor -- app`: the exec-only path does not load targets
     from waitfor.config import targets
+
+    def each(make: Callable[..., Dependency], *args: object) -> list[Dependency]:
+        try:
+            return [make(*args)]
+        except UsageError as e:
+            errors.add(e)  # validate goes on with the next one
+            return []
 
     deps: list[Dependency] = []
     health = None
@@ -108,22 +144,25 @@ def _dependencies(src: Sources, offline: bool) -> tuple[list[Dependency], tuple[
             if items is None:
                 continue
             if not isinstance(items, list):
-                raise UsageError(f"{src.where_in_file(section)}: expected a list")
-            parsed = [targets.from_yaml(item, str(src.path), i, section, line, offline)
-                      for i, (item, line) in enumerate(zip(items, items.lines))]  # type: ignore[attr-defined]
+                errors.add(UsageError(f"{src.where_in_file(section)}: expected a list"))
+                continue
+            parsed = [dep for i, (item, line) in enumerate(zip(items, items.lines))  # type: ignore[attr-defined]
+                      for dep in each(targets.from_yaml, item, str(src.path), i, section, line, offline)]
             if section == "dependencies":
                 deps = parsed
-            else:
+            elif not errors.found:
                 parsed = targets.uniquify(parsed)
                 targets.check_graph(parsed, "health")
                 health = tuple(parsed)
     for i, t in enumerate(targets.split_targets(src.env.get("WAITFOR_TARGETS", ""))):
-        deps.append(targets.from_target(t, f"WAITFOR_TARGETS (item {i + 1})", offline))
+        deps += each(targets.from_target, t, f"WAITFOR_TARGETS (item {i + 1})", offline)
     for i, t in enumerate(cli_targets):
         from waitfor.secrets import mask_url  # only here: re and urllib cost ~7 ms of start-up
 
         where = f"target {mask_url(t)!r} (argument {i + 1})" if "@" not in t else f"target argument {i + 1}"
-        deps.append(targets.from_target(t, where, offline))
+        deps += each(targets.from_target, t, where, offline)
+    if errors.found:  # names and after: are checked on a list without holes
+        return deps, health
     deps = targets.uniquify(deps)
     targets.check_graph(deps, "dependencies")
     return deps, health

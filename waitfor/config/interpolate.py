@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
+    from waitfor.config.sources import Errors
+
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # compiled on first use (re keeps it): most configs have no $
 _OPS = (":-", ":?", ":+", "-", "?", "+")
 
@@ -41,10 +43,17 @@ def _closing(text: str, i: int) -> int | None:
 MAX_NESTING = 20  # ${A:-${B:-...}} deep: a config needs two or three
 
 
-def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None = None, depth: int = 0) -> str:
+class TooLong(ValueError):
+    """The expansion would be longer than the caller's limit."""
+
+
+def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None = None, depth: int = 0,
+                limit: int | None = None) -> str:
     """Expand variables in `text`. Raise ValueError on `${VAR:?msg}` or a malformed `$`.
     A plain reference to an unset variable (`$X`, `${X}`) becomes "" as in Compose, and
-    its name is added to `unset_names`, for the caller's warning."""
+    its name is added to `unset_names`, for the caller's warning. With `limit`, TooLong as
+    soon as the output passes `limit` characters: checked after each piece, so at most
+    one value (an environment string: at most 128 KiB, MAX_ARG_STRLEN) past it is held."""
     if depth > MAX_NESTING:
         raise ValueError(f"defaults nested more than {MAX_NESTING} deep")
 
@@ -55,16 +64,25 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
         return ValueError(f"bad variable reference {ref!r} at character {at + 1} (write $$ for a literal $)")
 
     out: list[str] = []
+    size = 0
+
+    def put(piece: str) -> None:
+        nonlocal size
+        out.append(piece)
+        size += len(piece)
+        if limit is not None and size > limit:
+            raise TooLong(f"longer than {limit} characters")
+
     i = 0
     while i < len(text):
         start = text.find("$", i)
         if start < 0:
-            out.append(text[i:])
+            put(text[i:])
             break
-        out.append(text[i:start])
+        put(text[i:start])
         nxt = text[start + 1:start + 2]
         if nxt == "$":
-            out.append("$")
+            put("$")
             i = start + 2
             continue
         if nxt != "{":
@@ -73,7 +91,7 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
                 raise bad(start)
             if m.group() not in env and unset_names is not None:
                 unset_names.add(m.group())
-            out.append(env.get(m.group()) or "")
+            put(env.get(m.group()) or "")
             i = m.end()
             continue
         m = re.compile(_NAME).match(text, start + 2)
@@ -88,23 +106,23 @@ def interpolate(text: str, env: Mapping[str, str], unset_names: set[str] | None 
         value = env.get(name)
         unset = value is None or (op is not None and op.startswith(":") and value == "")
         if op in (":-", "-"):
-            out.append(interpolate(arg, env, unset_names, depth + 1) if unset else str(value))
+            put(interpolate(arg, env, unset_names, depth + 1, limit) if unset else str(value))
         elif op in (":?", "?"):
             if unset:
                 raise ValueError(f"required variable {name} is not set" + (f": {arg}" if arg else ""))
-            out.append(str(value))
+            put(str(value))
         elif op in (":+", "+"):
-            out.append("" if unset else interpolate(arg, env, unset_names, depth + 1))
+            put("" if unset else interpolate(arg, env, unset_names, depth + 1, limit))
         else:
             if value is None and unset_names is not None:
                 unset_names.add(name)
-            out.append(value or "")
+            put(value or "")
         i = end + 1
     return "".join(out)
 
 
 def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int = 0, key: str = "",
-                    unset_names: set[str] | None = None) -> Any:
+                    unset_names: set[str] | None = None, errors: Errors | None = None) -> Any:
     """Interpolate every string value in the YAML document, keeping line numbers.
     An error names `file:line: key`, such as `deps.yaml:4: dependencies[0].url`.
     (Recursive: yamlfile caps the nesting of the document first.)"""
@@ -116,10 +134,10 @@ def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int =
         out.line, out.lines = node.line, node.lines
         for k, val in node.items():
             out[k] = interpolate_doc(val, env, path, node.lines.get(k, node.line), f"{key}.{k}" if key else k,
-                                     unset_names)
+                                     unset_names, errors)
         return out
     if isinstance(node, LList):
-        items = LList(interpolate_doc(val, env, path, ln, f"{key}[{i}]", unset_names)
+        items = LList(interpolate_doc(val, env, path, ln, f"{key}[{i}]", unset_names, errors)
                       for i, (val, ln) in enumerate(zip(node, node.lines)))
         items.line, items.lines = node.line, node.lines
         return items
@@ -127,5 +145,8 @@ def interpolate_doc(node: object, env: Mapping[str, str], path: str, line: int =
         try:
             return interpolate(node, env, unset_names)
         except ValueError as e:
-            raise UsageError(f"{path}:{line}: {key}: {e}" if key else f"{path}:{line}: {e}") from None
+            error = UsageError(f"{path}:{line}: {key}: {e}" if key else f"{path}:{line}: {e}")
+            if errors is None:
+                raise error from None
+            errors.add(error)  # validate: every error of the file (waitfor.config.sources.Errors)
     return node

@@ -7,82 +7,25 @@ the JSON Schema and `validate`'s output (waitfor.commands), and the supervisor's
 (waitfor.supervise.init.Options.from_config). Adding a flag is one row here and the code
 that uses its value. (As pre-commit's clientlib declares its config once.)
 
-Records are tuples with named fields (Record below), not typing.NamedTuple or
-dataclasses, whose imports cost 3 to 5 ms each, nor collections.namedtuple, whose import
-(collections, operator, reprlib, keyword) costs 1 ms: `waitfor -- app` is budgeted at 1.5x
-`python -c pass` and at no worse than before this layout (BENCHMARKS.md).
+Records are tuples with named fields (waitfor.tricks.Record: collections.namedtuple's
+behaviour without its import on the start-up path of `waitfor -- app`).
 """
 
 from __future__ import annotations
 
+from waitfor.config import secrets_env as se
+from waitfor.config import users
 from waitfor.config import validators as v
 from waitfor.config.validators import MappingProxyType
+from waitfor.tricks import Record
 
 TYPE_CHECKING = False  # typing's own import costs start-up time; mypy: always_true
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
 
 # --------------------------------------------------------------------------- records
-
-_MISSING = object()
-
-
-class Record(tuple):
-    """A tuple with named, read-only fields: what collections.namedtuple makes (fields,
-    defaults for the last ones, _fields, _replace; tests/test_architecture.py checks the
-    behaviour), written out to keep collections off the start-up path. A subclass names its
-    fields in the class statement: `class Point(Record, fields=("x", "y"), defaults=(0,))`."""
-
-    __slots__ = ()
-    _fields: tuple[str, ...] = ()
-    _defaults: tuple[object, ...] = ()
-
-    def __init_subclass__(cls, fields: Iterable[str] = (), defaults: tuple[object, ...] = ()) -> None:
-        cls._fields, cls._defaults = tuple(fields), defaults
-        for i, field in enumerate(cls._fields):
-            setattr(cls, field, _field(i))
-
-    def __new__(cls, *args: object, **kw: object) -> Record:
-        names, n = cls._fields, len(cls._fields)
-        if len(args) > n:
-            raise TypeError(f"{cls.__name__}() takes {n} arguments, {len(args)} given")
-        values = [*args, *[_MISSING] * (n - len(args))]
-        for key, value in kw.items():
-            i = names.index(key) if key in names else -1
-            if i < 0 or values[i] is not _MISSING:
-                raise TypeError(f"{cls.__name__}() got an unexpected or repeated argument {key!r}")
-            values[i] = value
-        required = n - len(cls._defaults)
-        for i, value in enumerate(values):
-            if value is _MISSING:
-                if i < required:
-                    raise TypeError(f"{cls.__name__}() is missing the argument {names[i]!r}")
-                values[i] = cls._defaults[i - required]
-        return tuple.__new__(cls, values)
-
-    def _replace(self, **kw: object) -> Record:
-        values = list(self)
-        for key, value in kw.items():
-            if key not in self._fields:
-                raise TypeError(f"{type(self).__name__}._replace() got an unexpected argument {key!r}")
-            values[self._fields.index(key)] = value
-        return tuple.__new__(type(self), values)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{f}={v!r}' for f, v in zip(self._fields, self))})"
-
-    def __getnewargs__(self) -> tuple[object, ...]:
-        return tuple(self)
-
-
-def _field(i: int) -> property:
-    def get(self: Record) -> object:
-        return self[i]
-
-    return property(get, doc=f"field {i}")
-
 
 _DEPENDENCY_FIELDS = (
     "name",     # how logs and after: refer to it
@@ -181,7 +124,7 @@ class Setting:
         self.key, self.group, self.flags, self.env, self.yaml = key, group, flags, env, yaml
         self.parse, self.default, self.show = parse, default, show
         self.run_only, self.needs_supervision = run_only, needs_supervision
-        self.schema = schema if schema is not None else getattr(parse, "schema", {})
+        self.schema = schema if schema is not None else parse.schema if isinstance(parse, v.Validator) else {}
 
     @property
     def flag(self) -> str:
@@ -209,7 +152,7 @@ def _show_addr(addr: object) -> object:
 
 
 WAITING_GROUP, OUTPUT, SUPERVISION, RUNTIME = (
-    "waiting", "output", "supervision (run)", "runtime watch and probes (run)")
+    "waiting", "output", "supervision (run)", "runtime watch and probes (run, sidecar)")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("config", WAITING_GROUP, env="WAITFOR_CONFIG", flags=(
@@ -219,14 +162,29 @@ SETTINGS: tuple[Setting, ...] = (
                 Flag(("-t", "--timeout"), "overall deadline, 0 for none (default 60s)", "DURATION"),)),
     Setting("interval", WAITING_GROUP, yaml="interval", parse=v.positive_duration, default=0.05,
             show=_show_duration, flags=(
-                Flag(("--interval",), "first retry delay and the polling interval of closed ports (default 50ms)",
+                Flag(("--interval",), "first retry delay, and the polling interval of closed ports during --fast-window (default 50ms)",
                      "DURATION"),)),
     Setting("max_interval", WAITING_GROUP, yaml="max_interval", parse=v.positive_duration, default=1.0,
             show=_show_duration, flags=(
-                Flag(("--max-interval",), "longest retry delay (default 1s)", "DURATION"),)),
+                Flag(("--max-interval",), "longest retry delay, and the period of every retry after "
+                     "--fast-window (default 1s)", "DURATION"),)),
+    Setting("fast_window", WAITING_GROUP, env="WAITFOR_FAST_WINDOW", yaml="fast_window", parse=v.duration,
+            default=2.0, show=_show_duration, flags=(
+                Flag(("--fast-window",), "poll each dependency every --interval for this long, then once per "
+                     "--max-interval at a random phase (default 2s)", "DURATION"),)),
     Setting("attempt_timeout", WAITING_GROUP, yaml="attempt_timeout", parse=v.positive_duration, default=2.0,
             show=_show_duration, flags=(
                 Flag(("--attempt-timeout",), "bound on one attempt (default 2s)", "DURATION"),)),
+    Setting("secrets_env", WAITING_GROUP, env="WAITFOR_SECRETS_ENV", yaml="secrets_env", parse=v.secrets_env,
+            default=False, show=lambda x: list(x) if isinstance(x, tuple) else x, flags=(
+                Flag(("--secrets-env",), "give the app NAME with the content of the file in NAME_FILE, "
+                     "for each NAME_FILE whose file is in a secrets folder (as the official images' file_env)",
+                     const=True),)),
+    Setting("secrets_dirs", WAITING_GROUP, env="WAITFOR_SECRETS_DIRS", yaml="secrets_dirs", parse=se.secrets_dirs,
+            default=se.DEFAULT_DIRS, show=lambda x: list(x) if isinstance(x, tuple) else x,
+            flags=(
+                Flag(("--secrets-dir",), "a folder whose NAME_FILE files secrets_env true takes; repeatable "
+                     "(default /run/secrets)", "DIR", append=True),)),
     Setting("verbosity", OUTPUT, parse=v.whole_number, default=0, flags=(
         Flag(("-q", "--quiet"), "only warnings and errors", const=-1),
         Flag(("-v", "--verbose"), "also every change of reason", const=1))),
@@ -260,25 +218,22 @@ SETTINGS: tuple[Setting, ...] = (
             needs_supervision=True, show=v.sorted_list, flags=(
                 Flag(("--success-exit",), "treat the app's exit code CODE as 0; repeatable", "CODE",
                      append=True),)),
-    Setting("user", SUPERVISION, env="WAITFOR_USER", yaml="user", parse=v.user, default=None, run_only=True,
-            show=v.show_user, flags=(
+    Setting("user", SUPERVISION, env="WAITFOR_USER", yaml="user", parse=users.user, default=None, run_only=True,
+            show=users.show_user, flags=(
                 Flag(("--user",), "run the app as USER (name or uid), with GROUP if given (like gosu)",
                      "USER[:GROUP]"),)),
-    Setting("secrets_env", SUPERVISION, env="WAITFOR_SECRETS_ENV", yaml="secrets_env", parse=v.secrets_env,
-            default=False, run_only=True, show=lambda x: list(x) if isinstance(x, tuple) else x, flags=(
-                Flag(("--secrets-env",), "give the app NAME with the content of the file in NAME_FILE, "
-                     "for each NAME_FILE variable (as the official images' file_env)", const=True),)),
     Setting("templates", SUPERVISION, yaml="templates", parse=v.templates, default=(), run_only=True,
             show=v.show_templates, flags=(
                 Flag(("--template",), "render SRC to DEST with ${VAR} from the environment before the app starts; "
                      "repeatable", "SRC:DEST", append=True),)),
     Setting("watch_interval", RUNTIME, yaml="watch.interval", parse=v.deadline, default=None, run_only=True,
             needs_supervision=True, show=_show_duration, flags=(
-                Flag(("--watch-interval",), "keep probing every DURATION while the app runs (0: no watch)",
+                Flag(("--watch-interval",), "keep probing every DURATION while the app runs (0: no watch; "
+                     "sidecar: default 5s)",
                      "DURATION"),)),
     Setting("failure_threshold", RUNTIME, yaml="watch.failure_threshold", parse=v.positive_int, default=3,
             run_only=True, flags=(
-                Flag(("--failure-threshold",), "failures in a row that stop the app (default 3)", "N"),)),
+                Flag(("--failure-threshold",), "failures in a row that stop the app (default 3; run only)", "N"),)),
     Setting("probe_addr", RUNTIME, yaml="probe_addr", parse=v.listen_addr, default=None, run_only=True,
             needs_supervision=True, show=_show_addr, flags=(
                 Flag(("--probe-addr",), "serve /livez, /readyz and /startupz on HOST:PORT", "HOST:PORT"),)),
@@ -296,7 +251,7 @@ COMMON_KEYS = ("name", "url", "command", "timeout", "after", "invert")
 
 
 _CONFIG_FIELDS = (
-    "mode",              # run | wait | check | health | validate
+    "mode",              # run | wait | sidecar | check | health | validate
     "command",           # COMMAND and its arguments (run)
     "dependencies",      # (Dependency, ...)
     "health",            # (Dependency, ...); None: health checks the dependencies
@@ -317,7 +272,10 @@ class Config(Record, fields=_CONFIG_FIELDS, defaults=((), (), None, *(s.default 
         timeout: float | None
         interval: float
         max_interval: float
+        fast_window: float
         attempt_timeout: float
+        secrets_env: bool | tuple[str, ...]
+        secrets_dirs: tuple[str, ...]
         verbosity: int
         log_format: str
         supervise: str
@@ -329,7 +287,6 @@ class Config(Record, fields=_CONFIG_FIELDS, defaults=((), (), None, *(s.default 
         pdeathsig: int
         success_exit: frozenset[int]
         user: tuple[str, int, int, tuple[int, ...], str] | None
-        secrets_env: bool | tuple[str, ...]
         templates: tuple[tuple[str, str, int | None], ...]
         watch_interval: float | None
         failure_threshold: int

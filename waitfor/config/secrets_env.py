@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
+from waitfor.config.validators import validator
 from waitfor.errors import UsageError
 
 TYPE_CHECKING = False
@@ -23,16 +24,51 @@ if TYPE_CHECKING:
 # that points at a log or a device from filling the environment (execve's E2BIG).
 MAX_SIZE = 1 << 20
 SUFFIX = "_FILE"
+# Where `secrets_env: true` looks (issue 16 B6): Docker's, compose's and swarm's secrets
+# folder, as the official images' file_env is used with it. Only a file directly inside
+# is a secret: Kubernetes' service-account token and EKS's web-identity token live in
+# sub-folders of /var/run/secrets (/var/run is /run), and their programs re-read them.
+DEFAULT_DIRS = ("/run/secrets",)
 
 
-def read(env: Mapping[str, str], which: bool | tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
-    """({NAME: content}, [NAME_FILE, ...]) for the NAME_FILE variables of `env`: all of
-    them when `which` is True (but waitfor's own WAITFOR_*_FILE), or those of the names."""
+@validator({"type": "array", "items": {"type": "string"},
+            "description": "folders whose files secrets_env: true takes (default [/run/secrets])"})
+def secrets_dirs(value: object) -> tuple[str, ...]:
+    """The `secrets_dirs` setting: absolute folders, a YAML list, repeated --secrets-dir,
+    or comma-separated in WAITFOR_SECRETS_DIRS."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise ValueError("expected a list of absolute folders (/run/secrets)")
+    out = []
+    for item in value:
+        if not isinstance(item, str) or not item.startswith("/") or "\0" in item:
+            raise ValueError(f"expected absolute folders (/run/secrets), got {item!r}")
+        out.append(os.path.normpath(item))
+    return tuple(dict.fromkeys(out))
+
+
+def directly_inside(path: str, folders: set[str]) -> bool:
+    """Whether `path` names an entry directly inside one of `folders` (real paths): its
+    folder, with links resolved (/var/run/secrets is /run/secrets), is one of them, and
+    no `..` leads out of it. The entry itself may be a link (Kubernetes' secret volumes)."""
+    full = os.path.abspath(path)
+    parent, base = os.path.split(full)
+    return bool(base) and os.path.realpath(parent) in folders
+
+
+def read(env: Mapping[str, str], which: bool | tuple[str, ...],
+         dirs: tuple[str, ...] = DEFAULT_DIRS) -> tuple[dict[str, str], list[str]]:
+    """({NAME: content}, [NAME_FILE, ...]) for the NAME_FILE variables of `env`: when
+    `which` is True, those whose file is directly inside one of `dirs` (and not waitfor's
+    own WAITFOR_*_FILE); else those of the names, wherever their file is."""
     if not which:
         return {}, []
     if which is True:
-        names = [k[:-len(SUFFIX)] for k in env
-                 if k.endswith(SUFFIX) and len(k) > len(SUFFIX) and not k.startswith("WAITFOR_")]
+        folders = {os.path.realpath(d) for d in dirs}
+        names = [k[:-len(SUFFIX)] for k, path in env.items()
+                 if k.endswith(SUFFIX) and len(k) > len(SUFFIX) and not k.startswith("WAITFOR_")
+                 and path and directly_inside(path, folders)]
     else:
         names = [n for n in which if n + SUFFIX in env]  # type: ignore[union-attr]
     values: dict[str, str] = {}

@@ -72,12 +72,58 @@ class Sources:
         return got[0] if got else s.flag
 
 
-def check_mapping(node: object, where: str, known: tuple[str, ...], path: str, prefix: str = "") -> None:
-    """A mapping of the file with only `known` keys, else a located error."""
+def check_mapping(node: object, where: str, known: tuple[str, ...], path: str, prefix: str = "",
+                  errors: Errors | None = None) -> None:
+    """A mapping of the file with only `known` keys, else a located error (each one, to
+    `errors` when given)."""
     if not isinstance(node, dict):
         raise UsageError(f"{where}: expected a mapping ({', '.join(k + ':' for k in known)})")
     lines, line = getattr(node, "lines", {}), getattr(node, "line", 0)
     for key in node:
         if key not in known:
-            raise UsageError(f"{path}:{lines.get(key, line)}: {prefix}{key}: unknown key "
-                             f"(known: {', '.join(known)})")
+            error = UsageError(f"{path}:{lines.get(key, line)}: {prefix}{key}: unknown key "
+                               f"(known: {', '.join(known)})")
+            if errors is None:
+                raise error
+            errors.add(error)
+
+
+class Errors:
+    """Config errors: raised at once (`run` stops at the first), or, for `validate`,
+    gathered and raised together, sorted by line, as JSON Schema validators and kubectl
+    report every error of a file in one run. Errors that name no line of the file (a
+    flag, a variable) come first."""
+
+    def __init__(self, gather: bool, path: str | None = None) -> None:
+        self.gather, self.path = gather, path
+        self.found: list[UsageError] = []
+
+    def add(self, error: UsageError) -> None:
+        if not self.gather:
+            raise error
+        self.found.append(error)
+
+    def check(self) -> None:
+        """Raise what was gathered, if anything."""
+        from waitfor.errors import UsageErrors
+
+        if not self.found:
+            return
+        # One error per line of the file, the first met: a `${X:?}` that failed leaves
+        # the string as written, which the key's own check would report again.
+        seen: set[int] = set()
+        found = []
+        for error in sorted(self.found, key=self._line):
+            line = self._line(error)
+            if line and line in seen:
+                continue
+            found.append(error)
+            seen.add(line)
+        raise found[0] if len(found) == 1 else UsageErrors(found)
+
+    def _line(self, error: UsageError) -> int:
+        text, prefix = str(error), f"{self.path}:"
+        if self.path is None or not text.startswith(prefix):
+            return 0
+        digits = text[len(prefix):].split(":", 1)[0]
+        return int(digits) if digits.isascii() and digits.isdigit() else 0

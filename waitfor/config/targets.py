@@ -15,8 +15,11 @@ from waitfor.errors import UsageError, at
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from typing import TypeVar
 
     from waitfor.config.yamlfile import LDict
+
+    T = TypeVar("T")
 
 
 def _bad(where: str, url: str, why: str) -> UsageError:
@@ -42,6 +45,23 @@ def _check_brackets(url: str, where: str) -> None:
         raise _bad(where, url, "malformed brackets (write an IPv6 address as [::1]:5432)")
 
 
+def _scheme_typo(text: str, where: str, schemes: Iterable[str]) -> None:
+    """`http//host/x`, `http:/host/x`, `http:host/x` (issue 16 E21): a scheme whose `://` is
+    mistyped would be read as a tcp host:port, and reported against `tcp://http//...`, a
+    URL the user never wrote. Report what was written, masked, and the URL meant."""
+    import re
+
+    from waitfor.secrets import mask_url
+
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)(//|:/|:)(?=[^/\d])", text)
+    if not m or m.group(1).lower() not in schemes:
+        return
+    meant = f"{m.group(1)}://{text[m.end():]}"
+    shown = mask_url(meant)
+    written = m.group(0) + shown.split("://", 1)[1]
+    raise at(where, f"bad target {written!r}: {m.group(1)}{m.group(2)} is no scheme (did you mean {shown!r}?)")
+
+
 def parse_target_url(text: str, where: str) -> tuple[str, str]:
     """-> (kind, url). Bare `host:port` means tcp://host:port."""
     from waitfor.probes import table
@@ -52,12 +72,20 @@ def parse_target_url(text: str, where: str) -> tuple[str, str]:
     if not text:
         raise at(where, "empty target")
     if "://" not in text:
+        _scheme_typo(text, where, table.SCHEMES)
         text = "tcp://" + text
     scheme = text.split("://", 1)[0].lower()
     kind = table.SCHEMES.get(scheme)
     if kind is None:
         known = ", ".join(sorted(table.SCHEMES))
-        raise at(where, f"unknown scheme {scheme!r} in {mask_url(text)!r} (known: {known})")
+        if not (scheme[:1].isalpha() and all(c.isalnum() or c in "+-." for c in scheme) and scheme.isascii()):
+            # not a scheme (RFC 3986 3.1): `user:pass@host://`, whose "scheme" is a password
+            raise at(where, f"bad URL: no scheme before :// (known: {known})")
+        import difflib
+
+        close = difflib.get_close_matches(scheme, table.SCHEMES, n=1, cutoff=0.7)
+        hint = f"did you mean {close[0]}://? " if close else ""
+        raise at(where, f"unknown scheme {scheme!r} in {mask_url(text)!r} ({hint}known: {known})")
     _check_brackets(text, where)
     try:
         parts = urlsplit(text)
@@ -127,7 +155,7 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
     if ("url" in mapping) == ("command" in mapping):
         raise UsageError(f"{here}: give exactly one of url: or command:")
 
-    def get(key: str, parse: Callable[[object], object], default: object = None) -> object:
+    def get(key: str, parse: Callable[[object], T], default: T) -> T:
         if key not in mapping:
             return default
         try:
@@ -137,9 +165,9 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
 
     argv: tuple[str, ...] = ()
     if "command" in mapping:
-        kind, url, argv = "command", "", get("command", v.argv)  # type: ignore[assignment]
+        kind, url, argv = "command", "", get("command", v.argv, ())
     else:
-        kind, url = parse_target_url(str(get("url", v.string)), where_of("url"))
+        kind, url = parse_target_url(get("url", v.string, ""), where_of("url"))
     from waitfor.probes import table
 
     allowed = table.load(kind).OPTIONS
@@ -151,25 +179,15 @@ def from_yaml(item: object, path: str, index: int, section: str, line: int = 0,
             hint = f" (options of a {kind} dependency: {', '.join(sorted(allowed))})" if allowed else ""
             raise at(where_of(key), f"unknown key, or an option that does not belong to a {kind} dependency{hint}")
         parse = allowed[key]
-        if offline and getattr(parse, "reads_file", False):
+        if offline and isinstance(parse, v.Validator) and parse.reads_file:
             parse = v.string  # validate --offline: the file need not exist on this machine
-        options[key] = get(key, parse)
+        options[key] = get(key, parse, None)
     return _dependency(
         kind, url=url, argv=argv, options=options,
-        name=get("name", v.string), timeout=get("timeout", v.deadline),  # type: ignore[arg-type]
-        after=get("after", v.string_list, ()), invert=get("invert", v.boolean, False),  # type: ignore[arg-type]
+        name=get("name", v.string, None), timeout=get("timeout", v.deadline, None),
+        after=get("after", v.string_list, ()), invert=get("invert", v.boolean, False),
         where=here, where_of=where_of, offline=offline,
     )
-
-
-def driver_hint(kind: str, extra: str | None) -> str:
-    """How to get a kind's driver: the full bundle when frozen (packaging/), else the extra.
-    Never `pip install 'waitfor[x]'` alone: that name on a package index is not ours."""
-    import sys
-
-    if getattr(sys, "frozen", False):
-        return f"the {kind} driver is not in this bundle: use the full bundle (waitfor-full)"
-    return f"install waitfor with its {extra} extra (from a checkout: pip install '.[{extra}]')"
 
 
 def _dependency(kind: str, *, url: str, argv: tuple[str, ...], options: dict[str, object], name: object,
@@ -207,7 +225,7 @@ def _dependency(kind: str, *, url: str, argv: tuple[str, ...], options: dict[str
         except (ImportError, ValueError):  # a dotted name whose parent package is missing
             found_driver = False
         if not found_driver:
-            raise at(where, f"the {kind} driver ({mod.DRIVER}) is not installed: {driver_hint(kind, mod.EXTRA)}")
+            raise at(where, f"the {kind} driver ({mod.DRIVER}) is not installed: {table.driver_hint(kind)}")
     return Dependency(
         name=str(name) if name else _default_name(kind, url, argv), named=bool(name), kind=kind, url=url,
         argv=tuple(argv), options=v.MappingProxyType(options), timeout=timeout, after=tuple(after),

@@ -1,10 +1,12 @@
-"""Small validators for config values. Each turns a raw YAML/flag value into a typed
-value or raises ValueError with a message for users, and carries the JSON Schema
-fragment that `waitfor schema` prints for it."""
+"""Small validators for config values: each turns a raw YAML/flag value into a typed
+value or raises ValueError with a message for users. A `Validator` also carries the JSON
+Schema fragment that `waitfor schema` prints for it, and whether it reads a file (which
+`validate --offline` skips). Reading files is waitfor.config.files's job, looking users up
+waitfor.config.users's: the validators here only call them."""
 
 from __future__ import annotations
 
-import os
+from types import MappingProxyType
 
 from waitfor.config.durations import parse_duration
 
@@ -12,36 +14,70 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import re
     from collections.abc import Callable, Mapping
-    from types import MappingProxyType
-    from typing import Any, TypeVar
+    from typing import Any, Generic, TypeVar
 
-    F = TypeVar("F", bound=Callable[..., Any])
+    T = TypeVar("T")
+
+    class _Generic(Generic[T]):
+        pass
 else:
-    # types.MappingProxyType without importing `types` (0.15 ms of the exec-only start-up):
-    # it is the type of any class's __dict__, as types.py itself defines it.
-    MappingProxyType = type(type.__dict__)
+    T = object
+
+    class _Generic:  # Validator[T] for mypy, without importing typing at start-up
+        __slots__ = ()
+
+        def __class_getitem__(cls, item: object) -> type:
+            return cls
 
 
-def _with_schema(schema: dict[str, Any]) -> Callable[[F], F]:
-    def wrap(fn: F) -> F:
-        fn.schema = schema  # type: ignore[attr-defined]
-        return fn
+class Validator(_Generic[T]):
+    """A raw value -> a typed value (or ValueError), with its JSON Schema fragment."""
+
+    __slots__ = ("__name__", "check", "reads_file", "schema")
+
+    def __init__(self, check: Callable[[object], T], schema: Mapping[str, Any], reads_file: bool = False) -> None:
+        self.check, self.schema, self.reads_file = check, schema, reads_file
+        self.__name__ = check.__name__
+
+    def __call__(self, value: object) -> T:
+        return self.check(value)
+
+    def __repr__(self) -> str:
+        return f"<validator {self.__name__}>"
+
+
+def validator(schema: Mapping[str, Any], reads_file: bool = False) -> Callable[[Callable[[object], T]], Validator[T]]:
+    """`@validator({"type": "string"})` over a function of one raw value."""
+
+    def wrap(fn: Callable[[object], T]) -> Validator[T]:
+        return Validator(fn, schema, reads_file)
 
     return wrap
 
 
-@_with_schema({"type": ["string", "number"], "description": "a duration: 250ms, 10s, 1m30s, 2h, or seconds"})
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() is also true of `١٢٣` (which int() reads as 123)
+    and `²` (which int() rejects with a message of Python's)."""
+    return text.isascii() and text.isdigit()
+
+
+# YAML 1.1's booleans and the environment's: the one spelling of true and false.
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+@validator({"type": ["string", "number"], "description": "a duration: 250ms, 10s, 1m30s, 2h, or seconds"})
 def duration(value: object) -> float:
     return parse_duration(value)
 
 
-@_with_schema({"type": ["string", "number"], "description": "a duration such as 10s; 0 for none"})
+@validator({"type": ["string", "number"], "description": "a duration such as 10s; 0 for none"})
 def deadline(value: object) -> float | None:
     """A duration where 0 means "none" (no overall timeout, no watch)."""
     return parse_duration(value) or None
 
 
-@_with_schema({"type": ["string", "number"], "description": "a duration of more than 0"})
+@validator({"type": ["string", "number"], "description": "a duration of more than 0"})
 def positive_duration(value: object) -> float:
     seconds = parse_duration(value)
     if seconds <= 0:
@@ -49,7 +85,7 @@ def positive_duration(value: object) -> float:
     return seconds
 
 
-@_with_schema({"enum": ["text", "json"]})
+@validator({"enum": ["text", "json"]})
 def log_format(value: object) -> str:
     text = string(value)
     if text not in ("text", "json"):
@@ -57,14 +93,14 @@ def log_format(value: object) -> str:
     return text
 
 
-@_with_schema({"type": ["string", "integer"], "description": "a signal: TERM, SIGTERM or 15"})
+@validator({"type": ["string", "integer"], "description": "a signal: TERM, SIGTERM or 15"})
 def signal(value: object) -> int:
     from waitfor.signals import parse_signal
 
     return parse_signal(value)
 
 
-@_with_schema({"type": "array", "items": {"type": "string"}})
+@validator({"type": "array", "items": {"type": "string"}})
 def rewrites(values: object) -> Mapping[int, int]:
     """Repeated SIG:SIG -> {from: to}; 0 drops the signal."""
     from waitfor.signals import parse_rewrite
@@ -87,23 +123,23 @@ def sorted_list(values: object) -> list[object]:
 
 def exit_code(value: object) -> int:
     text = string(value).strip()
-    if not text.isdigit() or not 0 <= int(text) <= 255:
+    if not is_number(text) or not 0 <= int(text) <= 255:
         raise ValueError(f"expected an exit code 0-255, got {text!r}")
     return int(text)
 
 
-@_with_schema({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255}})
+@validator({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255}})
 def exit_codes(values: object) -> frozenset[int]:
     items = values if isinstance(values, (list, tuple)) else [values]
     return frozenset(exit_code(item) for item in items)
 
 
-@_with_schema({"type": "string", "description": "HOST:PORT, [IPv6]:PORT or :PORT (all interfaces)"})
+@validator({"type": "string", "description": "HOST:PORT, [IPv6]:PORT or :PORT (all interfaces)"})
 def listen_addr(value: object) -> tuple[str, int]:
     """HOST:PORT, [::1]:PORT or :PORT (all interfaces) -> (host, port)."""
     text = string(value)
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not is_number(port) or not 0 < int(port) < 65536:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
     if host.startswith("[") or host.endswith("]"):
         if not (host.startswith("[") and host.endswith("]")) or ":" not in host[1:-1] or "[" in host[1:-1] \
@@ -117,12 +153,12 @@ def listen_addr(value: object) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-@_with_schema({"type": "boolean"})
+@validator({"type": "boolean"})
 def boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-        return value.lower() in ("true", "yes", "on", "1")
+    if isinstance(value, str) and value.lower() in TRUE_WORDS + FALSE_WORDS:
+        return value.lower() in TRUE_WORDS
     raise ValueError(f"expected true or false, got {value!r}")
 
 
@@ -141,7 +177,7 @@ def type_name(value: object) -> str:
     return type(value).__name__
 
 
-@_with_schema({"type": "string"})
+@validator({"type": "string"})
 def string(value: object) -> str:
     # YAML reads true/yes/on as a boolean: str() would make it "True", so ask for quotes.
     if isinstance(value, (dict, list, bool)) or value is None:
@@ -150,20 +186,20 @@ def string(value: object) -> str:
     return str(value)
 
 
-@_with_schema({"type": "integer", "minimum": 1})
+@validator({"type": "integer", "minimum": 1})
 def positive_int(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(f"expected a whole number, got {value!r}")
-    try:
-        n = int(str(value))
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {value!r}") from None
+    text = str(value).strip()
+    if not is_number(text.lstrip("+-")):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    n = int(text)
     if n < 1:
         raise ValueError(f"must be at least 1, got {n}")
     return n
 
 
-@_with_schema({"type": "array", "items": {"type": "string"}})
+@validator({"type": "array", "items": {"type": "string"}})
 def string_list(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -172,21 +208,21 @@ def string_list(value: object) -> tuple[str, ...]:
     return tuple(string(v) for v in value)
 
 
-@_with_schema({"type": "array", "items": {"type": "string"}, "minItems": 1})
+@validator({"type": "array", "items": {"type": "string"}, "minItems": 1})
 def argv(value: object) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
         raise ValueError("expected a non-empty list: [program, arg, ...] (no shell is used)")
     return tuple(string(v) for v in value)
 
 
-@_with_schema({"type": "object", "additionalProperties": {"type": "string"}})
+@validator({"type": "object", "additionalProperties": {"type": "string"}})
 def string_map(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping of names to strings, got {type_name(value)}")
     return {str(k): string(v) for k, v in value.items()}
 
 
-@_with_schema({"type": "string", "format": "regex"})
+@validator({"type": "string", "format": "regex"})
 def regex(value: object) -> re.Pattern[str]:
     import re  # here, not at start-up: `waitfor -- app` never needs it
 
@@ -196,7 +232,7 @@ def regex(value: object) -> re.Pattern[str]:
         raise ValueError(f"bad regular expression: {e}") from None
 
 
-@_with_schema(
+@validator(
     {
         "oneOf": [
             {"type": "integer", "minimum": 100, "maximum": 599},
@@ -226,121 +262,28 @@ def http_status(value: object) -> frozenset[int]:
     return frozenset(codes)
 
 
-# A CA bundle is some hundred KiB (Debian's: 220 KiB), a password or token less than one.
-MAX_FILE = 4 << 20
-MAX_SECRET = 64 << 10
-
-
-def _open_small(path: str, limit: int) -> int:
-    """An fd of `path` if it is a regular file of at most `limit` bytes, or /dev/null (an
-    empty secret, as in deps.example.yaml). Never blocks: a FIFO would block the first
-    attempt for ever, and /dev/zero or a device would be read without end. ValueError."""
-    import os
-    import stat
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
-            return fd
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"cannot read {path}: not a regular file")
-        if st.st_size > limit:
-            size = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
-            raise ValueError(f"cannot read {path}: larger than {size}")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-@_with_schema({"type": "string", "description": "the path of a readable regular file"})
+@validator({"type": "string", "description": "the path of a readable regular file"}, reads_file=True)
 def readable_file(value: object) -> str:
-    """A readable regular file of at most MAX_FILE bytes (password_file, ca_file)."""
-    import os
+    """A readable regular file of at most 4 MiB (password_file, ca_file), checked now."""
+    from waitfor.config.files import check_readable
 
     path = string(value)
-    os.close(_open_small(path, MAX_FILE))
+    check_readable(path)
     return path
 
 
-readable_file.reads_file = True  # type: ignore[attr-defined]  # skipped by validate --offline
-
-
 def read_secret_file(path: str) -> str:
-    """Docker and Kubernetes secret files often end with a newline that is not part of it.
-    A regular file of at most MAX_SECRET bytes (ValueError otherwise)."""
-    import os
+    """waitfor.config.files.read_secret (the probes' password_file reader, kept here for them)."""
+    from waitfor.config.files import read_secret
 
-    fd = _open_small(path, MAX_SECRET)
-    try:
-        data = os.read(fd, MAX_SECRET + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_SECRET:  # it grew since fstat
-        raise ValueError(f"cannot read {path}: larger than {MAX_SECRET >> 10} KiB")
-    return data.decode("utf-8").rstrip("\r\n")
+    return read_secret(path)
 
 
-@_with_schema({"type": ["string", "integer"],
-               "description": "USER[:GROUP], a name or a number for each (as gosu and su-exec take it)"})
-def user(value: object) -> tuple[str, int, int, tuple[int, ...], str]:
-    """USER[:GROUP] -> (spec, uid, gid, supplementary gids, home), resolved now with pwd/grp,
-    so that the lean supervisor gets numbers (and imports neither).
-
-    As gosu and su-exec: the user's primary group and its groups from the group database
-    (initgroups(3)) unless GROUP is given, then no supplementary group at all. A number
-    that is not in the password database is taken as is, with gid 0 and HOME / unless
-    GROUP is given, as `docker run --user 1234` does."""
-    import grp
-    import pwd
-
-    spec = str(value) if isinstance(value, int) and not isinstance(value, bool) else string(value)
-    name, sep, group = spec.partition(":")
-    if not name or (sep and not group):
-        raise ValueError(f"expected USER or USER:GROUP, got {spec!r}")
-    try:
-        pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
-    except KeyError:
-        if not name.isdigit():
-            raise ValueError(f"unknown user {name!r} (not in the password database)") from None
-        pw = None
-    except OverflowError:
-        raise ValueError(f"user id out of range: {name}") from None
-    uid = pw.pw_uid if pw else int(name)
-    home = pw.pw_dir if pw else "/"
-    if group:
-        try:
-            gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            if not group.isdigit():
-                raise ValueError(f"unknown group {group!r} (not in the group database)") from None
-            gid = int(group)
-        except OverflowError:
-            raise ValueError(f"group id out of range: {group}") from None
-        groups: tuple[int, ...] = ()
-    elif pw:
-        gid = pw.pw_gid
-        groups = tuple(dict.fromkeys(os.getgrouplist(pw.pw_name, gid)))
-    else:
-        gid, groups = 0, (0,)
-    if uid > 0xFFFFFFFE or gid > 0xFFFFFFFE:
-        raise ValueError(f"id out of range in {spec!r}")
-    return spec, uid, gid, groups, home
-
-
-def show_user(value: object) -> object:
-    return value[0] if isinstance(value, tuple) else value
-
-
-@_with_schema({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
-               "description": "true: every NAME_FILE variable; or the NAMEs whose NAME_FILE is read"})
+@validator({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
+               "description": "true: every NAME_FILE whose file is directly inside secrets_dirs; or the NAMEs whose NAME_FILE is read, wherever"})
 def secrets_env(value: object) -> bool | tuple[str, ...]:
     """true/false, or which NAMEs (a list, or comma-separated in WAITFOR_SECRETS_ENV)."""
-    if isinstance(value, str) and value.strip().lower() not in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+    if isinstance(value, str) and value.strip().lower() not in TRUE_WORDS + FALSE_WORDS:
         value = [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, list):
         names = string_list(value)
@@ -351,7 +294,7 @@ def secrets_env(value: object) -> bool | tuple[str, ...]:
     return boolean(value)
 
 
-@_with_schema({"type": "array", "items": {"oneOf": [
+@validator({"type": "array", "items": {"oneOf": [
     {"type": "string", "description": "SRC:DEST"},
     {"type": "object", "required": ["src", "dest"], "additionalProperties": False,
      "properties": {"src": {"type": "string"}, "dest": {"type": "string"},
@@ -380,17 +323,20 @@ def templates(value: object) -> tuple[tuple[str, str, int | None], ...]:
 
 
 def file_mode(value: object) -> int:
-    """0640 as YAML 1.1 reads it (an int: 416), or the string "0640" / "640" (octal)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        mode = value
-    else:
-        text = string(value).strip()
-        try:
-            mode = int(text[2:] if text.lower().startswith("0o") else text, 8)
-        except ValueError:
-            raise ValueError(f"expected an octal file mode such as 0640, got {text!r}") from None
-    if not 0 <= mode <= 0o7777:
-        raise ValueError(f"expected an octal file mode such as 0640, got {oct(mode)}")
+    """A mode as chmod reads it: up to four octal digits, however YAML typed them (`644` is
+    the int 644, `0644` the string "0644": waitfor.config.yamlfile keeps what was written),
+    or "0o644". Set-user-id, set-group-id and sticky bits are refused: a rendered config
+    file has no use for them, and a set-id file owned by the app's user is a way back."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an octal file mode such as 0640, got {value!r}")
+    text = str(value) if isinstance(value, int) else string(value).strip()
+    digits = text[2:] if text[:2].lower() == "0o" else text
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 4 and "8" not in digits and "9" not in digits):
+        raise ValueError(f"expected an octal file mode such as 0640, got {text!r}")
+    mode = int(digits, 8)
+    if mode > 0o777:
+        raise ValueError(f"set-user-id, set-group-id and sticky bits are not allowed, got {text!r} "
+                         "(give three digits, such as 0640)")
     return mode
 
 
@@ -403,7 +349,7 @@ def show_templates(value: object) -> object:
 LEFTOVER_POLICIES = ("kill", "term", "keep")
 
 
-@_with_schema({"enum": list(LEFTOVER_POLICIES)})
+@validator({"enum": list(LEFTOVER_POLICIES)})
 def leftovers(value: object) -> str:
     text = string(value).strip().lower()
     if text not in LEFTOVER_POLICIES:
@@ -411,7 +357,7 @@ def leftovers(value: object) -> str:
     return text
 
 
-@_with_schema({"type": ["string", "integer"], "description": "a signal: TERM, SIGKILL or 9; none or 0 for off"})
+@validator({"type": ["string", "integer"], "description": "a signal: TERM, SIGKILL or 9; none or 0 for off"})
 def optional_signal(value: object) -> int:
     if value in (0, "0", "none", "") or value is None:
         return 0

@@ -3,7 +3,8 @@ so that every config error can name `file:line: key`.
 
 Only what a config needs is loaded: mappings, lists, strings, numbers, booleans and
 null. Any other tag (`!!python/object`, `!!binary`, `!!set`, a custom `!tag`) is an
-error; an implicit timestamp (`timeout: 2001-13-45`) stays the string it was written as;
+error; an implicit timestamp (`timeout: 2001-13-45`) and an integer with a leading zero
+(`mode: 0640`, which YAML 1.1 reads as octal 416) stay the strings they were written as;
 a scalar that its explicit tag cannot read (`!!int abc`) is an error at its line.
 Nesting and size are bounded, so no document makes the loader recurse or run away.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import yaml
 
+from waitfor.config.files import read_small
 from waitfor.errors import UsageError
 
 TYPE_CHECKING = False
@@ -41,6 +43,7 @@ MAX_DEPTH = 32  # a config nests four or five deep
 MAX_INT = 2**63  # far beyond any count, port or number of seconds a config holds
 _SCALAR_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_INT = "tag:yaml.org,2002:int"
 
 
 class _Walk:
@@ -55,6 +58,10 @@ def _scalar(node: yaml.Node, constructor: yaml.constructor.SafeConstructor, path
     line = node.start_mark.line + 1
     if node.tag == _TIMESTAMP:
         return node.value  # a config has no dates: keep what was written
+    if node.tag == _INT and len(node.value.lstrip("+-")) > 1 and node.value.lstrip("+-")[0] == "0":
+        # YAML 1.1 reads 0644 as octal (420) and 0x1A4 as hex: the one octal number of a
+        # config is a file mode, which chmod reads from its digits; keep what was written.
+        return node.value
     if node.tag not in _SCALAR_TAGS:
         raise UsageError(f"{path}:{line}: unsupported YAML tag {node.tag!r}")
     try:
@@ -127,7 +134,7 @@ MAX_FILE_BYTES = 1 << 20  # a config is a few KiB
 def load(path: str) -> Any:
     """Return the document as LDict/LList/scalars, or raise UsageError naming file and line."""
     try:
-        text = read_small_file(path, MAX_FILE_BYTES)
+        text = read_small(path, MAX_FILE_BYTES, devnull=False)
     except OSError as e:
         raise UsageError(f"{path}: cannot read config: {e.strerror}") from None
     except ValueError as e:
@@ -150,24 +157,3 @@ def load(path: str) -> Any:
         raise UsageError(f"{path}:{at_line}: invalid YAML: {e.reason} (#x{ch:02x})") from None
     except yaml.YAMLError as e:
         raise UsageError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
-
-
-def read_small_file(path: str, limit: int) -> bytes:
-    """A regular file's bytes, at most `limit` of them: a FIFO would block, and /dev/zero
-    or a huge file would be read without end. ValueError when it is not such a file."""
-    import os
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError("not a regular file")
-        if st.st_size > limit:
-            raise ValueError(f"larger than {limit // 1024} KiB")
-        data = os.read(fd, limit + 1)
-        if len(data) > limit:
-            raise ValueError(f"larger than {limit // 1024} KiB")
-        return data
-    finally:
-        os.close(fd)

@@ -7,23 +7,24 @@ run it closes AMQP handshakes), and answers with its own reasons, which are show
 "ACCESS_REFUSED - Login was refused ...", "NOT_ALLOWED - vhost x not found".
 `password_file:` reads the password from a Docker/Kubernetes secret file.
 pika's own URL query options (heartbeat, ssl_options, ...) work as documented by pika.
-The port is probed with a plain TCP connect first (waitfor.probes.tcp).
+One connection per attempt: the scheduler's own connects answer while nothing listens
+(connect_target); then each attempt is pika's alone, and a refused one is `Refused`.
 """
 
 from __future__ import annotations
 
-import time
-
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, close_quietly, host_port, no_cancel, password_of
-from waitfor.probes.tcp import connect
+from waitfor.probes.base import NotReady, accept_url, close_quietly, host_port, no_cancel, password_of, tcp_target
+from waitfor.probes.connect import refusal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = 5672  # or 5671 for amqps
+READY_ON_CONNECT = False
 check_url = accept_url
 cancel = no_cancel
 OPTIONS: Options = {
@@ -32,6 +33,10 @@ OPTIONS: Options = {
 SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
 DRIVER = "pika"
 EXTRA = "amqp"
+
+
+def connect_target(parts: SplitResult) -> tuple[str, int] | None:
+    return tcp_target(parts, 5671 if parts.scheme.lower() == "amqps" else PORT)
 
 
 def probe_for(dep: Dependency) -> Probe:
@@ -56,9 +61,7 @@ def probe_for(dep: Dependency) -> Probe:
     params.connection_attempts = 1
 
     def probe(timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        addr = connect(host, port, timeout)
-        left = max(deadline - time.monotonic(), 0.05)
+        left = max(timeout, 0.05)
         # stack_timeout bounds TCP + TLS + the AMQP handshake together, socket_timeout each
         # socket operation: a port that accepts but never speaks AMQP fails within `left`.
         params.socket_timeout = left
@@ -70,9 +73,10 @@ def probe_for(dep: Dependency) -> Probe:
             # its text names the socket tuple; say what happened instead
             raise NotReady(f"timed out after {left:.3g}s during the AMQP handshake") from None
         except (pika.exceptions.AMQPError, workflow.AMQPConnectorException) as e:
-            raise NotReady(_reason(e)) from None
+            raise refusal(e, host, port) or NotReady(_reason(e)) from None
         try:
             conn.channel()
+            addr = _peer(conn, host)
             return f"connected to {addr}, channel open on vhost {params.virtual_host!r}"
         except pika.exceptions.AMQPError as e:
             raise NotReady(_reason(e)) from None
@@ -80,6 +84,14 @@ def probe_for(dep: Dependency) -> Probe:
             close_quietly(conn, pika.exceptions.AMQPError)
 
     return probe
+
+
+def _peer(conn: object, host: str) -> str:
+    """The address that accepted (pika's blocking connection keeps its socket inside)."""
+    try:
+        return str(conn._impl._transport._sock.getpeername()[0])  # type: ignore[attr-defined]
+    except (AttributeError, OSError, IndexError, TypeError):
+        return host
 
 
 def _reason(e: BaseException) -> str:

@@ -7,7 +7,8 @@ of what they started for the same reason). A descendant that left the group (`se
 a daemonising double fork) is found by a marker in its environment, WAITFOR_PROBE,
 inherited from the probe, and killed too (with psutil, imported only here and only when
 an attempt ends). A program that clears its environment can still escape; nothing short
-of a PID namespace or cgroup can find that one.
+of a PID namespace or cgroup can find that one. Without /proc (a tmpfs over it, some
+sandboxes) only the group is killed: the marker cannot be read.
 
 Output goes to a pipe that the attempt drains as it runs, keeping only the last TAIL
 bytes to say why it is not ready: `yes` costs CPU for the attempt's length, not memory or
@@ -18,6 +19,8 @@ mask: the probe threads run with SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGCHLD bl
 (the main thread waits for them with sigtimedwait; as PID 1 every signal is blocked), a
 mask survives exec, and a probe such as `timeout 1 pg_isready` or a shell `trap` would
 not work with it. SIGPIPE and SIGXFSZ, which Python ignores, are reset to the default.
+With `user:` the program runs as that user (waitfor.process's rule for every child), by
+fork and exec in the same way, since posix_spawn cannot change ids.
 """
 
 from __future__ import annotations
@@ -28,12 +31,16 @@ import select
 import signal
 import threading
 import time
+from errno import EACCES, ENOENT, EPERM
 
-from waitfor.probes.base import Broken, NotReady, accept_url
+from waitfor import process
+from waitfor.probes.base import Broken, NotReady, accept_url, no_target
 
 TYPE_CHECKING = False
 
 PORT = None
+READY_ON_CONNECT = False
+connect_target = no_target
 check_url = accept_url
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install
@@ -56,7 +63,10 @@ if TYPE_CHECKING:
 
 def spawn(argv: list[str], out_fd: int, env: dict[str, str] | None = None) -> int:
     """Start argv (searched in PATH) in a new session, stdin from /dev/null, stdout and
-    stderr to out_fd, with an empty signal mask. Raise Broken if it cannot be started."""
+    stderr to out_fd, with an empty signal mask, as the user of `run` (waitfor.process:
+    with `user:`, never as root). Raise Broken if it cannot be started."""
+    if process.children_as() is not None:
+        return _spawn_as_user(argv, out_fd, env)
     try:
         return os.posix_spawnp(
             argv[0], argv, os.environ if env is None else env,
@@ -64,12 +74,37 @@ def spawn(argv: list[str], out_fd: int, env: dict[str, str] | None = None) -> in
                           (os.POSIX_SPAWN_DUP2, out_fd, 1), (os.POSIX_SPAWN_DUP2, out_fd, 2)],
             setsid=True, setsigmask=(), setsigdef=_DEFAULTS,
         )
-    except FileNotFoundError:
-        raise Broken(f"{argv[0]}: command not found") from None
-    except PermissionError:
-        raise Broken(f"{argv[0]}: permission denied") from None
     except OSError as e:
-        raise Broken(f"{argv[0]}: {e.strerror}") from None
+        raise Broken(_why(argv[0], e.errno or 0)) from None
+
+
+def _spawn_as_user(argv: list[str], out_fd: int, env: dict[str, str] | None) -> int:
+    """The same as posix_spawnp above, by fork and exec: posix_spawn cannot change ids.
+    The child of this (threaded) process makes only system calls before its exec."""
+    def prepare() -> None:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        for sig in _DEFAULTS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+    try:
+        return process.spawn(argv, prepare, env)
+    except process.Failed as e:
+        if e.switching:
+            raise Broken(f"{argv[0]}: cannot switch to the user: {os.strerror(e.errno)}") from None
+        raise Broken(_why(argv[0], e.errno)) from None
+
+
+def _why(program: str, errno: int) -> str:
+    if errno == ENOENT:
+        return f"{program}: command not found"
+    if errno in (EACCES, EPERM):
+        return f"{program}: permission denied"
+    return f"{program}: {os.strerror(errno)}"
 
 
 # The runtime watch probes while the supervisor loop reaps every child (waitpid(-1)) in
@@ -105,14 +140,23 @@ def _kill_group(pid: int) -> None:
 
 def sweep(marks: Sequence[str]) -> int:
     """Kill every process whose environment carries one of `marks` (descendants that left
-    the program's process group). Returns how many were killed."""
+    the program's process group). Returns how many were killed.
+
+    Without procfs (a tmpfs over /proc, some sandboxes) there is nothing to find them with:
+    the sweep finds none, and only the process group is killed (issue 16 D16)."""
+    if not os.path.isdir("/proc/self"):
+        return 0
     try:
         import psutil
     except ImportError:  # a declared dependency, but a slimmed image may lack it
         return 0
     wanted = {f"{MARK}={m}".encode() for m in marks}
     me, killed = os.getpid(), 0
-    for proc in psutil.process_iter():
+    try:
+        procs = list(psutil.process_iter())
+    except (OSError, IndexError, psutil.Error):  # /proc half there (psutil indexes its listing)
+        return 0
+    for proc in procs:
         if proc.pid == me:
             continue
         try:
@@ -167,7 +211,17 @@ def wait(pid: int, timeout: float, out: int | None = None, tail: bytearray | Non
     program's output pipe is drained meanwhile, its last TAIL bytes kept in `tail`."""
     box: list[int | str] = []
     done = threading.Event()
-    _reaper(pid, box, done)
+    try:
+        _reaper(pid, box, done)
+    except RuntimeError:  # no thread to be had (a pids limit): end it here, then say so
+        _kill_group(pid)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped by a supervisor's waitpid(-1)
+            pass
+        with _cond:
+            _running.discard(pid)
+        raise  # limits.local_limit names it
     deadline = time.monotonic() + timeout
     if out is None:
         finished = done.wait(timeout)
@@ -214,6 +268,19 @@ def _drain(out: int, tail: bytearray, done: threading.Event, deadline: float) ->
     return True
 
 
+def last_line(tail: bytearray, secrets: frozenset[str] = frozenset()) -> str:
+    """`: <the last line of output>`, masked before it is cut to 200 characters (issue 16
+    B5), or "". When `tail` is the end of a longer output, its first line is a piece of a
+    line, which may start inside a secret that no mask matches any more: it is dropped."""
+    from waitfor.output import cut
+
+    text = tail.decode(errors="replace")
+    if len(tail) >= TAIL:
+        text = text.partition("\n")[2]
+    lines = text.strip().splitlines()
+    return f": {cut(lines[-1], 200, secrets)}" if lines else ""
+
+
 def probe_for(dep: Dependency) -> Probe:
     argv = list(dep.argv)
 
@@ -244,8 +311,7 @@ def probe_for(dep: Dependency) -> Probe:
         if code == LOST:
             raise NotReady("its exit status was reaped elsewhere")
         if code != 0:
-            lines = tail.decode(errors="replace").strip().splitlines()
-            why = f": {lines[-1][:200]}" if lines else ""
+            why = last_line(tail, dep.secrets)
             status = f"killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exit {code}"
             raise NotReady(f"{status}{why}")
         return "exit 0"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from waitfor.probes.base import accept_url, no_cancel
-from waitfor.probes.tcp import resolve
+from waitfor.probes.base import accept_url, no_cancel, no_target
+from waitfor.probes.connect import resolve
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from waitfor.probes.base import Options, Probe
 
 PORT = 0  # no port is needed; one given is ignored
+READY_ON_CONNECT = False
+connect_target = no_target
 check_url = accept_url
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()

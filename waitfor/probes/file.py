@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from waitfor.probes.base import Refused, no_cancel
+from waitfor.probes.base import Refused, no_cancel, no_target
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from waitfor.urls import SplitResult
 
 PORT = None
+READY_ON_CONNECT = False
+connect_target = no_target
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, host_port, no_cancel
-from waitfor.probes.tcp import connect
+from waitfor.probes.base import NotReady, host_port, no_cancel, tcp_target
+from waitfor.probes.connect import connect
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from waitfor.urls import SplitResult
 
 PORT = "required"  # gRPC has no standard port
+READY_ON_CONNECT = False
+
+
+def connect_target(parts: SplitResult) -> tuple[str, int] | None:
+    return tcp_target(parts, None)
+
 cancel = no_cancel
 OPTIONS: Options = {
     "service": v.string,

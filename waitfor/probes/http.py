@@ -13,17 +13,26 @@ import socket
 import ssl
 
 from waitfor.config import validators as v
-from waitfor.probes.base import Deadline, NotReady, accept_url, tls_context
+from waitfor.probes.base import NotReady, accept_url, tcp_target, tls_context
+from waitfor.probes.deadline import Deadline
 
 TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from waitfor.urls import SplitResult
 
 PORT = 80  # or 443 for https
+READY_ON_CONNECT = False
 check_url = accept_url
+
+
+def connect_target(parts: SplitResult) -> tuple[str, int] | None:
+    return tcp_target(parts, 443 if parts.scheme.lower() == "https" else PORT)
+
 EXTRA = None  # no driver: nothing to install
 DRIVER = None
 
 
-@v._with_schema(v.readable_file.schema)  # type: ignore[attr-defined]
+@v.validator(v.readable_file.schema, reads_file=True)
 def ca_bundle(value: object) -> str:
     """A readable PEM file of CA certificates: checked when the config is read (exit 2),
     not on the first attempt."""
@@ -38,7 +47,7 @@ def ca_bundle(value: object) -> str:
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: methods, header names
 
 
-@v._with_schema(v.string.schema)  # type: ignore[attr-defined]
+@v.validator(v.string.schema)
 def method(value: object) -> str:
     m = v.string(value).strip().upper()
     if not _TOKEN.fullmatch(m):
@@ -47,7 +56,7 @@ def method(value: object) -> str:
 
 
 
-@v._with_schema(v.string_map.schema)  # type: ignore[attr-defined]
+@v.validator(v.string_map.schema)
 def headers(value: object) -> dict[str, str]:
     out = v.string_map(value)
     for name, val in out.items():
@@ -77,6 +86,7 @@ if TYPE_CHECKING:
 
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
     Matcher = Callable[[str, Deadline], bool]
 
@@ -160,8 +170,22 @@ def _search_in_child(pattern: str, text: str, d: Deadline) -> bool:
         _children.discard(pid)
     if not data:
         raise NotReady(f"matching body: {pattern!r} did not finish within the attempt "
-                       f"(a regex that backtracks; install waitfor[re2] to match in linear time)")
+                       f"(a regex that backtracks; with the re2 extra, from a checkout pip install '.[re2]', it is matched in linear time)")
     return data == b"1"
+
+
+def _headers(parts: SplitResult, given: dict[str, str]) -> dict[str, str]:
+    """The request's headers: waitfor's, then `headers:`, then Basic auth from the URL's
+    `user:pass@` unless `headers:` has its own Authorization."""
+    headers = {"User-Agent": "waitfor", "Connection": "close", **given}
+    if parts.username is not None:
+        import base64
+
+        from waitfor.urls import unquote
+
+        cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        headers.setdefault("Authorization", "Basic " + base64.b64encode(cred).decode())
+    return headers
 
 
 def probe_for(dep: Dependency) -> Probe:
@@ -176,14 +200,7 @@ def probe_for(dep: Dependency) -> Probe:
     pattern = body_re.pattern if body_re is not None else None
     search = matcher(pattern) if pattern is not None else None
     method = opts.get("method", "GET").upper()
-    headers = {"User-Agent": "waitfor", "Connection": "close", **opts.get("headers", {})}
-    if parts.username is not None:
-        import base64
-
-        from waitfor.urls import unquote
-
-        cred = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        headers.setdefault("Authorization", "Basic " + base64.b64encode(cred).decode())
+    headers = _headers(parts, opts.get("headers", {}))
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     host, port = parts.hostname or "", parts.port  # config checked the host
     context = None
@@ -191,7 +208,7 @@ def probe_for(dep: Dependency) -> Probe:
         context = tls_context(opts)
 
     def probe(timeout: float) -> str:
-        from waitfor.probes.tcp import open_connection
+        from waitfor.probes.connect import open_connection
 
         with Deadline(timeout) as d:
 

@@ -5,7 +5,8 @@ A refused CONNACK shows the broker's reason ("Not authorized", "Bad user name or
 password"). `password_file:` reads the password from a Docker/Kubernetes secret file.
 mqtts uses the system's CA bundle, or `ca_file:`; `insecure: true` skips verification.
 Works with paho-mqtt 2 (CallbackAPIVersion.VERSION2) and 1.x.
-The port is probed with a plain TCP connect first (waitfor.probes.tcp).
+One connection per attempt: the scheduler's own connects answer while nothing listens
+(connect_target); then each attempt is paho's alone, and a refused one is `Refused`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, password_of, tls_context
-from waitfor.probes.tcp import connect
+from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, password_of, tcp_target, tls_context
+from waitfor.probes.connect import refusal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
 
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = 1883  # or 8883 for mqtts
+READY_ON_CONNECT = False
 check_url = accept_url
 cancel = no_cancel
 OPTIONS: Options = {
@@ -36,6 +39,10 @@ SECRET_OPTIONS = ()  # the password file's content is added to the secrets by co
 # paho-mqtt is missing; the top-level "paho" package is what paho-mqtt installs.
 DRIVER = "paho"
 EXTRA = "mqtt"
+
+
+def connect_target(parts: SplitResult) -> tuple[str, int] | None:
+    return tcp_target(parts, 8883 if parts.scheme.lower() == "mqtts" else PORT)
 
 
 def probe_for(dep: Dependency) -> Probe:
@@ -58,7 +65,7 @@ def probe_for(dep: Dependency) -> Probe:
 
     def probe(timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        addr = connect(host, port, timeout)
+        addr = host
         # A client id of our own: brokers disconnect an older session with the same id.
         client_id = f"waitfor-{os.getpid()}-{os.urandom(3).hex()}"
         if v2:
@@ -88,6 +95,7 @@ def probe_for(dep: Dependency) -> Probe:
         try:
             # The keepalive the broker should expect; this session lives for one attempt.
             client.connect(host, port, keepalive=max(int(timeout) * 2, 5))
+            addr = _peer(client, host)
             while "rc" not in result:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -96,7 +104,7 @@ def probe_for(dep: Dependency) -> Probe:
                 if err != mqtt.MQTT_ERR_SUCCESS and "rc" not in result:
                     raise NotReady(f"MQTT: {mqtt.error_string(err)}")
         except (OSError, ssl.SSLError) as e:
-            raise NotReady(f"{type(e).__name__}: {e}") from None
+            raise refusal(e, host, port) or NotReady(f"{type(e).__name__}: {e}") from None
         finally:
             _close(client, accepted=result.get("rc") == 0)
         if result["rc"] != 0:
@@ -104,6 +112,14 @@ def probe_for(dep: Dependency) -> Probe:
         return f"connected to {addr}, CONNACK accepted"
 
     return probe
+
+
+def _peer(client: Any, host: str) -> str:
+    """The address that accepted (a name may resolve to several)."""
+    try:
+        return str(client.socket().getpeername()[0])
+    except (AttributeError, OSError, IndexError, TypeError):
+        return host
 
 
 def _close(client: Any, accepted: bool) -> None:

@@ -12,7 +12,8 @@ of being closed: MySQL and MariaDB count a connection that closes before the han
 a connection error of the client's host, and after max_connect_errors (default 100) of
 them without a successful login in between they block the host ("Host ... is blocked
 because of many connection errors") until FLUSH HOSTS, which would also lock out the app
-itself. Once connected, every failure carries the server's own reason, such as
+itself. That socket is the attempt's one connection (the scheduler's own connects answer
+only while nothing listens: connect_target). Once connected, every failure carries the server's own reason, such as
 "Access denied for user 'app'@'10.0.0.5' (using password: YES)" or "Unknown database 'app'".
 """
 
@@ -22,17 +23,9 @@ import socket
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import (
-    DRIVER_MARGIN,
-    Deadline,
-    NotReady,
-    close_quietly,
-    host_port,
-    no_cancel,
-    password_of,
-    with_deadline,
-)
-from waitfor.probes.tcp import open_connection
+from waitfor.probes.base import NotReady, close_quietly, host_port, no_cancel, password_of, tcp_target
+from waitfor.probes.connect import open_connection
+from waitfor.probes.deadline import DRIVER_MARGIN, Deadline, with_deadline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,6 +34,7 @@ if TYPE_CHECKING:
     from waitfor.urls import SplitResult
 
 PORT = 3306
+READY_ON_CONNECT = False
 cancel = no_cancel
 OPTIONS: Options = {
     "query": v.string,
@@ -54,6 +48,10 @@ EXTRA = "mysql"
 def check_url(parts: SplitResult) -> None:
     if parts.query:
         raise ValueError("mysql URLs take no query string (PyMySQL has no URL options)")
+
+
+def connect_target(parts: SplitResult) -> tuple[str, int] | None:
+    return tcp_target(parts, PORT)
 
 
 def probe_for(dep: Dependency) -> Probe:

@@ -2,10 +2,11 @@
 our CONNECT, authenticated) and a flush (PING/PONG) round trip succeeds.
 
 nats-py is asyncio-only; each probe runs in its own worker thread (see waitfor.engine), so
-an attempt runs on its pool thread's own event loop (base.run_async). A rejected login shows the
+an attempt runs on its pool thread's own event loop (event_loop.run_async). A rejected login shows the
 server's "Authorization Violation". `password_file:` reads the password (or, for a URL
 without a user, the token) from a Docker/Kubernetes secret file.
-The port is probed with a plain TCP connect first (waitfor.probes.tcp).
+One connection per attempt: the scheduler's own connects answer while nothing listens
+(connect_target); then each attempt is nats-py's alone, and a refused one is `Refused`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, run_async
-from waitfor.probes.tcp import connect
+from waitfor.probes.base import NotReady, accept_url, host_port, no_cancel, password_of, tcp_target
+from waitfor.probes.connect import refusal
+from waitfor.probes.event_loop import run_async
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,8 +24,10 @@ if TYPE_CHECKING:
 
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = 4222
+READY_ON_CONNECT = False
 check_url = accept_url
 cancel = no_cancel
 OPTIONS: Options = {
@@ -32,6 +36,10 @@ OPTIONS: Options = {
 SECRET_OPTIONS = ()  # the password file's content is added to the secrets by config.py
 DRIVER = "nats"
 EXTRA = "nats"
+
+
+def connect_target(parts: SplitResult) -> tuple[str, int] | None:
+    return tcp_target(parts, PORT)
 
 
 def probe_for(dep: Dependency) -> Probe:
@@ -51,8 +59,8 @@ def probe_for(dep: Dependency) -> Probe:
     host, port = host_port(parts, PORT)
     server = dep.url
     creds = {}
-    if "password_file" in dep.options:
-        secret = v.read_secret_file(dep.options["password_file"])
+    secret = password_of(dep, parts)
+    if secret is not None:  # given apart from the URL: the URL keeps only host and port
         if parts.username:
             creds = {"user": unquote(parts.username), "password": secret}
         else:
@@ -88,7 +96,7 @@ def probe_for(dep: Dependency) -> Probe:
                 await client.flush(timeout=max(left, 0.05))  # type: ignore[arg-type]
                 return
             if errors:
-                raise NotReady(_reason(errors[0]))
+                raise refusal(errors[0], host, port) or NotReady(_reason(errors[0]))
             if connecting.done():
                 raise NotReady(_reason(connecting.exception() or TimeoutError()))
             raise NotReady(f"no answer within {left:.3g}s (is this a NATS server?)")
@@ -103,16 +111,14 @@ def probe_for(dep: Dependency) -> Probe:
                 pass
 
     def probe(timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        addr = connect(host, port, timeout)
-        left = max(deadline - time.monotonic(), 0.05)
+        left = max(timeout, 0.05)
         try:
             run_async(check(left))
         except NotReady:
             raise
         except Exception as e:  # noqa: BLE001 - nats-py raises asyncio/OSError/its own types
             raise NotReady(_reason(e)) from None
-        return f"connected to {addr}, flush ok"
+        return f"connected to {host}, flush ok"
 
     return probe
 

@@ -6,9 +6,9 @@ The URL is handed to libpq unchanged as the conninfo, so sslmode, application_na
 options and every other libpq keyword go in its query string. `password_file:` reads the
 password from a Docker/Kubernetes secret file instead of the URL.
 
-Before any handshake the port is probed with a plain TCP connect (waitfor.probes.tcp), so a
-server that is not listening yet costs one refused SYN and is polled at the fast interval.
-Once it listens, every failure carries PostgreSQL's own reason: "the database system is
+One connection per attempt: while nothing listens, the scheduler's own connects answer
+(connect_target); once the port answers, each attempt is psycopg's login alone, and a
+refused one is still `Refused`. Every other failure carries PostgreSQL's own reason: "the database system is
 starting up" (it accepts connections while it replays WAL), `database "x" does not exist`,
 `password authentication failed for user "x"`.
 """
@@ -19,8 +19,9 @@ import re
 import time
 
 from waitfor.config import validators as v
-from waitfor.probes.base import Broken, NotReady, accept_url, host_port, no_cancel, run_async
-from waitfor.probes.tcp import connect
+from waitfor.probes.base import Broken, NotReady, accept_url, host_port, no_cancel, password_of, tcp_target
+from waitfor.probes.connect import refusal
+from waitfor.probes.event_loop import run_async
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,8 +29,10 @@ if TYPE_CHECKING:
 
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = 5432
+READY_ON_CONNECT = False
 check_url = accept_url
 cancel = no_cancel
 OPTIONS: Options = {
@@ -58,6 +61,15 @@ _ENUMS = {
 _PERMANENT = re.compile(r"invalid [\w ]+ value|invalid connection option|invalid URI")
 
 
+def connect_target(parts: SplitResult) -> tuple[str, int] | None:
+    """None when libpq may go elsewhere: hosts or a socket directory in the query string,
+    a percent-encoded socket path as the host."""
+    query = parts.query.lower()
+    if "host" in query or "socket" in query or "%" in parts.netloc.rpartition("@")[2]:
+        return None
+    return tcp_target(parts, PORT)
+
+
 def probe_for(dep: Dependency) -> Probe:
     import asyncio
 
@@ -76,18 +88,15 @@ def probe_for(dep: Dependency) -> Probe:
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)
     query = dep.options.get("query")
-    extra = {}
-    if "password_file" in dep.options:
-        extra["password"] = v.read_secret_file(dep.options["password_file"])
+    password = password_of(dep, parts)
+    extra = {} if password is None else {"password": password}
 
-    async def check(addr: str, deadline: float) -> str:
+    async def check(deadline: float) -> str:
         left = deadline - time.monotonic()
-        # hostaddr: connect to the address that just accepted, not to every address the
-        # name resolves to in turn (libpq would spend connect_timeout on each); `host`
-        # still names the server for TLS verification and pg_hba.
-        params: dict[str, Any] = dict(extra, hostaddr=addr, connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(left)))
+        params: dict[str, Any] = dict(extra, connect_timeout=max(_MIN_CONNECT_TIMEOUT, int(left)))
         conn = await psycopg.AsyncConnection.connect(dep.url, autocommit=True, **params)
         try:
+            addr = conn.info.hostaddr or host  # the address that accepted (libpq >= 12)
             if query is None:
                 await conn.execute("SELECT 1")
                 return f"connected to {addr}, SELECT 1 ok"
@@ -105,22 +114,24 @@ def probe_for(dep: Dependency) -> Probe:
         finally:
             await conn.close()
 
-    async def within(addr: str, deadline: float) -> str:
+    async def within(deadline: float) -> str:
         # check() is made only once the loop runs: a loop that cannot start closes this
         # coroutine, and leaves no never-awaited check() behind.
-        return await asyncio.wait_for(check(addr, deadline), max(deadline - time.monotonic(), 0.01))
+        return await asyncio.wait_for(check(deadline), max(deadline - time.monotonic(), 0.01))
 
     def probe(timeout: float) -> str:
         deadline = time.monotonic() + timeout
-        addr = connect(host, port, timeout)
         try:
             # psycopg's blocking connect cannot wait less than 2 s; its asyncio connect can
             # be cancelled at any point (the half-open libpq connection is then finished).
-            # Each pool thread keeps its own event loop for its attempts (base.run_async).
-            return run_async(within(addr, deadline))
+            # Each pool thread keeps its own event loop for its attempts (event_loop.run_async).
+            return run_async(within(deadline))
         except asyncio.TimeoutError:
             raise NotReady(f"no answer within {timeout:.3g}s (is this a PostgreSQL server?)") from None
         except psycopg.Error as e:
+            refused = refusal(e, host, port)
+            if refused is not None:
+                raise refused from None
             why = _reason(e)
             if _PERMANENT.search(why):
                 raise Broken(why) from None

@@ -5,37 +5,39 @@ key exists (for example a flag a seeding job sets when it is done).
 redis-py answers the server's own errors: "NOAUTH Authentication required",
 "WRONGPASS invalid username-password pair", "LOADING Redis is loading the dataset in
 memory" (Redis accepts connections while it loads its RDB/AOF and refuses commands).
-The port is probed with a plain TCP connect first (waitfor.probes.tcp), so a server that is
-not listening yet is polled cheaply.
+One connection per attempt: the scheduler's own connects answer while nothing listens
+(connect_target); then each attempt is redis-py's alone, and a refused one is `Refused`.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 
 from waitfor.config import validators as v
 from waitfor.probes.base import (
-    DRIVER_MARGIN,
     Broken,
-    Deadline,
     NotReady,
     accept_url,
     close_quietly,
     host_port,
     no_cancel,
-    with_deadline,
+    password_of,
+    tcp_target,
 )
-from waitfor.probes.tcp import connect
+from waitfor.probes.connect import refusal
+from waitfor.probes.deadline import DRIVER_MARGIN, Deadline, with_deadline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from typing import Any
 
     from waitfor.config.model import Dependency
     from waitfor.probes.base import Options, Probe
+    from waitfor.urls import SplitResult
 
 PORT = 6379
+READY_ON_CONNECT = False
 check_url = accept_url
 cancel = no_cancel
 OPTIONS: Options = {
@@ -48,6 +50,10 @@ MAX_REASON = 160
 EXTRA = "redis"
 
 
+def connect_target(parts: SplitResult) -> tuple[str, int] | None:
+    return None if "socket" in parts.query.lower() else tcp_target(parts, PORT)
+
+
 def probe_for(dep: Dependency) -> Probe:
     import redis
     from redis.backoff import NoBackoff
@@ -58,9 +64,8 @@ def probe_for(dep: Dependency) -> Probe:
     parts = urlsplit(dep.url)
     host, port = host_port(parts, PORT)
     key = dep.options.get("key")
-    extra = {}
-    if "password_file" in dep.options:
-        extra["password"] = v.read_secret_file(dep.options["password_file"])
+    password = password_of(dep, parts)
+    extra = {} if password is None else {"password": password}
 
     # The attempt's deadline guards redis-py's socket from the TLS handshake on (its
     # socket_timeout is per read: a server dripping its replies would hold the attempt).
@@ -89,9 +94,7 @@ def probe_for(dep: Dependency) -> Probe:
         raise ValueError(_reason(e)) from None
 
     def attempt(timeout: float, d: Deadline) -> str:
-        deadline = time.monotonic() + timeout
-        addr = connect(host, port, timeout)
-        left = max(deadline - time.monotonic() - DRIVER_MARGIN, 0.05)
+        left = max(timeout - DRIVER_MARGIN, 0.05)
         client = None
         try:
             # redis-py retries a failed command three times by default (redis-py >= 6);
@@ -103,13 +106,14 @@ def probe_for(dep: Dependency) -> Probe:
                 connection_class=guarded, **extra,
             )
             client.ping()
+            addr = _peer(client, host)
             if key is not None:
                 if not client.exists(key):
                     raise NotReady(f"key {key!r} does not exist")
                 return f"connected to {addr}, PONG, key {key!r} exists"
             return f"connected to {addr}, PONG"
         except redis.RedisError as e:
-            raise NotReady(_reason(e)) from None
+            raise refusal(e, host, port) or NotReady(_reason(e)) from None
         except ValueError as e:  # redis-py's word for an option it cannot use: permanent
             raise Broken(_reason(e)) from None
         finally:
@@ -120,6 +124,14 @@ def probe_for(dep: Dependency) -> Probe:
         local.deadline = d
 
     return with_deadline(attempt, arm)
+
+
+def _peer(client: Any, host: str) -> str:
+    """The address that accepted (a name may resolve to several)."""
+    try:
+        return str(client.connection._sock.getpeername()[0])
+    except (AttributeError, OSError, IndexError, TypeError):
+        return host
 
 
 def _reason(e: BaseException) -> str:

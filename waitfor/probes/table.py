@@ -76,18 +76,25 @@ SCHEMES: dict[str, str] = {
 
 def load(kind: str) -> Kind:
     """The module of `kind`; every module defines every member of `Kind`."""
-    # __import__ rather than importlib.import_module, whose package (and its warnings) is
-    # 0.4 ms of start-up with a YAML file
-    name = KINDS[kind]
-    __import__(name)
-    mod: Kind = sys.modules[name]
+    import importlib
+
+    mod: Kind = importlib.import_module(KINDS[kind])
     return mod
 
 
+def driver_hint(kind: str) -> str:
+    """How to get a kind's driver: the full bundle when frozen (packaging/), else the kind's
+    extra. Never `pip install 'waitfor[x]'` alone: that name on a package index is not ours."""
+    if getattr(sys, "frozen", False):
+        return f"the {kind} driver is not in this bundle: use the full bundle (waitfor-full)"
+    extra = load(kind).EXTRA
+    return f"install waitfor with its {extra} extra (from a checkout: pip install '.[{extra}]')"
+
+
 def build_probe(dep: Dependency) -> Probe:
-    from waitfor.config.targets import driver_hint
     from waitfor.errors import at
-    from waitfor.probes.base import bounded, describe, preload_unwinder
+    from waitfor.probes.base import describe
+    from waitfor.probes.limits import bounded, preload_unwinder
     from waitfor.secrets import mask_urls_in, redact
 
     global _preloaded
@@ -101,7 +108,7 @@ def build_probe(dep: Dependency) -> Probe:
         return bounded(mod.probe_for(dep))
     except ImportError as e:
         raise at(dep.where, f"the {dep.kind} driver cannot be imported ({describe(e)}): "
-                            f"{driver_hint(dep.kind, mod.EXTRA)}") from None
+                            f"{driver_hint(dep.kind)}") from None
     except (ValueError, TypeError) as e:
         raise at(dep.where, f"{dep.kind}: {redact(mask_urls_in(describe(e)), dep.secrets)}") from None
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from waitfor.probes.base import NotReady, connect_error, no_cancel
+from waitfor.probes.base import NotReady, no_cancel
+from waitfor.probes.connect import connect_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     from waitfor.urls import SplitResult
 
 PORT = None
+READY_ON_CONNECT = True  # probed by the scheduler's own connects (waitfor.wait.connect)
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install
@@ -23,6 +25,12 @@ OPTIONS: Options = {}
 def check_url(parts: SplitResult) -> None:
     if not parts.path:
         raise ValueError("no socket path (write unix:///run/app.sock)")
+
+
+def connect_target(parts: SplitResult) -> str:
+    from waitfor.urls import unquote
+
+    return unquote(parts.path)
 
 
 def probe_for(dep: Dependency) -> Probe:

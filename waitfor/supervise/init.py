@@ -11,8 +11,10 @@ code through. Modelled on tini's main loop, fixing what the peers get wrong:
 
 This module is run in a fresh, lean interpreter (`python -I -S`, or the bundle's own
 executable; see waitfor.supervise.launch) once the wait is over, so that it imports only
-os, signal, errno, time and waitfor's small signals/output/exitcodes: the RSS of an idle
-init is budgeted. Keep it that way: no typing, dataclasses, yaml, tenacity, psutil.
+os, time, the C _signal module and waitfor's small signals/output/exitcodes/errors/process
+(tests/test_architecture.py pins it): the RSS of an idle init is budgeted. Keep it that
+way: no typing, dataclasses, yaml, tenacity, psutil; ctypes only with --user or
+--pdeathsig.
 The in-process supervisor (waitfor.supervise.inprocess) runs the same loop with hooks.
 """
 
@@ -21,18 +23,19 @@ from __future__ import annotations
 import os
 import time
 
-from waitfor import exitcodes
+from waitfor import exitcodes, process
 from waitfor.output import Log
+from waitfor.process import ids
 
 # `signal` is the C module here (see waitfor.signals): the stdlib wrapper imports enum,
 # functools and collections, 0.8 MiB of the idle supervisor's RSS (BENCHMARKS.md).
 from waitfor.signals import Inherited, catchable, decode, encode, restore, signal, signal_name
 
-PR_SET_PDEATHSIG = 1  # prctl(2)
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+    from ctypes import CDLL
+    from typing import Any
 
     from waitfor.config.model import Config
 
@@ -44,131 +47,118 @@ if TYPE_CHECKING:
 # signal and restores its default action before delivering it (force_sig_info_to_task,
 # kernel/signal.c), so the supervisor still dies of it.
 
+def _flag(v: bool) -> str:
+    return "1" if v else "0"
+
+
+def _encode_rewrite(rw: dict[int, int]) -> str:
+    return ",".join(f"{src}:{dst}" for src, dst in sorted(rw.items())) or "-"
+
+
+def _decode_rewrite(text: str) -> dict[int, int]:
+    pairs = [] if text == "-" else [p.split(":") for p in text.split(",")]
+    return {int(src): int(dst) for src, dst in pairs}
+
+
+def _encode_user(user: tuple[int, int, tuple[int, ...]] | None) -> str:
+    return "-" if user is None else f"{user[0]}:{user[1]}:{','.join(map(str, user[2]))}"
+
+
+def _decode_user(text: str) -> tuple[int, int, tuple[int, ...]] | None:
+    if text == "-":
+        return None
+    uid, gid, groups = text.split(":")
+    return int(uid), int(gid), tuple(int(g) for g in groups.split(",") if g)
+
+
+# What the supervisor needs to know, one row per field of Options: (attribute, default
+# (a factory: the value of a fresh Options), its value from the Config `c`, the inherited
+# state `i` and the pending signals `p`, encode to and decode from the private argv of
+# the lean re-exec, where it is `--ATTRIBUTE VALUE`). from_config, to_argv and from_argv
+# follow from it; the COMMAND goes last, after `--`.
+FIELDS: tuple[tuple[str, Callable[[], Any], Callable[[Config, Inherited, tuple[int, ...]], Any],
+                    Callable[[Any], str], Callable[[str], Any]], ...] = (
+    ("mask", frozenset, lambda c, i, p: i.mask, encode, decode),
+    ("ignored", frozenset, lambda c, i, p: i.ignored, encode, decode),
+    # the parent whose death --pdeathsig watches: the one waitfor started with (one that
+    # died during the wait counts)
+    ("ppid", os.getppid, lambda c, i, p: i.parent, str, int),
+    ("pending", tuple, lambda c, i, p: p, encode, lambda t: tuple(sorted(decode(t)))),
+    ("group", bool, lambda c, i, p: c.group, _flag, lambda t: t == "1"),
+    ("rewrite", dict, lambda c, i, p: dict(c.rewrite), _encode_rewrite, _decode_rewrite),
+    ("stop_timeout", lambda: 5.0, lambda c, i, p: c.stop_timeout, repr, float),
+    ("stop_signal", lambda: int(signal.SIGTERM), lambda c, i, p: c.stop_signal, str, int),
+    ("success_exit", frozenset, lambda c, i, p: frozenset(c.success_exit), encode, decode),
+    ("verbosity", int, lambda c, i, p: c.verbosity, str, int),
+    ("log_format", lambda: "text", lambda c, i, p: c.log_format, str, str),
+    # --user, as numbers resolved at config time (pwd/grp are not imported here):
+    # (uid, gid, supplementary gids), or None to keep waitfor's own ids
+    ("user", lambda: None, lambda c, i, p: ids(c.user), _encode_user, _decode_user),
+    ("leftovers", lambda: "kill", lambda c, i, p: c.leftovers, str, str),  # kill | term | keep
+    ("pdeathsig", int, lambda c, i, p: c.pdeathsig, str, int),  # 0: none
+    # secrets_env's NAMEs, whose values (in the environment) the re-exec masks in its log
+    # lines too: names only, as argv is no place for a value
+    ("secret_env", tuple, lambda c, i, p: c.secrets_env if isinstance(c.secrets_env, tuple) else (),
+     ",".join, lambda t: tuple(n for n in t.split(",") if n)),
+)
+
+
 class Options:
-    """What the supervisor needs to know: built from the Config in-process
+    """What the supervisor needs to know (FIELDS): built from the Config in-process
     (from_config), and written to argv only across the lean re-exec (to_argv/from_argv).
     (A plain class: typing and dataclasses cost the idle init memory.)"""
 
-    __slots__ = (
-        "command",
-        "group",
-        "ignored",
-        "leftovers",
-        "log_format",
-        "mask",
-        "pdeathsig",
-        "pending",
-        "pid1",
-        "ppid",
-        "rewrite",
-        "stop_signal",
-        "stop_timeout",
-        "success_exit",
-        "user",
-        "verbosity",
-    )
+    __slots__ = (*(f[0] for f in FIELDS), "command", "pid1")
+    if TYPE_CHECKING:  # the types of FIELDS' rows, for mypy (tests/test_units.py compares)
+        mask: frozenset[int]
+        ignored: frozenset[int]
+        ppid: int
+        pending: tuple[int, ...]
+        group: bool
+        rewrite: dict[int, int]
+        stop_timeout: float
+        stop_signal: int
+        success_exit: frozenset[int]
+        verbosity: int
+        log_format: str
+        user: tuple[int, int, tuple[int, ...]] | None
+        leftovers: str
+        pdeathsig: int
+        secret_env: tuple[str, ...]
 
     def __init__(self) -> None:
-        self.mask: frozenset[int] = frozenset()
-        self.ignored: frozenset[int] = frozenset()
-        self.group = False
-        self.rewrite: dict[int, int] = {}
-        self.stop_timeout = 5.0
-        self.stop_signal = int(signal.SIGTERM)
-        self.success_exit: frozenset[int] = frozenset()
-        self.pending: tuple[int, ...] = ()
-        self.pid1 = os.getpid() == 1
-        self.verbosity = 0
-        self.log_format = "text"
+        for name, default, *_ in FIELDS:
+            setattr(self, name, default())
         self.command: list[str] = []
-        # --user, as numbers resolved at config time (pwd/grp are not imported here):
-        # (uid, gid, supplementary gids), or None to keep waitfor's own ids.
-        self.user: tuple[int, int, tuple[int, ...]] | None = None
-        self.leftovers = "kill"  # kill | term | keep (stop_the_rest)
-        self.pdeathsig = 0  # --pdeathsig; 0: none
-        self.ppid = os.getppid()  # the parent whose death --pdeathsig watches
+        self.pid1 = os.getpid() == 1
 
     @classmethod
     def from_config(cls, cfg: Config, inherited: Inherited, pending: Iterable[int] = ()) -> Options:
-        o = cls()
-        o.mask, o.ignored = inherited.mask, inherited.ignored
-        o.group, o.rewrite = cfg.group, dict(cfg.rewrite)
-        o.stop_timeout, o.stop_signal = cfg.stop_timeout, cfg.stop_signal
-        o.success_exit = frozenset(cfg.success_exit)
-        o.pending = tuple(sorted(pending))
-        o.verbosity, o.log_format = cfg.verbosity, cfg.log_format
+        o, p = cls(), tuple(sorted(pending))
+        for name, _, value, _, _ in FIELDS:
+            setattr(o, name, value(cfg, inherited, p))
         o.command = list(cfg.command)
-        if cfg.user is not None:
-            o.user = (cfg.user[1], cfg.user[2], tuple(cfg.user[3]))
-        o.leftovers, o.pdeathsig = cfg.leftovers, cfg.pdeathsig
-        from waitfor.supervise.launch import PARENT
-
-        o.ppid = PARENT  # as waitfor started: a parent that died during the wait counts
         return o
 
     def to_argv(self) -> list[str]:
         """The private argv protocol of the re-exec; from_argv reads it back."""
-        argv = ["--mask", encode(self.mask), "--ignore", encode(self.ignored),
-                "--stop-timeout", repr(self.stop_timeout), "--stop-signal", str(self.stop_signal),
-                "--verbosity", str(self.verbosity), "--log-format", self.log_format]
-        if self.group:
-            argv.append("--group")
-        if self.pending:
-            argv += ["--pending", encode(self.pending)]
-        for src, dst in sorted(self.rewrite.items()):
-            argv += ["--rewrite", f"{src}:{dst}"]
-        for code in sorted(self.success_exit):
-            argv += ["--success-exit", str(code)]
-        if self.user is not None:
-            uid, gid, groups = self.user
-            argv += ["--user", f"{uid}:{gid}:{','.join(map(str, groups))}"]
-        if self.leftovers != "kill":
-            argv += ["--leftovers", self.leftovers]
-        if self.pdeathsig:
-            argv += ["--pdeathsig", f"{self.pdeathsig}:{self.ppid}"]
+        argv = []
+        for name, _, _, enc, _ in FIELDS:
+            argv += [f"--{name}", enc(getattr(self, name))]
         return [*argv, "--", *self.command]
 
     @classmethod
     def from_argv(cls, argv: list[str]) -> Options:
-        o = cls()
+        o, decoders = cls(), {f"--{f[0]}": (f[0], f[4]) for f in FIELDS}
         it = iter(argv)
         for a in it:
             if a == "--":
                 o.command = list(it)
                 break
-            if a == "--group":
-                o.group = True
-                continue
-            value = next(it)
-            if a == "--mask":
-                o.mask = decode(value)
-            elif a == "--ignore":
-                o.ignored = decode(value)
-            elif a == "--pending":
-                o.pending = tuple(sorted(decode(value)))
-            elif a == "--verbosity":
-                o.verbosity = int(value)
-            elif a == "--log-format":
-                o.log_format = value
-            elif a == "--rewrite":
-                src, dst = value.split(":")
-                o.rewrite[int(src)] = int(dst)
-            elif a == "--stop-timeout":
-                o.stop_timeout = float(value)
-            elif a == "--stop-signal":
-                o.stop_signal = int(value)
-            elif a == "--success-exit":
-                o.success_exit |= {int(value)}
-            elif a == "--leftovers":
-                o.leftovers = value
-            elif a == "--pdeathsig":
-                sig, ppid = value.split(":")
-                o.pdeathsig, o.ppid = int(sig), int(ppid)
-            elif a == "--user":
-                uid, gid, groups = value.split(":")
-                o.user = (int(uid), int(gid), tuple(int(g) for g in groups.split(",") if g))
-            else:
+            if a not in decoders:
                 raise ValueError(f"unknown argument {a!r}")
+            name, dec = decoders[a]
+            setattr(o, name, dec(next(it)))
         return o
 
 
@@ -193,72 +183,27 @@ class Hooks:
         pass
 
 
-def become(user: tuple[int, int, tuple[int, ...]]) -> None:
-    """Take on the user's ids for good: the supplementary groups first, then the gid, then
-    the uid (after setuid a process may no longer change the others), as gosu and su-exec
-    do. setgid/setuid as root set the real, effective and saved ids alike: the app cannot
-    get root back."""
-    uid, gid, groups = user
-    os.setgroups(list(groups))
-    os.setgid(gid)
-    os.setuid(uid)
-
-
 def spawn(o: Options, tty: bool, log: Log) -> tuple[int | None, int | None]:
-    """fork + exec the app with the inherited signal state, in its own process group.
+    """fork + exec the app with the inherited signal state, in its own process group, as
+    o.user (waitfor.process.spawn).
 
     Returns (pid, None) once the child has exec'd, or (None, exit code) if it could not.
     """
-    r, w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:  # child: only system calls from here to exec
-        try:
-            os.close(r)
-            os.setpgid(0, 0)
-            if tty:
-                try:  # SIGTTOU is still blocked here, so a background group may do this
-                    os.tcsetpgrp(0, os.getpgrp())
-                except OSError:
-                    pass
-            if o.user is not None:
-                # execvp's PATH search imports `warnings` (os.get_exec_path): do it while
-                # the interpreter's files are still readable (a stdlib under /root is not
-                # to nobody). In the child only: the idle supervisor stays lean.
-                import warnings  # noqa: F401
-                try:
-                    become(o.user)
-                except OSError as e:  # told apart from an exec failure: "u" + errno
-                    os.write(w, b"u%d" % (e.errno or 0))
-                    os._exit(exitcodes.INTERNAL)
-            restore(Inherited(o.mask, o.ignored))
-            os.execvp(o.command[0], o.command)
-        except OSError as e:
-            os.write(w, str(e.errno).encode())
-        except BaseException:  # noqa: BLE001 - the child must reach os._exit, whatever happened
-            os.write(w, b"0")
-        os._exit(exitcodes.NOT_FOUND)
-    os.close(w)
+    def prepare() -> None:
+        os.setpgid(0, 0)
+        if tty:
+            try:  # SIGTTOU is still blocked here, so a background group may do this
+                os.tcsetpgrp(0, os.getpgrp())
+            except OSError:
+                pass
+        restore(Inherited(o.mask, o.ignored))
+
     try:
-        os.setpgid(pid, pid)  # both sides set it, so there is no window (as shells do)
-    except OSError:
-        pass
-    data = b""
-    while True:
-        chunk = os.read(r, 64)
-        if not chunk:
-            break
-        data += chunk
-    os.close(r)
-    if not data:
-        return pid, None
-    os.waitpid(pid, 0)
-    if data.startswith(b"u") and o.user is not None:
-        why = os.strerror(int(data[1:]))
-        log.error(f"error: --user: cannot switch to uid {o.user[0]}, gid {o.user[1]}: {why}")
-        return None, exitcodes.INTERNAL
-    code, message = exitcodes.exec_failure(o.command[0], int(data))
-    log.error(f"error: {message}")
-    return None, code
+        return process.spawn(o.command, prepare, user=o.user), None
+    except process.Failed as e:
+        code, message = process.failure(o.command[0], o.user, e)
+        log.error(f"error: {message}")
+        return None, code
 
 
 def status_to_code(status: int) -> int:
@@ -314,6 +259,27 @@ def has_children() -> bool:
         return False
 
 
+def reap_until(deadline: float, hooks: Hooks, main_pid: int | None = None, flags: int = 0,
+               step: float | None = None, each: Callable[[], None] | None = None) -> int | None:
+    """Sleep in sigtimedwait(SIGCHLD) and reap until the deadline; the one such loop of
+    the supervisor. Returns the main child's wait status once it has exited (a stop
+    report, WUNTRACED, does not count); None at the deadline, or, without main_pid, as
+    soon as no child is left. Each wait lasts at most `step` seconds, and `each()` runs
+    after every wake-up (to signal orphans re-parented to the subreaper meanwhile)."""
+    while True:
+        status = reap(main_pid, hooks, flags)
+        if main_pid is not None and status is not None and not os.WIFSTOPPED(status):
+            return status
+        if main_pid is None and not has_children():
+            return None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        signal.sigtimedwait({signal.SIGCHLD}, remaining if step is None else min(step, remaining))
+        if each is not None:
+            each()
+
+
 def stop_the_rest(o: Options, main_pgid: int, log: Log, hooks: Hooks) -> None:
     """The main child is gone but others remain: SIGTERM them, then SIGKILL after the grace
     (--leftovers kill, the default); or one SIGTERM and no waiting (term), or nothing at
@@ -324,195 +290,192 @@ def stop_the_rest(o: Options, main_pgid: int, log: Log, hooks: Hooks) -> None:
     reap(None, hooks)
     if o.leftovers == "keep" or not has_children():
         return
-
-    # Each process gets SIGTERM once: many take a second one as "stop now, skip the clean
-    # shutdown" (a second Ctrl-C; `docker stop` and systemd send one, then SIGKILL).
-    termed: set[int] = set()
-
-    def send(sig: int) -> None:
-        if o.pid1:
-            try:
-                os.kill(-1, sig)  # kill(2): every process in the namespace but init itself
-            except OSError:
-                pass
-            return
-        # Outside a namespace there is no "everyone": the app's process group, and our
-        # children (orphans re-parented to the subreaper, also during the grace).
-        found = leftovers(main_pgid)
-        if sig == signal.SIGKILL or not termed:
-            try:
-                os.killpg(main_pgid, sig)
-            except OSError:
-                pass
-            termed.update(pid for pid, pgid in found if pgid == main_pgid)
-        for pid, _ in found:
-            if sig == signal.SIGTERM:
-                if pid in termed:
-                    continue
-                termed.add(pid)
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-
+    rest = _Rest(o, main_pgid, log)
     if o.leftovers == "term":
         log.info("app exited; sending SIGTERM to the processes left, and not waiting for them")
-        send(signal.SIGTERM)
+        rest.send(signal.SIGTERM)
         reap(None, hooks)
         return
     log.info(f"app exited; sending SIGTERM to the processes left, SIGKILL in {o.stop_timeout:g}s")
-    send(signal.SIGTERM)
-    deadline = time.monotonic() + o.stop_timeout
-    while has_children():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            log.info("processes left after the grace period; sending SIGKILL")
-            send(signal.SIGKILL)
-            break
-        signal.sigtimedwait({signal.SIGCHLD}, remaining)
-        reap(None, hooks)
-        if not o.pid1:
-            send(signal.SIGTERM)  # orphans re-parented to the subreaper meanwhile
-    deadline = time.monotonic() + 5
-    while has_children() and time.monotonic() < deadline:
-        signal.sigtimedwait({signal.SIGCHLD}, 0.1)
-        reap(None, hooks)
-        if not o.pid1:
-            send(signal.SIGKILL)
+    rest.send(signal.SIGTERM)
+    # outside PID 1, orphans re-parented to the subreaper meanwhile get the signal too
+    term = None if o.pid1 else (lambda: rest.send(signal.SIGTERM))
+    reap_until(time.monotonic() + o.stop_timeout, hooks, each=term)
+    reap(None, hooks)
+    if has_children():
+        log.info("processes left after the grace period; sending SIGKILL")
+        rest.send(signal.SIGKILL)
+        kill = None if o.pid1 else (lambda: rest.send(signal.SIGKILL))
+        reap_until(time.monotonic() + 5, hooks, step=0.1, each=kill)
 
 
-def stop_app(o: Options, pid: int, flags: int, log: Log, hooks: Hooks) -> int:
-    """Stop the app with the stop signal, SIGKILL after the stop timeout; its wait status."""
-    name = signal_name(o.stop_signal)
-    log.info(f"stopping the app with {name}, SIGKILL in {o.stop_timeout:g}s")
-    kill = os.killpg if o.group else os.kill
-    try:
-        kill(pid, o.stop_signal)
-    except OSError:
-        pass
-    deadline = time.monotonic() + o.stop_timeout
-    while True:
-        status = reap(pid, hooks, flags)
-        if status is not None and not os.WIFSTOPPED(status):
-            return status
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            try:
-                kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            return os.waitpid(pid, 0)[1]
-        signal.sigtimedwait({signal.SIGCHLD}, remaining)
+class _Rest:
+    """The processes left once the app is gone, and how they are signalled. As PID 1:
+    kill(-1), every process in the namespace but init itself. Outside a namespace there is
+    no "everyone": the app's process group, and our children (orphans re-parented to the
+    subreaper, also during the grace). Each process gets SIGTERM once: many take a second
+    one as "stop now, skip the clean shutdown" (a second Ctrl-C; `docker stop` and
+    systemd send one, then SIGKILL)."""
+
+    def __init__(self, o: Options, main_pgid: int, log: Log) -> None:
+        self.pid1, self.pgid, self.log = o.pid1, main_pgid, log
+        self.termed: set[int] = set()
+
+    def send(self, sig: int) -> None:
+        if self.pid1:
+            signal_to(self.log, -1, sig)
+            return
+        found = leftovers(self.pgid)
+        if sig == signal.SIGKILL or not self.termed:
+            signal_to(self.log, self.pgid, sig, group=True)
+            self.termed.update(pid for pid, pgid in found if pgid == self.pgid)
+        for pid, _ in found:
+            if sig == signal.SIGTERM:
+                if pid in self.termed:
+                    continue
+                self.termed.add(pid)
+            signal_to(self.log, pid, sig)
 
 
-def forward(o: Options, pid: int, sig: int) -> None:
+def stop_app(o: Options, pid: int, flags: int, log: Log, hooks: Hooks) -> None:
+    """Stop the app with the stop signal, SIGKILL after the stop timeout. If even SIGKILL
+    does not end it within 5 s (refused: the app is root again and this supervisor has no
+    CAP_KILL), say so and go on rather than wait for ever."""
+    log.info(f"stopping the app with {signal_name(o.stop_signal)}, SIGKILL in {o.stop_timeout:g}s")
+    signal_to(log, pid, o.stop_signal, o.group)
+    if reap_until(time.monotonic() + o.stop_timeout, hooks, pid, flags) is not None:
+        return
+    signal_to(log, pid, signal.SIGKILL, o.group)
+    if reap_until(time.monotonic() + 5, hooks, pid, flags) is None:
+        log.warning(f"the app (pid {pid}) is still running 5s after SIGKILL; leaving it behind")
+
+
+def forward(o: Options, pid: int, sig: int, log: Log) -> None:
     target = o.rewrite.get(sig, sig)
     if target == 0:
         return  # --rewrite SIG:- drops it
+    signal_to(log, pid, target, o.group)
+
+
+_denied: set[tuple[int, bool]] = set()  # what signal_to was refused, said once each
+
+
+def signal_to(log: Log, target: int, sig: int, group: bool = False) -> None:
+    """kill(2) (killpg(3) with `group`). A target already gone is no error: its SIGCHLD is
+    on the way. One that may not be signalled (EPERM: it runs as another user, root again
+    through a set-user-ID program, and this supervisor could not keep CAP_KILL) is said
+    once per target, in one line, instead of being ignored."""
     try:
-        if o.group:
-            os.killpg(pid, target)
+        if group:
+            os.killpg(target, sig)
         else:
-            os.kill(pid, target)
+            os.kill(target, sig)
+    except PermissionError:
+        if (target, group) not in _denied:
+            _denied.add((target, group))
+            what = "any process left" if target == -1 else f"process group {target}" if group else f"pid {target}"
+            log.warning(f"cannot signal {what}: not permitted (it runs as another user, such as root "
+                        "again through a set-user-ID program)")
     except OSError:
-        pass  # already gone; its SIGCHLD is on the way
-
-
-def libc() -> object:
-    """The C library, through ctypes: imported only for --pdeathsig (it costs the idle
-    supervisor ~0.4 MB), and before become(), while the interpreter's files are readable."""
-    import ctypes
-
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def set_pdeathsig(sig: int, ppid: int, lib: object = None) -> None:
-    """prctl(PR_SET_PDEATHSIG): the kernel sends `sig` when the parent dies (tini -p). The
-    setting is cleared by a change of credentials (prctl(2)), so it is made after
-    become(); and if the parent is gone already (re-parented), send it now."""
-    lib = lib or libc()
-    if lib.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:  # type: ignore[attr-defined]
-        raise OSError("prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != ppid:
-        os.kill(os.getpid(), sig)  # blocked: the loop takes it and passes it on
+        pass
 
 
 def supervise(o: Options, hooks: Hooks | None = None, drop: bool = False) -> int:
     """Spawn the app, then forward and reap until it exits; its exit code (see Hooks).
     With `drop` (the lean supervisor), the supervisor itself takes the app's ids once the
-    app runs: forwarding, reaping and stopping what the app left behind need no root;
-    and it leaves the launch directory (chdir /, as dumb-init does) so that it does not
-    keep it busy (the app keeps its own: it was forked before)."""
+    app runs (drop_privileges)."""
     hooks = hooks or Hooks()
     log = Log(o.log_format, o.verbosity)
     forwardable = catchable()
     signal.pthread_sigmask(signal.SIG_BLOCK, forwardable)
     tty = os.isatty(0) and _is_foreground(0)
-    lib = libc() if o.pdeathsig and not o.pid1 else None
+    keep_kill = drop and o.user is not None
+    lib = process.libc() if keep_kill or (o.pdeathsig and not o.pid1) else None
     pid, failure = spawn(o, tty, log)
     if pid is None:
         return failure or exitcodes.INTERNAL
-    if drop and o.user is not None:
-        if o.log_format == "json":
-            import json  # noqa: F401 - output.format_line imports it lazily: not as a user who may not read it
-        become(o.user)
     if drop:
-        try:
-            os.chdir("/")
-        except OSError:
-            pass
-    if lib is not None:
-        set_pdeathsig(o.pdeathsig, o.ppid, lib)
+        drop_privileges(o, lib, log)
+    if o.pdeathsig and not o.pid1 and lib is not None:
+        process.set_pdeathsig(o.pdeathsig, o.ppid, lib)
     # SIGPIPE or SIGXFSZ that were pending when waitfor exec'd this interpreter: Python's
     # start-up set them to SIG_IGN, which discarded them (sigaction(2)), so the hand-over
     # named them (waitfor.supervise.launch.reexec).
     for sig in o.pending:
-        forward(o, pid, sig)
+        forward(o, pid, sig, log)
     hooks.started(pid)
-    job_control = tty and not o.pid1
-    flags = os.WUNTRACED if job_control else 0
-    status = None
-    while True:
-        sig = signal.sigwaitinfo(forwardable).si_signo
-        if sig == signal.SIGCHLD:
-            status = reap(pid, hooks, flags)
-            if status is None:
-                if hooks.lost():
-                    hooks.stop()
-                    stop_app(o, pid, flags, log, hooks)
-                    stop_the_rest(o, pid, log, hooks)
-                    return exitcodes.DEPENDENCY_LOST
-                continue
-            if os.WIFSTOPPED(status):
-                # Ctrl-Z stopped the app: stop too, so that the shell sees its job stop and
-                # takes the terminal back. The shell continues us with `fg` (it gives our
-                # group the terminal first, then sends SIGCONT: bash's start_job) or with
-                # `bg` (SIGCONT only): pass the terminal on to the app only in the first
-                # case, else a `bg` job would steal it from the shell (SIGTTOU is blocked
-                # here, so tcsetpgrp(3) would not stop us from doing so).
-                os.kill(os.getpid(), signal.SIGSTOP)  # stops before kill() returns
-                # The SIGCONT that woke us stays pending, as it is blocked: the killpg()
-                # below passes it on. Take it now, else the loop would forward it later,
-                # a second time, and undo a ^Z typed in between.
-                signal.sigtimedwait([signal.SIGCONT], 0)
-                if _is_foreground(0):
-                    try:
-                        os.tcsetpgrp(0, pid)
-                    except OSError:
-                        pass
-                try:
-                    os.killpg(pid, signal.SIGCONT)
-                except OSError:
-                    pass
-                continue
-            break
-        forward(o, pid, sig)
+    flags = os.WUNTRACED if tty and not o.pid1 else 0  # job control
+    status = wait_for_app(o, pid, flags, forwardable, hooks, log)
+    if status is None:
+        return stop_for_lost_dependency(o, pid, flags, hooks, log)
     hooks.stop()  # no more probing (nor probe programs) once the app is gone
     if tty:
         _take_terminal_back(pid)
     code = status_to_code(status)
     stop_the_rest(o, pid, log, hooks)
     return 0 if code in o.success_exit else code
+
+
+def drop_privileges(o: Options, lib: CDLL | None, log: Log) -> None:
+    """The lean supervisor, once the app runs: take the app's ids, keeping CAP_KILL alone
+    (forwarding, reaping and stopping what the app left behind need no more), and leave
+    the launch directory (chdir /, as dumb-init does) so that it does not keep it busy
+    (the app keeps its own: it was forked before)."""
+    if o.user is not None:
+        if o.log_format == "json":
+            import json  # noqa: F401 - output.format_line imports it lazily: not as a user who may not read it
+        if not process.become_keeping_kill(o.user, lib or process.libc()):
+            log.warning("--user: the kernel did not let waitfor keep CAP_KILL: a process of the app "
+                        "that becomes root again cannot be signalled")
+    try:
+        os.chdir("/")
+    except OSError:
+        pass
+
+
+def wait_for_app(o: Options, pid: int, flags: int, forwardable: list[int], hooks: Hooks, log: Log) -> int | None:
+    """Forward every signal to the app and reap every child, until the app exits: its
+    wait status; or None when a lost dependency woke the loop (Hooks.lost)."""
+    while True:
+        sig = signal.sigwaitinfo(forwardable).si_signo
+        if sig != signal.SIGCHLD:
+            forward(o, pid, sig, log)
+            continue
+        status = reap(pid, hooks, flags)
+        if status is None:
+            if hooks.lost():
+                return None
+        elif os.WIFSTOPPED(status):
+            stop_with_the_app(pid, log)
+        else:
+            return status
+
+
+def stop_for_lost_dependency(o: Options, pid: int, flags: int, hooks: Hooks, log: Log) -> int:
+    """The runtime watch lost a dependency: stop probing, stop the app and the rest."""
+    hooks.stop()
+    stop_app(o, pid, flags, log, hooks)
+    stop_the_rest(o, pid, log, hooks)
+    return exitcodes.DEPENDENCY_LOST
+
+
+def stop_with_the_app(pid: int, log: Log) -> None:
+    """Job control: Ctrl-Z stopped the app: stop too, so that the shell sees its job stop
+    and takes the terminal back. The shell continues us with `fg` (it gives our group the
+    terminal first, then sends SIGCONT: bash's start_job) or with `bg` (SIGCONT only):
+    pass the terminal on to the app only in the first case, else a `bg` job would steal
+    it from the shell (SIGTTOU is blocked here, so tcsetpgrp(3) would not stop us)."""
+    os.kill(os.getpid(), signal.SIGSTOP)  # stops before kill() returns
+    # The SIGCONT that woke us stays pending, as it is blocked: the killpg() below passes
+    # it on. Take it now, else the loop would forward it later, a second time, and undo a
+    # ^Z typed in between.
+    signal.sigtimedwait([signal.SIGCONT], 0)
+    if _is_foreground(0):
+        try:
+            os.tcsetpgrp(0, pid)
+        except OSError:
+            pass
+    signal_to(log, pid, signal.SIGCONT, group=True)
 
 
 def _take_terminal_back(app_pgid: int) -> None:
@@ -564,6 +527,10 @@ def main(argv: list[str]) -> int:
         Log().error(f"internal error: bad supervisor arguments: {e}")
         return exitcodes.INTERNAL
     retitle(o.command)
+    if o.secret_env:
+        from waitfor.output import mask
+
+        mask(os.environ.get(name, "") for name in o.secret_env)
     try:
         return supervise(o, drop=True)
     except Exception as e:  # noqa: BLE001 - one line, never a traceback, even from the init

@@ -6,6 +6,9 @@ the same supervisor loop (waitfor.supervise.init) in-process, with the watch as 
         wait(observe=w.observe)      (waitfor.commands.run)
         w.supervise(inherited)       supervise(app, hooks=watch)  ->  exit code
 
+`waitfor sidecar` (waitfor.commands.sidecar) is the same sequence without an app:
+w.gate() runs the watch, which then only updates the status, and waits for a stop signal.
+
 Signals: every catchable signal is already blocked (cli.main), the probe-endpoint and
 watch threads inherit that, so signals still reach only the main thread's sigwaitinfo().
 """
@@ -17,15 +20,17 @@ import threading
 
 from waitfor.config.model import READY
 from waitfor.supervise import state as st
-from waitfor.supervise.init import Hooks, Options, supervise
+from waitfor.supervise.init import Hooks, Options, reap, supervise
 from waitfor.supervise.watch import Watch, watched
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from types import TracebackType
 
     from waitfor.config.model import Config
     from waitfor.output import Log
+    from waitfor.probes.base import Probe
     from waitfor.signals import Inherited
     from waitfor.supervise.probe_server import ProbeServer
     from waitfor.wait.engine import Outcome
@@ -34,10 +39,11 @@ if TYPE_CHECKING:
 class WatchHooks(Hooks):
     """Bridges the watch thread and the supervisor loop in the main thread."""
 
-    def __init__(self, cfg: Config, status: st.Status, log: Log) -> None:
+    def __init__(self, cfg: Config, status: st.Status, log: Log, stop_app: bool = True,
+                 probes: Mapping[str, Probe] | None = None) -> None:
         self.main_thread = threading.get_ident()
         self._lost = threading.Event()
-        self.watch = Watch(cfg, status, log, on_failure=self._on_failure)
+        self.watch = Watch(cfg, status, log, on_failure=self._on_failure if stop_app else None, probes=probes)
         # The watch's command probes run in this process: waitpid(-1) in the loop may reap
         # them first, and must hand their status back.
         self._reaped = None
@@ -67,8 +73,8 @@ class WatchHooks(Hooks):
 class Watched:
     """The state file and the probe endpoint, from the start of the wait to the exit."""
 
-    def __init__(self, cfg: Config, log: Log) -> None:
-        self.cfg, self.log = cfg, log
+    def __init__(self, cfg: Config, log: Log, probes: Mapping[str, Probe] | None = None) -> None:
+        self.cfg, self.log, self.probes = cfg, log, probes
         self.status = st.Status.for_config(cfg, st.state_path())
         self.server: ProbeServer | None = None
         self.hooks: WatchHooks | None = None
@@ -88,11 +94,12 @@ class Watched:
         self.status.save()  # `health` shows what the wait still waits for
 
     def supervise(self, inherited: Inherited) -> int:
+        from waitfor import process
         from waitfor.supervise import launch
 
         if not launch.is_pid1():
-            launch.become_subreaper()
-        self.hooks = WatchHooks(self.cfg, self.status, self.log)
+            process.become_subreaper()
+        self.hooks = WatchHooks(self.cfg, self.status, self.log, probes=self.probes)
         self.status.set_phase(st.RUNNING)
         # The forked child only makes system calls before exec, so the other threads are
         # harmless; Python 3.12+ warns about fork() with threads regardless.
@@ -100,6 +107,33 @@ class Watched:
 
         warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
         return supervise(Options.from_config(self.cfg, inherited), self.hooks)
+
+    def gate(self) -> int:
+        """`waitfor sidecar`, once every dependency was ready: no app; the watch keeps the
+        state file and /readyz current (a lost dependency makes them fail, and pass again
+        once it is back) until SIGTERM or SIGINT, which end it with 0 (the sidecar's work
+        is done when the pod or the compose project stops); SIGHUP and SIGQUIT with 128+N,
+        as during the wait. Every signal is blocked since cli.main(). Children are reaped
+        here (as PID 1, the orphans of command checks come to waitfor), their statuses
+        handed to the command checks as the supervisor loop does."""
+        from waitfor import exitcodes
+        from waitfor.signals import STOP_SIGNALS, catchable, signal_name
+
+        self.hooks = WatchHooks(self.cfg, self.status, self.log, stop_app=False, probes=self.probes)
+        self.status.set_phase(st.RUNNING)
+        self.hooks.watch.start()
+        self.log.info("all dependencies ready; serving as a sidecar until SIGTERM")
+        waited = catchable()
+        while True:
+            sig = signal.sigwaitinfo(waited).si_signo
+            if sig == signal.SIGCHLD:
+                reap(None, self.hooks)
+                continue
+            if sig in STOP_SIGNALS:
+                name = signal_name(sig)
+                self.log.info(f"received {name}; stopping", signal=name)
+                return exitcodes.OK if sig in (signal.SIGTERM, signal.SIGINT) else exitcodes.from_signal(sig)
+            self.log.debug(f"received {signal_name(sig)}; ignored (no app to pass it to)")
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

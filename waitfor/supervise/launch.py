@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-from waitfor import exitcodes, signals
+from waitfor import signals
 from waitfor.config.model import SETTINGS
 from waitfor.errors import UsageError, WaitforError
 
@@ -23,9 +23,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from waitfor.config.model import Config
     from waitfor.signals import Inherited
-
-PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
-PARENT = os.getppid()  # at start: --pdeathsig watches this one
 
 
 def is_pid1() -> bool:
@@ -46,44 +43,22 @@ def supervises(cfg: Config) -> bool:
 def exec_app(command: tuple[str, ...], inherited: Inherited,
              user: tuple[int, int, tuple[int, ...]] | None = None, pdeathsig: int = 0) -> None:
     """execvp(COMMAND) with the inherited signal state, as `user` (uid, gid, groups) when
-    given; raise WaitforError (126/127) if it fails. With `pdeathsig` (not as PID 1) the
-    app itself gets the signal when waitfor's parent dies: the setting survives execve(2)."""
-    lib = None
-    if pdeathsig and not is_pid1():
-        from waitfor.supervise.init import libc
+    given; raise WaitforError (126/127, or 70 for a refused switch) if it fails. With
+    `pdeathsig` (not as PID 1) the app itself gets the signal when waitfor's parent dies:
+    the setting survives execve(2), and is made after the switch, which clears it."""
+    from waitfor import process
 
-        lib = libc()  # before become(): the interpreter's files may not be readable after
-    if user is not None:
-        import warnings  # noqa: F401 - execvp's PATH search imports it: while the stdlib is readable
-
-        from waitfor.supervise.init import become
-
-        try:
-            become(user)
-        except OSError as e:
-            raise WaitforError(f"--user: cannot switch to uid {user[0]}, gid {user[1]}: {e.strerror}",
-                               exitcodes.INTERNAL) from None
-    if lib is not None:
-        from waitfor.supervise.init import set_pdeathsig
-
-        set_pdeathsig(pdeathsig, PARENT, lib)
-    signals.restore(inherited)
+    lib = process.libc() if pdeathsig and not is_pid1() else None  # before the switch
     try:
-        os.execvp(command[0], list(command))
-    except OSError as e:
-        code, message = exitcodes.exec_failure(command[0], e.errno or 0)
+        if user is not None:
+            process.switch(user)
+        if lib is not None:
+            process.set_pdeathsig(pdeathsig, inherited.parent, lib)
+        signals.restore(inherited)
+        process.execvp(list(command))
+    except process.Failed as e:
+        code, message = process.failure(command[0], user, e)
         raise WaitforError(message, code) from None
-
-
-def become_subreaper() -> None:
-    """PR_SET_CHILD_SUBREAPER, so that orphans come to waitfor outside PID 1 too. The flag
-    survives execve(2), so the lean supervisor keeps it."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        why = os.strerror(ctypes.get_errno())
-        raise WaitforError(f"--init: cannot become a child subreaper: {why}", exitcodes.INTERNAL)
 
 
 def check_user(cfg: Config) -> Config:
@@ -101,19 +76,34 @@ def check_user(cfg: Config) -> Config:
     return cfg
 
 
-def set_home(cfg: Config) -> None:
-    """HOME from the password database, as gosu and su-exec set it; unless HOME was set to
-    something of its own: the runtime's HOME of root (/root, which Docker sets) is replaced."""
+def app_home(cfg: Config) -> str | None:
+    """The HOME the app gets with --user: USER's from the password database, as gosu and
+    su-exec set it; unless HOME was set to something of its own (None: keep it). The
+    runtime's HOME of root (/root, which Docker sets) is replaced."""
     if cfg.user is None:
-        return
+        return None
     import pwd
 
     try:
         own = pwd.getpwuid(os.getuid()).pw_dir
     except KeyError:
         own = None
-    if os.environ.get("HOME") in (None, "", own):
-        os.environ["HOME"] = cfg.user[4]
+    return cfg.user[4] if os.environ.get("HOME") in (None, "", own) else None
+
+
+def set_home(cfg: Config) -> None:
+    home = app_home(cfg)
+    if home is not None:
+        os.environ["HOME"] = home
+
+
+def run_children_as_user(cfg: Config) -> None:
+    """--user, once check_user allowed it: every program waitfor starts from now on (the
+    app, every command check of the wait, the watch and health) runs as USER, with USER's
+    groups and the app's HOME (waitfor.process)."""
+    from waitfor import process
+
+    process.run_children_as(process.ids(cfg.user), app_home(cfg))
 
 
 def reexec_argv(cfg: Config, inherited: Inherited) -> list[str]:
@@ -146,15 +136,15 @@ def reexec_argv(cfg: Config, inherited: Inherited) -> list[str]:
 
 def reexec(cfg: Config, inherited: Inherited) -> None:
     """Replace this process with the lean supervisor (signals still blocked)."""
+    from waitfor import process
+
     if not is_pid1():
-        become_subreaper()
+        process.become_subreaper()
         if cfg.pdeathsig and cfg.user is None:
             # PR_SET_PDEATHSIG survives execve(2) (of a binary that is not set-id), so it is
             # set here, with this interpreter's ctypes, and the lean supervisor needs none:
             # its idle RSS stays as it is. With --user the supervisor's own drop to the user
             # clears it (prctl(2)), so the supervisor sets it again after that drop.
-            from waitfor.supervise.init import set_pdeathsig
-
-            set_pdeathsig(cfg.pdeathsig, PARENT)
+            process.set_pdeathsig(cfg.pdeathsig, inherited.parent)
     argv = reexec_argv(cfg, inherited)
     os.execv(argv[0], argv)

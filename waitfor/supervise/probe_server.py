@@ -6,7 +6,8 @@
 
 Responses are short JSON made of public names and states only (state.public_name: the
 user's `name:`, else kind and host:port, or `command#N`), never targets, arguments or
-reasons, so no secret can leak through an unauthenticated port.
+reasons, so no secret can leak through an unauthenticated port; and a body passes
+waitfor.output's mask as it is sent (a `name:` may hold a secret too).
 
 The port is exposed to the network, so it is built to be attacked (issue 10 C8, C9): one
 thread multiplexes every client with `selectors` (epoll), as a small event-loop server
@@ -116,12 +117,15 @@ class ProbeServer:
 
     def serve_forever(self) -> None:
         while not self._stop.is_set():
+            # Idle (no client, accepting): sleep until a client or shutdown()'s wake-up byte
+            # comes, so an idle sidecar or supervisor has no timer waking it every second.
             now = time.monotonic()
-            timeout = min([c.deadline for c in self.clients.values()], default=now + 1.0) - now
+            wake = [c.deadline for c in self.clients.values()]
             if self._accepting_paused_until:
-                timeout = min(timeout, self._accepting_paused_until - now)
+                wake.append(self._accepting_paused_until)
+            timeout = max(0.0, min(wake) - now) if wake else None
             try:
-                events = self.selector.select(max(0.0, min(timeout, 1.0)))
+                events = self.selector.select(timeout)
             except OSError:  # EINTR is retried by Python; anything else: try again shortly
                 events = []
                 time.sleep(0.05)
@@ -226,7 +230,9 @@ class ProbeServer:
         return (200 if ok else 503), body, head_only
 
     def _respond(self, c: _Client, code: int, body: dict[str, object], head_only: bool = False) -> None:
-        data = (json.dumps(body) + "\n").encode()
+        from waitfor.output import masked_data
+
+        data = (json.dumps(masked_data(body)) + "\n").encode()  # a dependency's own name: masked too
         head = (f"HTTP/1.1 {code} {_REASONS.get(code, '')}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(data)}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n").encode()
         c.out = head + (b"" if head_only else data)

@@ -4,8 +4,9 @@ probe endpoint (/livez, /readyz, /startupz) and `waitfor health` in the same con
 Written to a small JSON state file (WAITFOR_STATE_FILE, default /tmp/waitfor-state.json)
 after every change, so that a HEALTHCHECK's `waitfor health`, which runs as a separate
 process, can report what the supervisor sees instead of probing again. Nothing secret is
-stored: only public names (see `public_name`), already-redacted reasons, and a keyed hash
-of the checks (`identity`) so that the file answers only a health check of the same checks.
+stored: only public names (see `public_name`), reasons masked before they are cut, and a
+keyed hash of the checks (`identity`) so that the file answers only a health check of the
+same checks; every string of the file passes waitfor.output's mask as it is written.
 
 The reader (`read_live_state`) treats the file as hostile (issue 10 A3): /tmp is shared,
 and whatever sits at the path may be a FIFO, a link to /dev/zero, a huge file or a JSON
@@ -22,6 +23,7 @@ import threading
 import time
 
 from waitfor.config.model import WAITING
+from waitfor.output import cut, masked_data
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -164,7 +166,7 @@ class Status:
         with self._lock:
             prev = self.checks.get(shown, {"failures": 0})
             failures = 0 if ok else prev["failures"] + 1
-            self.checks[shown] = {"ok": ok, "reason": reason[:200], "failures": failures}
+            self.checks[shown] = {"ok": ok, "reason": cut(reason, 200), "failures": failures}
         return failures
 
     def snapshot(self) -> dict[str, Any]:
@@ -208,7 +210,7 @@ class Status:
 
     def _write(self, path: str) -> None:
         self.updated = time.time()
-        data = json.dumps(self.snapshot())
+        data = json.dumps(masked_data(self.snapshot()))  # the mask at the door (issue 16 B4)
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             # /tmp is shared: never follow a planted link, never reuse someone else's file
@@ -217,11 +219,17 @@ class Status:
             except FileNotFoundError:
                 pass
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return  # a read-only /tmp must not break the app; health then probes itself
+        try:
             with os.fdopen(fd, "w") as f:
                 f.write(data)
             os.replace(tmp, path)  # atomic: a reader never sees half a file
-        except OSError:
-            pass  # a read-only /tmp must not break the app; health then probes itself
+        except OSError:  # a full disk (ENOSPC at write or close): leave no temporary file
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
     def remove(self) -> None:
         self._stopped.set()

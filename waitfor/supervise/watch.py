@@ -1,7 +1,11 @@
 """Runtime watch: while the app runs, probe the dependencies and the health checks every
 `watch.interval`; when one fails `failure_threshold` times in a row, call `on_failure`
 (the supervisor then stops the app and exits with exitcodes.DEPENDENCY_LOST, so that the
-orchestrator restarts the container, as a failing Kubernetes liveness probe would)."""
+orchestrator restarts the container, as a failing Kubernetes liveness probe would).
+
+Without `on_failure` (`waitfor sidecar`: no app to stop) the watch never ends by itself:
+each round only updates the Status, so /readyz and `waitfor health` follow the
+dependencies down and up again."""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from waitfor.wait.engine import READY, Engine
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from waitfor.config.model import Config, Dependency
     from waitfor.output import Log
+    from waitfor.probes.base import Probe
     from waitfor.supervise.state import Status
     from waitfor.wait.engine import Outcome
 
@@ -30,9 +35,13 @@ def watched(cfg: Config) -> list[Dependency]:
 
 
 class Watch:
-    def __init__(self, cfg: Config, status: Status, log: Log, on_failure: Callable[[Outcome], None]) -> None:
+    def __init__(self, cfg: Config, status: Status, log: Log,
+                 on_failure: Callable[[Outcome], None] | None, probes: Mapping[str, Probe] | None = None) -> None:
         self.cfg, self.status, self.log, self.on_failure = cfg, status, log, on_failure
         self.checks = watched(cfg)
+        self.failing: set[str] = set()  # names whose last check failed, to say when they are back
+        # built once (commands/run.py, before the wait) and reused by every round
+        self.probes = dict(probes or {})
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="watch", daemon=True)
 
@@ -49,7 +58,7 @@ class Watch:
 
     def round(self) -> Outcome | None:
         """Probe every check once, in parallel; return the first that reached the threshold."""
-        engine = Engine(self.cfg, self.checks, single_attempt=True).start()
+        engine = Engine(self.cfg, self.checks, probes=self.probes, single_attempt=True).start()
         engine.done.wait(self.cfg.attempt_timeout + 1)  # a stuck driver must not stall the watch
         engine.cancel()
         lost = None
@@ -58,18 +67,44 @@ class Watch:
         for o in engine.results():
             ok = o.state == READY
             failures = self.status.record(o.dep.name, ok, o.reason)
-            if not ok:
-                self.log.warning(f"watch: {o.dep.name} failed ({failures}/{self.cfg.failure_threshold}): {o.reason}",
-                                 dep=o.dep.name, failures=failures)
-                if failures >= self.cfg.failure_threshold and lost is None:
-                    lost = o
+            if ok:
+                if o.dep.name in self.failing:
+                    self.failing.discard(o.dep.name)
+                    self.log.info(f"watch: {o.dep.name} is ready again: {o.reason}", dep=o.dep.name)
+                continue
+            self.failing.add(o.dep.name)
+            if self.on_failure is None:  # nothing to stop, no threshold: one warning per outage
+                log = self.log.warning if failures == 1 else self.log.debug
+                log(f"watch: {o.dep.name} failed ({failures} in a row): {o.reason}", dep=o.dep.name,
+                    failures=failures)
+                continue
+            self.log.warning(f"watch: {o.dep.name} failed ({failures}/{self.cfg.failure_threshold}): {o.reason}",
+                             dep=o.dep.name, failures=failures)
+            if failures >= self.cfg.failure_threshold and lost is None:
+                lost = o
         self.status.save()
         return lost
 
     def _loop(self) -> None:
+        troubled = False
         while not self.stopped.wait(self.cfg.watch_interval):
-            lost = self.round()
-            if lost is not None and not self.stopped.is_set():
+            try:
+                lost = self.round()
+            except Exception as e:  # noqa: BLE001 - the watch must outlive a round it cannot run
+                # Out of threads under a pids limit (RuntimeError: can't start new thread),
+                # or of fds: without this the watch thread died with a traceback and the
+                # watch stopped for good, /readyz frozen at its last answer. The round is
+                # tried again next interval; the state file is not refreshed meanwhile, so
+                # `waitfor health` stops trusting it and probes by itself.
+                (self.log.debug if troubled else self.log.warning)(
+                    f"watch: cannot run a round, trying again in {self.cfg.watch_interval:g}s: "
+                    f"{type(e).__name__}: {e}")
+                troubled = True
+                continue
+            if troubled:
+                troubled = False
+                self.log.info("watch: rounds run again")
+            if lost is not None and not self.stopped.is_set() and self.on_failure is not None:
                 self.log.error(
                     f"watch: {lost.dep.name} failed {self.cfg.failure_threshold} times in a row: {lost.reason}; "
                     "stopping the app", dep=lost.dep.name, target=lost.dep.display)

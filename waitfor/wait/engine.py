@@ -11,17 +11,12 @@ caller's thread before the scheduler starts: when every dependency is up already
 a container restarts, no thread is started at all.
 
 What waiting costs is mostly wake-ups and the kernel's side of each refused connect
-(~20 us here, BENCHMARKS.md). So refused retries share wake-ups (each takes a time in its
-strategy's jitter window at which others run already: ten closed ports cost one wake-up
-per interval), and beyond CONNECT_RATE attempts a second in all, every refused retry waits
-longer alike: the CPU of waiting stays about the same for any number of dependencies.
-
-Each dependency's next delay is still its tenacity strategy (waitfor.wait.backoff: the
-fast fixed interval for `Refused`, backoff for `NotReady`, `Broken` fails at once),
-asked through a `RetryCallState` per dependency. The first attempt is made before
-tenacity is imported: a dependency that is ready at once (the common case when a
-container restarts) needs no retry strategy, and importing tenacity costs about 3x
-Python's own start-up (BENCHMARKS.md).
+(~20 us here, BENCHMARKS.md). When each dependency is asked again is the wait's
+`Schedule` (waitfor.wait.backoff: the fast window, then one attempt per max_interval at
+this waiter's random phase; refused retries share wake-ups and a connect rate). The
+schedule, and tenacity with it, is made at the first retry: a dependency that is ready at
+once (the common case when a container restarts) needs none, and importing tenacity
+costs about 3x Python's own start-up (BENCHMARKS.md).
 
 The probes are built before the wait (build_probes): a URL or option that the driver
 rejects is a config error then, exit 2, not a failed attempt every interval.
@@ -30,8 +25,6 @@ The engine only produces outcomes; what to do with them is the caller's business
 
 from __future__ import annotations
 
-import _socket
-import errno
 import heapq
 import select
 import socket
@@ -40,18 +33,20 @@ import time
 from collections import deque
 
 from waitfor.config.model import FAILED, READY, WAITING
-from waitfor.probes.base import Broken, NotReady, Refused, connect_error, describe, fmt_addr, local_limit
+from waitfor.probes.base import Broken, NotReady, Refused, describe
+from waitfor.probes.connect import timed_out
+from waitfor.probes.limits import local_limit
 from waitfor.secrets import redact
+from waitfor.wait.build import build_probes, make_probe
+from waitfor.wait.connect import Connects, Target, accepted_detail
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
-
-    from tenacity import RetryCallState, Retrying
-    from tenacity.wait import wait_base
+    from collections.abc import Callable, Hashable, Iterable, Mapping
 
     from waitfor.config.model import Config, Dependency
     from waitfor.probes.base import Probe
+    from waitfor.wait.backoff import Schedule, Tries
 
 __all__ = ["FAILED", "POOL_SIZE", "READY", "WAITING", "Engine", "Outcome", "build_probes", "make_probe"]
 
@@ -59,15 +54,12 @@ __all__ = ["FAILED", "POOL_SIZE", "READY", "WAITING", "Engine", "Outcome", "buil
 # one of them for at most its attempt timeout; tcp dependencies never need one.
 POOL_SIZE = 4
 
+# Without a wake-up pair (out of fds), the loop looks for results this often.
+WAKE_POLL = 0.05
+
 # An attempt that ends this close to its deadline is the last one (poll() counts in
 # milliseconds: asking again a few ms before the deadline would only burst).
 SLACK = 0.001
-
-# At most this many attempts a second on refused dependencies, all of them together: each
-# one waits `interval` (20 a second at the default 50ms) until more than 100 are refused;
-# beyond, each waits longer, so that waiting on any number costs about the same CPU (one
-# refused loopback connect costs ~20 us, BENCHMARKS.md; 2,000 a second, ~4 % of a core).
-CONNECT_RATE = 2000
 
 
 class Outcome:
@@ -83,34 +75,6 @@ class Outcome:
 
     def copy(self) -> Outcome:
         return Outcome(self.dep, self.state, self.attempts, self.elapsed, self.reason, self.broken)
-
-
-def make_probe(dep: Dependency) -> Probe:
-    """Build a dependency's probe (its driver imported now), inverted if asked; a driver's
-    rejection of the URL or an option is a UsageError located at the dependency."""
-    from waitfor.probes import table
-
-    probe = table.build_probe(dep)
-    return _inverted(probe, dep.kind) if dep.invert else probe
-
-
-def build_probes(deps: Iterable[Dependency]) -> dict[str, Probe]:
-    """The probes stage of the data flow: Config -> probes -> outcomes."""
-    return {dep.name: make_probe(dep) for dep in deps}
-
-
-def _inverted(probe: Probe, kind: str) -> Probe:
-    still = "still exists" if kind == "file" else "still reachable"
-
-    def inverted(timeout: float) -> str:
-        try:
-            probe(timeout)
-        except NotReady as e:
-            return f"gone ({describe(e)})"
-        # Still there; asking again is as cheap as the probe itself, so retry fast.
-        raise Refused(f"{still} (invert: true)")
-
-    return inverted
 
 
 def attempt(dep: Dependency, probe: Probe, timeout: float) -> str:
@@ -146,8 +110,15 @@ class _Pool:
             if len(self.work) > self.idle and len(self.threads) < self.size:
                 t = threading.Thread(target=self._worker, name=f"probe pool {len(self.threads) + 1}",
                                      daemon=True)
+                try:
+                    t.start()
+                except RuntimeError as e:  # no thread to be had (a pids limit): issue 16 D15
+                    if self.threads:  # the running ones will take the work in turn
+                        return
+                    self.work.pop()
+                    job.busy = False
+                    raise local_limit(e) or e from None
                 self.threads.append(t)
-                t.start()
             else:
                 self.ready.notify()
 
@@ -183,29 +154,21 @@ class _Job:
     """One dependency's place in the scheduler."""
 
     __slots__ = (
-        "addrs",
         "after_left",
         "attempts",
         "budget",
         "busy",
-        "conn",
         "deadline",
         "dep",
-        "failure",
         "fast",
-        "host",
-        "last",
         "noted",
         "phase",
-        "port",
         "precheck",
         "probe",
-        "recorded",
-        "refused",
-        "retry_state",
         "started",
+        "target",
         "token",
-        "wait",
+        "tries",
     )
 
     def __init__(self, dep: Dependency, probe: Probe | None, deadline: float | None) -> None:
@@ -214,91 +177,28 @@ class _Job:
         self.busy = False  # a pool thread is still on this job's work (e.g. a lookup that hangs)
         self.after_left = len(dep.after)
         self.budget = self.started = 0.0
-        self.retry_state: RetryCallState | None = None
-        self.wait: wait_base | None = None
-        # tcp and unix: probed in the loop itself (host and port, or the socket's path; the
-        # addresses to try, once known)
-        self.fast = dep.kind in ("tcp", "unix") and not dep.invert
-        self.host, self.port = "", 0
-        self.addrs: list[tuple] | None = None
-        if self.fast and dep.kind == "unix":
-            from waitfor.urls import unquote, urlsplit
-
-            self.host = unquote(urlsplit(dep.url).path)
-            self.addrs = [(socket.AF_UNIX, self.host)]
-        elif self.fast:
-            self.host, self.port = _host_port(dep.url)
-            self.addrs = _numeric(self.host, self.port)
-        # The other kinds with a host and port: while nothing listens there, the scheduler's
-        # connect answers (Refused) without a pool thread; once something does, the kind's
-        # own probe runs in the pool (with its own TCP-first step) until a refusal again.
-        target = None if self.fast else _precheck_target(dep)
-        self.precheck = target is not None
-        if target is not None:
-            self.host, self.port = target
-            self.addrs = _numeric(self.host, self.port)
-        self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
-        # the connect in flight: (socket, address, the addresses still to try)
-        self.conn: tuple[_socket.socket, tuple, list[tuple]] | None = None
-        self.last: NotReady | None = None
-        # the last connect failure (errno, address, its reason), reused while it repeats
-        self.failure: tuple[int, tuple | str, NotReady] | None = None
-        self.noted: NotReady | None = None  # the failure whose reason the outcome holds
-        self.refused = False  # its last attempt was refused (counted in Engine._refused)
-        self.recorded: type | None = None  # the failure type its retry state holds
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    from waitfor.urls import urlsplit
-
-    parts = urlsplit(url)
-    return parts.hostname or "", parts.port or 0
-
-
-def _precheck_target(dep: Dependency) -> tuple[str, int] | None:
-    """(host, port) that a driver kind's dependency connects to, when the URL says it
-    plainly; None when in doubt (several hosts, a socket path in the query, a TLS scheme
-    without a port, whose default only the kind's module knows): the probe then runs as is."""
-    if dep.invert or dep.kind in ("tcp", "unix", "file", "dns", "command"):
-        return None
-    from waitfor.urls import urlsplit
-
-    try:
-        parts = urlsplit(dep.url)
-        port = parts.port
-    except ValueError:
-        return None
-    host = parts.hostname
-    if not host or "," in parts.netloc or "host=" in parts.query or "socket" in parts.query:
-        return None
-    if port is None:
+        self.tries: Tries | None = None  # its side of the retry schedule, from its first retry
+        # Where its attempts connect first, from its kind (parsed once). tcp and unix
+        # (READY_ON_CONNECT): probed by the scheduler's connects alone. The other kinds
+        # with a target: while nothing listens there, the scheduler's connect answers
+        # (Refused) without a pool thread; once something does, the kind's own probe runs
+        # in the pool, one connection per attempt, until it is refused again.
         from waitfor.probes import table
 
-        default = table.load(dep.kind).PORT
-        if parts.scheme.lower() not in (dep.kind, "postgresql", "mariadb") or not isinstance(default, int):
-            return None
-        port = default
-    return (host, port) if port else None
+        kind = table.load(dep.kind)
+        where = None
+        if not dep.invert:
+            from waitfor.urls import urlsplit
 
-
-def _numeric(host: str, port: int) -> list[tuple] | None:
-    """An IP address needs no lookup; a name is looked up in the pool at each attempt (it
-    may appear later, as a compose service does)."""
-    for family, addr in ((socket.AF_INET, (host, port)), (socket.AF_INET6, (host, port, 0, 0))):
-        try:  # inet_pton first: getaddrinfo on a str imports the idna codec (2 ms of start-up)
-            socket.inet_pton(family, host)
-        except (OSError, ValueError):
-            continue
-        return [(family, addr)]
-    try:  # e.g. a scoped IPv6 address (fe80::1%eth0)
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
-    except (OSError, UnicodeError):
-        return None
-    return [(family, addr) for family, _, _, _, addr in infos]
-
-
-def _connected_detail(addr: tuple | str) -> str:
-    return "accepted" if isinstance(addr, str) else f"connected to {addr[0]}"
+            try:
+                where = kind.connect_target(urlsplit(dep.url))
+            except ValueError:
+                where = None
+        self.target = None if where is None else Target(where)
+        self.fast = where is not None and kind.READY_ON_CONNECT
+        self.precheck = where is not None and not self.fast
+        self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
+        self.noted: NotReady | None = None  # the failure whose reason the outcome holds
 
 
 class Engine:
@@ -322,18 +222,18 @@ class Engine:
         self.clock = clock
         self.cancelled = threading.Event()
         self.done = threading.Event()
-        self.outcomes = {d.name: Outcome(d) for d in self.deps}
+        self.outcomes = {d.name: Outcome(d) if not d.after else
+                         Outcome(d, reason=f"not probed yet: waiting for {', '.join(d.after)} (after:)")
+                         for d in self.deps}
         self._lock = threading.Lock()
         self._left = len(self.deps)
+        self._settling = 0  # _settle calls under way (one settles those it held back by after:)
         self.started = 0.0
         self.deadline: float | None = None  # monotonic time, or None: no overall deadline
         # the scheduler's state, touched only by its thread (results arrive through _post)
         self._timers: list[tuple[float, int, str, _Job, int]] = []
-        self._ticks: list[float] = []  # upcoming wake-ups of refused retries, ascending
-        self._refused = 0  # waiting dependencies whose last attempt was refused
-        self._jitter = 0.0  # backoff.REFUSED_JITTER, once backoff is imported
         self._interval, self._attempt_timeout = cfg.interval, cfg.attempt_timeout  # (read per attempt)
-        self._strategy: tuple[Retrying, wait_base] | None = None  # made once backoff is imported
+        self._schedule: Schedule | None = None  # made at the first retry (tenacity imported then)
         self._pass = 0.0  # when this turn of the loop began
         self._seq = 0
         self._jobs: dict[str, _Job] = {}
@@ -341,13 +241,14 @@ class Engine:
         # loop-side steps in flight (connects, lookups) -> the attempt's deadline; kept out of
         # the heap, where a timer for every attempt would mostly go stale
         self._inflight: dict[_Job, float] = {}
-        self._polled: dict[int, _Job] = {}  # fd of a connect in flight -> its job
         self._wake_r: socket.socket | None = None  # the loop's wake-up pair, made by start()
         self._wake_w: socket.socket | None = None
         # One attempt each (check, health, a watch round): every dependency's attempt must
         # run within the round's deadline, so the pool may grow to their number (bounded);
         # while waiting, POOL_SIZE threads take turns.
-        blocking = sum(1 for d in self.deps if d.kind not in ("tcp", "unix"))
+        from waitfor.probes import table
+
+        blocking = sum(1 for d in self.deps if d.invert or not table.load(d.kind).READY_ON_CONNECT)
         self._pool = _Pool(min(max(POOL_SIZE, blocking), 64) if single_attempt else POOL_SIZE, self._post)
 
     # -- public -------------------------------------------------------------------
@@ -361,6 +262,7 @@ class Engine:
         # select.poll rather than the selectors module (1 ms of start-up): few sockets are in
         # flight at once, and poll() is POSIX
         self._poll = select.poll()
+        self._connects = Connects(self._poll, self._connect_done, self._stagger, self.clock)
         self._pass = self.started
         for dep in self.deps:
             job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
@@ -368,16 +270,19 @@ class Engine:
                 self._at(self.started, "attempt", job)
             elif job.deadline is not None:
                 self._at(job.deadline, "held", job)
+        # The loop's wake-up pair, before the first attempts can take every fd (issue 16 D14:
+        # connects in flight under a small `ulimit -n`).
+        self._open_wake()
         # The first attempts the loop would make itself (tcp and unix at an address that
         # needs no lookup) are made here, in the caller's thread: when every dependency is
         # ready at once, as when a container restarts, no thread is started at all.
         for job in list(self._jobs.values()):
-            if job.fast and job.addrs is not None and (self.single_attempt or not job.after_left):
+            if (job.fast and job.target is not None and job.target.addrs is not None
+                    and (self.single_attempt or not job.after_left)):
                 self._guarded(job, self._timer, job, "attempt")  # its heap entry is stale now
         if not self._left:
+            self._close_wake()
             return self
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_w.setblocking(False)
         threading.Thread(target=self._loop, name="waitfor scheduler", daemon=True).start()
         return self
 
@@ -399,24 +304,29 @@ class Engine:
     # -- the scheduler loop -----------------------------------------------------------
     def _loop(self) -> None:
         poll = self._poll
-        assert self._wake_r is not None and self._wake_w is not None
-        poll.register(self._wake_r, select.POLLIN)
-        wake_fd = self._wake_r.fileno()
+        if self._wake_r is not None:
+            poll.register(self._wake_r, select.POLLIN)
         try:
             while not self.cancelled.is_set() and self._left:
                 next_at = min(self._inflight.values(), default=None)
                 if self._timers and (next_at is None or self._timers[0][0] < next_at):
                     next_at = self._timers[0][0]
                 timeout = None if next_at is None else max(0.0, next_at - self.clock())
+                if self._wake_r is None and not self._open_wake(register=True):
+                    # no wake-up pair (out of fds): look for results and cancel this often
+                    timeout = WAKE_POLL if timeout is None else min(timeout, WAKE_POLL)
+                wake_fd = -1 if self._wake_r is None else self._wake_r.fileno()
                 # poll() takes milliseconds: round up, so that a timer is never woken for early
                 events = poll.poll(None if timeout is None else -(-timeout * 1000 // 1))
                 self._pass = now = self.clock()
+                self._connects.stale.clear()
                 for fd, _ in events:
                     if fd == wake_fd:
                         self._drain_wake()
-                    elif fd in self._polled:
-                        job = self._polled[fd]
-                        self._guarded(job, self._connected, job)
+                    elif fd in self._connects.polled and fd not in self._connects.stale:
+                        job = self._connects.polled[fd][0]
+                        assert isinstance(job, _Job)
+                        self._guarded(job, self._connects.ready, fd)
                 while self._results:
                     job, token, result = self._results.popleft()
                     if token == job.token and not self.cancelled.is_set():
@@ -433,12 +343,36 @@ class Engine:
             self._pool.close()
             for job in self._jobs.values():
                 self._drop_conn(job)
-            self._wake_r.close()
-            self._wake_w.close()
+            self._close_wake()
 
-    def _guarded(self, job: _Job, fn: Callable[..., None], *args: object) -> None:
+    def _open_wake(self, register: bool = False) -> bool:
+        """The loop's wake-up pair (pool results, cancel). Out of fds, the loop polls every
+        WAKE_POLL s instead and tries again at each turn: a local limit, as an attempt's."""
+        try:
+            r, w = socket.socketpair()
+        except OSError as e:
+            if local_limit(e) is None:
+                raise
+            return False
+        w.setblocking(False)
+        if register:
+            self._poll.register(r, select.POLLIN)
+        self._wake_r, self._wake_w = r, w
+        return True
+
+    def _close_wake(self) -> None:
+        r, w = self._wake_r, self._wake_w
+        self._wake_r = self._wake_w = None
+        for sock in (r, w):
+            if sock is not None:
+                sock.close()
+
+    def _guarded(self, job: _Job, fn: Callable[..., object], *args: object) -> None:
         try:
             fn(*args)
+        except NotReady as e:  # a local limit met by the loop itself (no pool thread): retried
+            self._drop_conn(job)
+            self._finish(job, e)
         except BaseException as e:  # noqa: BLE001 - a dependency must settle, whatever happens
             self._drop_conn(job)
             job.token += 1
@@ -455,12 +389,13 @@ class Engine:
         self._wake()
 
     def _wake(self) -> None:
-        if self._wake_w is None:
-            return  # never started: nothing to wake
+        w = self._wake_w
+        if w is None:
+            return  # not started, or no pair (the loop polls for results then)
         try:
             # MSG_NOSIGNAL: the loop may have closed the other end, and the supervisor runs
             # with SIGPIPE at its default (it would kill waitfor, exit 141)
-            self._wake_w.send(b"\0", socket.MSG_NOSIGNAL)
+            w.send(b"\0", socket.MSG_NOSIGNAL)
         except OSError:  # full (the loop is awake anyway) or closed (the loop has ended)
             pass
 
@@ -476,16 +411,23 @@ class Engine:
         if what == "attempt":
             self._begin(job)
         elif what == "timeout":  # the attempt's deadline, for a connect or lookup in flight
-            if job.conn is not None:
-                _, addr, _ = job.conn
-                self._drop_conn(job)
-                self._finish(job, NotReady(f"connect timed out ({fmt_addr(addr)})"))
+            addrs = [] if job.target is None else self._connects.drop(job.target)
+            if addrs:
+                self._finish(job, NotReady(f"connect timed out ({timed_out(addrs)})"))
             else:
                 job.token += 1  # a late lookup result is dropped
-                self._finish(job, NotReady(f"resolving {job.host} timed out after {job.budget:.3g}s"))
+                self._finish(job, NotReady(f"resolving {self._host(job)} timed out after {job.budget:.3g}s"))
+        elif what == "stagger":  # the next address joins the race (RFC 8305's attempt delay)
+            if job.target is not None and job.target.conns:
+                self._connects.next(job, job.target)
         elif what == "held":  # the deadline passed while `after:` held it back
             name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
-            self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
+            other = self._jobs[name].deadline
+            if other is not None and job.deadline is not None and other <= job.deadline:
+                # it ends now too (its last attempt may still be in this turn): not ready
+                self._settle(job.dep, FAILED, f"not probed: {name} (after:) is not ready", 0)
+            else:
+                self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
 
     # -- one attempt ----------------------------------------------------------------
     def _begin(self, job: _Job) -> None:
@@ -511,13 +453,15 @@ class Engine:
         if not job.fast and not job.precheck:
             return self._run_probe(job, job.budget)
         job.phase = "connect"
-        job.last = None
-        if job.addrs is None:
+        target = job.target
+        assert target is not None
+        target.last = None
+        if target.addrs is None:
             self._inflight[job] = now + max(job.budget, 0.001)
-            host, port = job.host, job.port
+            host, port = target.host, target.port
             self._pool.submit(job, job.token, lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         else:
-            self._connect(job, list(job.addrs))
+            self._connect(job, list(target.addrs))
 
     def _run_probe(self, job: _Job, budget: float) -> None:
         """The kind's own probe, in the pool."""
@@ -529,63 +473,37 @@ class Engine:
     def _pool_result(self, job: _Job, result: object) -> None:
         if job.phase == "probe":
             if isinstance(result, BaseException):
-                if isinstance(result, Refused) and _precheck_target(job.dep) is not None:
+                if isinstance(result, Refused) and job.target is not None:
                     job.precheck = True  # nothing listens again: back to the scheduler's connect
                 self._finish(job, result)
             else:
                 self._finish(job, None, str(result))
         elif isinstance(result, socket.gaierror):
-            self._finish(job, Refused(f"cannot resolve {job.host}: {result.strerror}"))
+            self._finish(job, Refused(f"cannot resolve {self._host(job)}: {result.strerror}"))
         elif isinstance(result, BaseException):
-            self._finish(job, NotReady(f"cannot resolve {job.host}: {describe(result)}"))
+            self._finish(job, NotReady(f"cannot resolve {self._host(job)}: {describe(result)}"))
         else:
             assert isinstance(result, list)
             self._connect(job, [(family, addr) for family, _, _, _, addr in result])
 
     def _connect(self, job: _Job, addrs: list[tuple]) -> None:
-        """Try the addresses in turn, as tcp.open_connection does, without blocking."""
-        while addrs:
-            family, addr = addrs.pop(0)
-            try:
-                # SOCK_NONBLOCK: non-blocking from the start, one system call less per attempt;
-                # the C socket type (_socket) that socket.socket wraps in Python-level
-                # __init__ and close(): two frames less, at ~20 attempts a second each
-                sock = _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
-            except OSError as e:  # EMFILE and the like: ours, not the dependency's (issue 10 B7)
-                job.last = local_limit(e) or NotReady(f"cannot open a socket: {e.strerror}")
-                continue
-            err = sock.connect_ex(addr)
-            if err == errno.EINPROGRESS:
-                # Over loopback the kernel has the answer before connect() returns: a closed
-                # port's refusal is known now, without a round through epoll (issue 12's cost).
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) or errno.EINPROGRESS
-            if err == errno.EINPROGRESS:
-                # the attempt's deadline (kept if a lookup or an earlier address set it)
-                self._inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
-                job.conn = (sock, addr, addrs)
-                self._poll.register(sock, select.POLLOUT)
-                self._polled[sock.fileno()] = job
-                return
-            sock.close()
-            if err == 0:
-                return self._accepted(job, addr)
-            job.last = self._connect_error(job, err, addr)
-        self._finish(job, job.last or NotReady(f"connect timed out ({job.host}:{job.port})"))
+        assert job.target is not None
+        # the attempt's deadline (kept if a lookup set it); popped again when it ends at once
+        deadline = self._inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
+        self._connects.start(job, job.target, addrs, deadline)
 
-    def _connected(self, job: _Job) -> None:
-        assert job.conn is not None
-        sock, addr, rest = job.conn
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        self._drop_conn(job)
-        if err == 0:
-            return self._accepted(job, addr)
-        job.last = self._connect_error(job, err, addr)
-        self._connect(job, rest)
+    def _stagger(self, job: Hashable, when: float) -> None:
+        assert isinstance(job, _Job)
+        self._at(when, "stagger", job)
 
-    def _accepted(self, job: _Job, addr: tuple | str) -> None:
+    def _connect_done(self, job: Hashable, addr: tuple | str | None, exc: NotReady | None) -> None:
+        assert isinstance(job, _Job)
+        if addr is None:
+            return self._finish(job, exc)
         if job.fast:
-            return self._finish(job, None, _connected_detail(addr))
-        # a driver kind's pre-check: something listens now; the probe gets what is left
+            return self._finish(job, None, accepted_detail(addr))
+        # a driver kind's pre-check: something listens now; the probe gets what is left,
+        # and makes its own (one) connection: the scheduler's is closed
         deadline = self._inflight.pop(job, None)  # None: it connected at once
         left = job.budget if deadline is None else deadline - self.clock()
         job.precheck = False
@@ -595,23 +513,12 @@ class Engine:
         self._run_probe(job, job.budget if job.budget - left < 0.05 else max(left, 0.001))
 
     @staticmethod
-    def _connect_error(job: _Job, err: int, addr: tuple | str) -> NotReady:
-        """The probes' own reason (connect_error), made once for as long as it stays the
-        same: a closed port is asked ~20 times a second, and its reason does not change."""
-        cached = job.failure
-        if cached is not None and cached[0] == err and cached[1] == addr:
-            return cached[2]
-        exc = connect_error(err, addr)
-        job.failure = (err, addr, exc)
-        return exc
+    def _host(job: _Job) -> str:
+        return "" if job.target is None else job.target.host
 
     def _drop_conn(self, job: _Job) -> None:
-        if job.conn is not None:
-            sock = job.conn[0]
-            job.conn = None
-            if self._polled.pop(sock.fileno(), None) is not None:
-                self._poll.unregister(sock)
-            sock.close()
+        if job.target is not None:
+            self._connects.drop(job.target)
 
     # -- after an attempt ---------------------------------------------------------------
     def _finish(self, job: _Job, exc: BaseException | None, detail: str = "") -> None:
@@ -648,97 +555,23 @@ class Engine:
         self._at(self._retry_at(job, now, exc), "attempt", job)
 
     def _retry_at(self, job: _Job, now: float, exc: NotReady) -> float:
-        """When to try again: when the dependency's tenacity strategy says. A refused retry
-        waits the interval plus up to REFUSED_JITTER of it, drawn at random; any time in
-        that window is as fair a draw, so where other refused retries wake the loop in it
-        already, this one joins them (without asking the strategy): ten closed ports then
-        cost one wake-up per interval rather than ten, each still asked at most once per
-        interval. With more than CONNECT_RATE x interval of them refused, the window
-        stretches for all of them alike."""
-        refused = isinstance(exc, Refused)
-        if refused != job.refused:
-            job.refused = refused
-            self._refused += 1 if refused else -1
-        # A refused retry's window counts from this turn of the loop (when the attempt began,
-        # or its answer came): the same for every dependency refused in it, so that they can
-        # share the next.
-        began = self._pass
-        lo, hi, stretch = self._window(job, began) if refused else (0.0, 0.0, 1.0)
-        if refused and job.retry_state is not None:
-            shared = self._shared_tick(lo, hi, began)
-            if shared is not None:
-                self._record(job, exc)
-                return shared
-        delay = self._delay(job, exc)
-        if not refused or delay < self._interval:  # (shorter: cut by the deadline)
-            return now + delay
-        lo, hi, stretch = self._window(job, began)  # (again: the first _delay sets the jitter)
-        shared = self._shared_tick(lo, hi, began)
-        if shared is not None:
-            return shared
-        own = min(max(lo, began + delay * stretch), hi)  # (a tick below lo is not shared)
-        self._ticks.append(own)
-        self._ticks.sort()
-        return own
-
-    def _shared_tick(self, lo: float, hi: float, now: float) -> float | None:
-        """The first wake-up of refused retries in [lo, hi], if any."""
-        ticks = self._ticks
-        if ticks and ticks[0] < now:
-            ticks[:] = [t for t in ticks if t >= now]
-        for t in ticks:
-            if lo <= t <= hi:
-                return t
-        return None
-
-    def _window(self, job: _Job, now: float) -> tuple[float, float, float]:
-        """The times a refused retry may take, from the interval to the interval and its
-        jitter after `now`, stretched (not past the deadline); and the stretch."""
-        interval = self._interval
-        stretch = max(1.0, self._refused / (CONNECT_RATE * interval))
-        lo = now + interval * stretch
-        hi = now + interval * (1 + self._jitter) * stretch
-        return lo, hi if job.deadline is None else min(hi, job.deadline), stretch
-
-    def _delay(self, job: _Job, exc: NotReady) -> float:
-        """The dependency's tenacity strategy, asked with its own RetryCallState."""
-        if job.retry_state is None:
+        """When to try again: the wait's Schedule says (waitfor.wait.backoff)."""
+        schedule = self._schedule
+        if schedule is None:
             try:
-                from tenacity import RetryCallState, Retrying
-
-                from waitfor.wait import backoff
+                from waitfor.wait.backoff import Schedule
             except Exception:  # noqa: BLE001 - OSError, ImportError, or the AttributeError of a
-                # half-imported tenacity: out of fds (EMFILE) while importing the strategy is a
+                # half-imported tenacity: out of fds (EMFILE) while importing the schedule is a
                 # local resource limit, not the dependency's fault; try again after one
                 # interval (issue 10 B7).
-                return self._interval
-            if self._strategy is None:  # one for all: only the deadline is the dependency's own
-                self._jitter = backoff.REFUSED_JITTER
-                self._strategy = (Retrying(), backoff.strategy(self.cfg.interval, self.cfg.max_interval))
-            retrying, strategy = self._strategy
-            job.retry_state = RetryCallState(retrying, fn=None, args=(), kwargs={})
-            job.wait = backoff.wait_until_deadline(strategy, job.deadline, self.clock)
-            job.retry_state.set_exception((type(exc), exc, None))
-            job.recorded = type(exc)
-        else:
-            self._record(job, exc)
-        assert job.wait is not None
-        return job.wait(job.retry_state)
+                return now + self._interval
+            cfg = self.cfg
+            schedule = self._schedule = Schedule(cfg.interval, cfg.max_interval, cfg.fast_window)
+        if job.tries is None:
+            from waitfor.wait.backoff import Tries
 
-    @staticmethod
-    def _record(job: _Job, exc: NotReady) -> None:
-        """One more failed attempt in the dependency's RetryCallState, as tenacity counts."""
-        rs = job.retry_state
-        assert rs is not None
-        if job.recorded is type(exc):
-            # Same failure as last time (a closed port, again): the strategy reads only
-            # the attempt number and the exception's type, so keep the outcome instead of
-            # a new Future (and its Condition) for every attempt.
-            rs.attempt_number += 1
-        else:
-            rs.prepare_for_next_attempt()
-            rs.set_exception((type(exc), exc, None))
-            job.recorded = type(exc)
+            job.tries = Tries(job.started)
+        return schedule.next_at(job.tries, exc, now, self._pass, job.deadline)
 
     # -- per dependency -------------------------------------------------------------
     def _deadline_for(self, dep: Dependency) -> float | None:
@@ -767,22 +600,26 @@ class Engine:
             o.attempts, o.elapsed = max(o.attempts, attempts), elapsed
             snapshot = o.copy()
             self._left -= 1
-            last = self._left == 0
         job = self._jobs[dep.name]
         job.token += 1
         self._inflight.pop(job, None)
         self._drop_conn(job)
-        if job.refused:
-            job.refused = False
-            self._refused -= 1
+        if job.tries is not None and self._schedule is not None:
+            self._schedule.forget(job.tries)
+        self._settling += 1
         try:
-            self.on_change(snapshot)
-        finally:  # a failing observer (a log write, the state file) must not hang the wait
+            # Those it holds back by `after:` first: whoever sees this outcome (the main
+            # thread, woken by on_change) sees theirs settled too (issue 16 D20).
             if not self.single_attempt:
                 self._release(dep.name, state)
-            if last:
-                self.done.set()
-                self.on_settled()
+        finally:
+            try:
+                self.on_change(snapshot)
+            finally:  # a failing observer (a log write, the state file) must not hang the wait
+                self._settling -= 1
+                if not self._settling and not self._left and not self.done.is_set():
+                    self.done.set()
+                    self.on_settled()
 
     def _release(self, name: str, state: str) -> None:
         """`after:`: a settled dependency lets those that wait for it go, or fails them."""

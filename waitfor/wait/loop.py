@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from waitfor.wait.engine import Outcome
 
 PROGRESS_EVERY = 5.0
+# At the deadline, how long the main thread waits for the scheduler's own settling (a
+# driver that ignores its attempt's bound is not waited for longer).
+SETTLE_GRACE = 0.25
 
 
 class Stopped(Exception):
@@ -85,6 +88,10 @@ def wait_for(cfg: Config, deps: Iterable[Dependency], log: Log, *, probes: Mappi
         if fail_fast and any(o.state == FAILED for o in engine.results()):
             break
         if engine.deadline is not None and now >= engine.deadline:
+            # The scheduler settles each dependency at its deadline too (its last attempt,
+            # those that `after:` held back): give it that moment, so that the report says
+            # why rather than what was under way (issue 16 D20).
+            engine.done.wait(SETTLE_GRACE)
             break
         if now >= next_progress:
             _progress(engine, log)

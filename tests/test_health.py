@@ -1,10 +1,14 @@
-"""Issue 10 A2, A3, D11, D12: `waitfor health` and the supervisor's state file.
+"""`waitfor health` (a Docker HEALTHCHECK or a k8s probe command) and the supervisor's state
+file it reads.
 
-The state file answers only a health check of the same checks (A2), whatever sits at its
-path is treated as hostile (A3), and neither it nor /readyz shows a secret or a command's
-arguments (D11, D12). Black-box where it matters (the real CLI, real listeners on
-127.0.0.1, a real supervisor); the validation of random JSON runs in-process with
-hypothesis, as the CLI would only add process start-up to each example.
+health checks the `health:` list (else the dependencies) in one bounded attempt and says
+healthy (0) or unhealthy (1, never 2); while a supervisor of the same config runs, it answers
+from the supervisor's state file instead of probing, and only for the same checks. Whatever
+sits at the state file's path is treated as hostile (FIFOs, links to devices, huge or forged
+files, files others could write), and neither the file nor /readyz shows a secret or a
+command's arguments. Black-box where it matters (the real CLI, real listeners on 127.0.0.1,
+a real supervisor); the validation of random JSON runs in-process with hypothesis, as the
+CLI would only add process start-up to each example.
 """
 
 from __future__ import annotations
@@ -15,24 +19,25 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from test_watch import APP_TRAPS_TERM, Listener, free_port, get, wait_until, write_config
 
+from helpers.core import (
+    APP_TRAPS_TERM,
+    REPO,
+    clean_env,
+    env_with_state,
+    free_port,
+    get,
+    spawn,
+    wait_until,
+    waitfor,
+    write_config,
+)
 from waitfor import args as arguments
 from waitfor import config
 from waitfor.supervise import state as st
-
-WAITFOR = [sys.executable, "-m", "waitfor"]
-
-
-@pytest.fixture
-def listener():
-    lst = Listener().open()
-    yield lst
-    lst.close()
 
 
 def _limit_memory():
@@ -41,13 +46,12 @@ def _limit_memory():
 
 
 def health(*argv, env, timeout=20):
-    return subprocess.run(WAITFOR + ["health", *argv], capture_output=True, text=True, env=env, timeout=timeout,
-                          preexec_fn=_limit_memory)
+    return waitfor("health", *argv, env=env, timeout=timeout, preexec_fn=_limit_memory)
 
 
 def env_for(tmp_path, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WAITFOR_")}
-    return {**env, "WAITFOR_STATE_FILE": str(tmp_path / "state.json"), **extra}
+    """clean_env() with the state file in tmp_path, plus `extra`."""
+    return clean_env(WAITFOR_STATE_FILE=str(tmp_path / "state.json"), **extra)
 
 
 def cfg_of(path, env):
@@ -76,8 +80,8 @@ def supervisor(tmp_path, listener):
         dependencies: [{{name: redis, url: "tcp://127.0.0.1:{listener.port}"}}]
     """)
     env = env_for(tmp_path)
-    proc = subprocess.Popen(WAITFOR + ["run", "-c", cfg, "--"] + APP_TRAPS_TERM, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = spawn("run", "-c", cfg, "--", *APP_TRAPS_TERM, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env=env)
     try:
         wait_until(lambda: (tmp_path / "state.json").exists()
                    and json.loads((tmp_path / "state.json").read_text())["phase"] == "running")
@@ -87,7 +91,94 @@ def supervisor(tmp_path, listener):
         proc.communicate(timeout=10)
 
 
-# ------------------------------------------------------------------ A2: same checks only
+# ------------------------------------------------------------- what is checked, exit codes
+
+
+def test_health_exit_codes_follow_the_health_list(tmp_path, listener):
+    closed = free_port()
+    cfg = write_config(tmp_path, f"""
+        dependencies: [tcp://127.0.0.1:{closed}]
+        health:
+          - name: app
+            url: tcp://127.0.0.1:{listener.port}
+    """)
+    env = env_with_state(tmp_path)
+    r = waitfor("health", "-c", cfg, env=env, timeout=10)
+    assert r.returncode == 0, r.stderr  # health: is checked, not the (closed) dependency
+    assert "ok app" in r.stdout
+    listener.close()
+    r = waitfor("health", "-c", cfg, env=env, timeout=10)
+    assert r.returncode == 1  # unhealthy is 1, never 2 (Docker reserves 2)
+    assert "FAIL app" in r.stdout and "connection refused" in r.stdout
+
+
+def test_health_without_health_list_checks_the_dependencies(tmp_path, listener):
+    cfg = write_config(tmp_path, f"dependencies: [tcp://127.0.0.1:{listener.port}]\n")
+    r = waitfor("health", "-c", cfg, env=env_with_state(tmp_path), timeout=10)
+    assert r.returncode == 0
+
+
+def test_health_is_one_bounded_attempt_and_short(tmp_path):
+    # 300 closed ports and one blackholed address: one attempt each, bounded, output < 4096 bytes.
+    ports = [free_port() for _ in range(300)]
+    items = "\n".join(f"  - tcp://127.0.0.1:{p}" for p in ports)
+    cfg = write_config(tmp_path, "attempt_timeout: 500ms\ndependencies:\n" + items + "\n")
+    start = time.monotonic()
+    r = waitfor("health", "-c", cfg, env=env_with_state(tmp_path), timeout=20)
+    assert r.returncode == 1
+    assert len((r.stdout + r.stderr).encode()) < 4096
+    assert time.monotonic() - start < 5
+
+
+def test_health_reports_the_supervisors_view_while_it_watches(tmp_path, listener):
+    marker = tmp_path / "runs"
+    cfg = write_config(tmp_path, f"""
+        watch: {{interval: 30s, failure_threshold: 3}}
+        dependencies: [tcp://127.0.0.1:{listener.port}]
+        health:
+          - name: counted
+            command: [sh, -c, "echo run >> {marker}"]
+    """)
+    env = env_with_state(tmp_path)
+    proc = spawn("run", "-c", cfg, "--", *APP_TRAPS_TERM, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env=env)
+    try:
+        wait_until(lambda: (tmp_path / "state.json").exists()
+                   and json.loads((tmp_path / "state.json").read_text())["phase"] == "running")
+        r = waitfor("health", "-c", cfg, env=env, timeout=10)
+        # healthy, from the supervisor's state: the health process did not run the command itself
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not marker.exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert not (tmp_path / "state.json").exists()  # removed on exit: a stale view is never trusted
+    r = waitfor("health", "-c", cfg, env=env, timeout=10)
+    assert r.returncode == 0 and marker.read_text().count("run") == 1  # now it probes itself
+
+
+def test_health_says_unhealthy_while_the_supervisor_still_waits(tmp_path):
+    closed = free_port()
+    cfg = write_config(tmp_path, f"""
+        timeout: 20s
+        watch: {{interval: 1s}}
+        dependencies: [{{name: db, url: "tcp://127.0.0.1:{closed}"}}]
+        health: [{{name: always, command: ["true"]}}]
+    """)
+    env = env_with_state(tmp_path)
+    proc = spawn("run", "-c", cfg, "--", "true", stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_until(lambda: (tmp_path / "state.json").exists())
+        r = waitfor("health", "-c", cfg, env=env, timeout=10)
+        assert r.returncode == 1
+        assert "waiting" in r.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 128 + signal.SIGTERM
+
+
+# ------------------------------------------- the supervisor's state answers the same checks only
 
 
 def test_the_supervisors_view_answers_its_own_config(supervisor):
@@ -143,7 +234,7 @@ def test_the_identity_covers_options_and_hides_secrets(tmp_path):
     assert "hunter22" not in text
 
 
-# ------------------------------------------------------------- A3: hostile state files
+# ------------------------------------------------------------------ hostile state files
 
 
 @pytest.fixture
@@ -244,8 +335,7 @@ def test_a_waiting_supervisor_keeps_its_file_fresh(tmp_path):
         dependencies: [{{name: db, url: "tcp://127.0.0.1:{closed}"}}]
     """)
     env = env_for(tmp_path)
-    proc = subprocess.Popen(WAITFOR + ["run", "--watch-interval", "1s", "-c", cfg, "--", "true"],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = spawn("run", "--watch-interval", "1s", "-c", cfg, "--", "true", stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_until(lambda: (tmp_path / "state.json").exists())
         first = json.loads((tmp_path / "state.json").read_text())["updated"]
@@ -258,7 +348,7 @@ def test_a_waiting_supervisor_keeps_its_file_fresh(tmp_path):
         proc.communicate(timeout=10)
 
 
-# ------------------------------------------------------------ A3: random JSON, in-process
+# ------------------------------------------------------- hostile state files: random JSON, in-process
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given  # noqa: E402
@@ -307,7 +397,7 @@ def test_random_bytes_never_raise(tmp_path, data):
     assert st.read_live_state(str(tmp_path / "state.json"), max_age=float("inf")) is None
 
 
-# ------------------------------------------------- D11, D12: names in /readyz and the file
+# ----------------------------------- no secret or argument in /readyz and the state file
 
 
 def test_readyz_and_the_state_file_show_no_arguments_or_secrets(tmp_path, listener):
@@ -322,9 +412,8 @@ def test_readyz_and_the_state_file_show_no_arguments_or_secrets(tmp_path, listen
     """)
     env = env_for(tmp_path)
     listener.close()  # everything but the command fails: every name is in "failing"
-    proc = subprocess.Popen(WAITFOR + ["run", "-c", cfg, "-t", "20s", "--probe-addr", f"127.0.0.1:{probe_port}",
-                                       "--", "true"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = spawn("run", "-c", cfg, "-t", "20s", "--probe-addr", f"127.0.0.1:{probe_port}", "--", "true",
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         wait_until(lambda: _failing(f"http://127.0.0.1:{probe_port}/readyz"))
         time.sleep(0.3)
@@ -345,3 +434,47 @@ def _failing(url):
         return len(get(url)[1]["failing"]) >= 3
     except OSError:
         return False
+
+
+# ------------------------------------------------------------------ health with nothing to check
+
+
+def test_health_with_nothing_to_check_answers_for_the_running_supervisor(supervisor, tmp_path):
+    """`waitfor health` with no -c, no WAITFOR_CONFIG and no targets asks about the
+    supervisor's own config: its state file answers (the supervisor was started with -c)."""
+    _, env = supervisor
+    r = health(env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok redis" in r.stdout
+    os.unlink(tmp_path / "state.json")  # no supervisor view: nothing to check, unhealthy
+    r = health(env=env)
+    assert r.returncode == 1 and "nothing to check" in r.stdout, r.stdout
+
+
+# ------------------------------------------------------------------ the state file on a full disk
+# A write that fails leaves no `state.json.<pid>.tmp` behind. A real full device: a 4 KiB
+# tmpfs, filled, mounted in a mount namespace of the test's own (`unshare -m`, root only),
+# never the machine's /tmp.
+
+# Mount, fill, run waitfor (its state file on the full tmpfs), then list what is left there:
+# the tmpfs is visible inside the namespace only.
+SCRIPT = """
+mount -t tmpfs -o size=4k tmpfs "$0" || exit 99
+head -c 8192 /dev/zero > "$0/fill" 2>/dev/null
+"$@"
+echo "code $?"
+ls -A "$0"
+"""
+
+
+def test_a_full_disk_leaves_no_temporary_state_file(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    r = waitfor("--init", "--watch-interval", "100ms", "file:///", "--", "sleep", "0.5",
+                prefix=["unshare", "-m", "sh", "-c", SCRIPT, str(tmp_path)], timeout=30,
+                env=clean_env(PYTHONPATH=str(REPO), WAITFOR_STATE_FILE=f"{tmp_path}/state.json"))
+    if r.returncode == 99 or "unshare" in r.stderr:
+        pytest.skip(f"no mount namespace with a tmpfs here: {r.stderr.strip()}")
+    lines = r.stdout.split()
+    assert lines[:2] == ["code", "0"], r.stdout + r.stderr
+    assert lines[2:] == ["fill"], f"left on the full disk: {lines[2:]}"

@@ -1,6 +1,7 @@
 """Issue 9: the self-contained bundle next to the pip install and tini, in one run.
 
   python3 bench/bundle.py [--runs 40]        (root: the idle part runs inits as PID 1)
+  python3 bench/bundle.py --arch arm64 [--runs 20]   (issue 18; root, amd64 host)
 
 Needs `bash packaging/bundle.sh` first (dist/waitfor-slim, dist/waitfor-full) and tini.
 
@@ -13,6 +14,13 @@ Needs `bash packaging/bundle.sh` first (dist/waitfor-slim, dist/waitfor-full) an
   re-exec'd into its lean supervisor by then).
 - size on disk: each bundle folder (du, apparent size) and its .tar.gz, next to the tini
   binaries on this machine. wait4x is not installed here: its size is quoted, not measured.
+
+--arch arm64 (needs `bash packaging/bundle.sh --arch arm64` first): the arm64 bundles under
+qemu user emulation (binfmt_misc, QEMU_LD_PREFIX = the arm64 root of packaging/arm64-root.sh).
+Absolute times under qemu mean nothing, so start-up is given as a ratio: `X run -- /bin/true`
+of the slim and full bundles and `X --version`, each against `python3 -c pass` of the arm64
+root's own python3 under the same emulation, interleaved. Sizes as above. No idle RSS: under
+emulation it is qemu's (with its translation cache), not waitfor's.
 """
 
 import argparse
@@ -102,10 +110,57 @@ def sizes():
     return res
 
 
+def emulated(runs, arch):
+    root = subprocess.run(["bash", os.path.join(REPO, "packaging", "arm64-root.sh")], capture_output=True,
+                          text=True, check=True).stdout.split()[-1]
+    slim = os.path.join(DIST, f"waitfor-slim-{arch}", "waitfor")
+    full = os.path.join(DIST, f"waitfor-full-{arch}", "waitfor")
+    for exe in (slim, full):
+        if not os.path.exists(exe):
+            sys.exit(f"{exe} is missing: run `bash packaging/bundle.sh --arch {arch}` first")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAITFOR_")}
+    env["QEMU_LD_PREFIX"] = root
+    floor = "python3 -c pass (arm64, emulated)"
+    cmds = {
+        floor: [os.path.join(root, "usr", "bin", "python3"), "-c", "pass"],
+        "slim bundle: run -- /bin/true": [slim, "run", "--", "/bin/true"],
+        "full bundle: run -- /bin/true": [full, "run", "--", "/bin/true"],
+        "slim bundle: --version": [slim, "--version"],
+    }
+    times = {k: [] for k in cmds}
+    for argv in cmds.values():  # warm the page cache
+        subprocess.run(argv, env=env, check=True, capture_output=True)
+    order = list(cmds) * runs
+    random.shuffle(order)
+    for name in order:
+        t0 = time.perf_counter()
+        subprocess.run(cmds[name], env=env, check=True, capture_output=True)
+        times[name].append((time.perf_counter() - t0) * 1000)
+    base = median(times[floor])
+    start = {k: {"median_ms": round(median(v), 1), "p90_ms": round(pct(v, 90), 1),
+                 "ratio": round(median(v) / base, 2)} for k, v in times.items()}
+    size = {}
+    for kind in ("slim", "full"):
+        size[f"waitfor-{kind}-{arch}/"] = du(os.path.join(DIST, f"waitfor-{kind}-{arch}"))
+        size[f"waitfor-{kind}-{arch}.tar.gz"] = os.path.getsize(os.path.join(DIST, f"waitfor-{kind}-{arch}.tar.gz"))
+    out = {"arch": arch, "startup": start, "sizes": size}
+    print(f"start-up under qemu user emulation ({arch}), {runs} interleaved runs each; ratio to {floor}")
+    print(table(["command", "median ms", "p90 ms", "ratio"],
+                [[k, v["median_ms"], v["p90_ms"], v["ratio"]] for k, v in start.items()]))
+    print("\nsize on disk")
+    print(table(["what", "MiB"], [[k, round(v / 2**20, 1)] for k, v in size.items()]))
+    save(f"bundle-{arch}", out)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--arch", choices=["amd64", "arm64"], default="amd64")
     a = ap.parse_args()
+    if a.arch != "amd64":
+        emulated(a.runs or 20, a.arch)
+        return
+    a.runs = a.runs or 40
     for exe in (SLIM, FULL):
         if not os.path.exists(exe):
             sys.exit(f"{exe} is missing: run `bash packaging/bundle.sh` first")

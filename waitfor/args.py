@@ -79,7 +79,8 @@ def help_text(mode: str | None = None) -> str:
     lines += ["", "arguments:"]
     if mode != "schema":
         lines.append(f"  {'TARGET':<30} a dependency URL (see targets below)")
-    lines += [f"  {'-h, --help':<30} show this help and exit", f"  {'--version':<30} show the version and exit"]
+    lines += [f"  {'-h, --help':<30} show this help and exit", f"  {'--version':<30} show the version and exit",
+              f"  {'--version --verbose':<30} also the interpreter, OpenSSL, packages and libraries"]
     if mode == "schema":
         return "\n".join(lines)
     group = None
@@ -144,7 +145,12 @@ def parse(argv: list[str]) -> SimpleNamespace:
         if tok == "--version":
             from waitfor.output import write_stdout
 
-            write_stdout(f"waitfor {__version__}\n")
+            if "--verbose" in own or "-v" in own:  # the components too: interpreter, OpenSSL, packages, libraries
+                from waitfor.components import lines
+
+                write_stdout("\n".join(lines(__version__)) + "\n")
+            else:
+                write_stdout(f"waitfor {__version__}\n")
             raise SystemExit(0)
         if not tok.startswith("-") or tok == "-":
             if mode is None and not targets and tok in MODES:

@@ -382,3 +382,92 @@ def test_kube_play_of_the_k8s_manifests(podman, bundle_image, e2e_session, tmp_p
     finally:
         podman("kube", "down", kube, check=False, timeout=120)
         podman("secret", "rm", sec, check=False)
+
+
+# --------------------------------------------------------------------------- arm64 (issue 18)
+
+
+@pytest.fixture(scope="session")
+def arm64_image(e2e_session):
+    """An arm64 image: the arm64 root of packaging/arm64-root.sh without its Python, with
+    dist/waitfor-full-arm64 as /opt/waitfor and docker/Dockerfile's ENTRYPOINT, made by
+    `podman import --arch arm64` (no registry; a `podman build` of it would run nothing
+    that needs the emulator anyway). Cached by the bundle's inputs hash."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("e2e: the arm64 image is tried under emulation on amd64 hosts")
+    _, _, podman = e2e_session
+    p = subprocess.run(["bash", str(REPO / "packaging" / "bundle.sh"), "--arch", "arm64"], capture_output=True,
+                       text=True, timeout=2400, cwd=REPO)
+    if p.returncode == 3:
+        pytest.skip(f"e2e: the arm64 bundles cannot be built here: {p.stderr.strip().splitlines()[-1]}")
+    assert p.returncode == 0, p.stderr[-4000:]
+    root = subprocess.run(["bash", str(REPO / "packaging" / "arm64-root.sh")], capture_output=True, text=True,
+                          timeout=600, check=True).stdout.split()[-1]
+    bundle = REPO / "dist" / "waitfor-full-arm64"
+    tag = f"localhost/waitfor-e2e-arm64:{(bundle / '.inputs-hash').read_text().strip()}"
+    for old in podman("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/waitfor-e2e-arm64",
+                      check=False).stdout.split():
+        if old != tag:
+            podman("rmi", old, check=False)
+    if podman("image", "exists", tag, check=False).returncode == 0:
+        _log(f"arm64 image {tag} is cached")
+        return tag
+    t0 = time.monotonic()
+    # One tar stream: the root (no Python, no build venv, no kernel file systems) and the
+    # bundle renamed to opt/waitfor.
+    tar = subprocess.Popen(
+        ["tar", "-c", "--numeric-owner", "-C", root,
+         "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./dev/*", "--exclude=./src",
+         "--exclude=./var/cache/waitfor-bundle", "--exclude=./usr/lib/python3*", "--exclude=./usr/bin/python3*",
+         "--exclude=./opt/*", ".", "-C", str(REPO / "dist"), "--transform", "s,^waitfor-full-arm64,opt/waitfor,",
+         "--exclude=waitfor-full-arm64/.inputs-hash", "waitfor-full-arm64"], stdout=subprocess.PIPE)
+    try:
+        imp = subprocess.run(["podman", "import", "--arch", "arm64",
+                              "--change", "ENV PATH=/opt/waitfor:/usr/sbin:/usr/bin:/sbin:/bin",
+                              "--change", 'ENTRYPOINT ["waitfor", "run", "-c", "/etc/waitfor.yaml", "--"]',
+                              "--change", "USER 10001:10001", "--change", "WORKDIR /tmp", "-", tag],
+                             stdin=tar.stdout, env=podman.env, capture_output=True, text=True, timeout=600)
+    finally:
+        tar.stdout.close()
+        tar.wait(timeout=60)
+    assert imp.returncode == 0 and tar.returncode == 0, imp.stderr
+    _log(f"imported {tag} in {time.monotonic() - t0:.1f}s")
+    return tag
+
+
+ARM64_APP = r"""
+echo "app started on $(uname -m) after the dependency"
+trap 'echo "got TERM"; exit 143' TERM
+while :; do sleep 0.1; done
+"""
+
+
+def test_arm64_image_pid1_late_dependency_and_stop(podman, arm64_image, containers, tmp_path):
+    """`podman run --arch arm64`: waitfor (arm64, under qemu through binfmt_misc) is PID 1,
+    waits for a dependency that starts late, runs the app (the image's arm64 sh), and
+    `podman stop` ends with 143 through the forwarded TERM. PID 1 is named by
+    /proc/1/comm: under emulation /proc/1/cmdline is qemu's command line."""
+    with TcpServer(delay=2.0) as dep:
+        cfg = tmp_path / "waitfor.yaml"
+        cfg.write_text(f"timeout: 120s\ndependencies:\n  - tcp://127.0.0.1:{dep.port}\n")
+        cfg.chmod(0o644)
+        name = containers("arm64")
+        t0 = time.monotonic()
+        podman("run", "-d", "--arch", "arm64", "--name", name, "--network", "host", "--read-only",
+               "-v", f"{cfg}:/etc/waitfor.yaml:ro", arm64_image, "sh", "-c", ARM64_APP)
+        logs = podman.wait_for_log(name, "app started", timeout=120)
+        took = time.monotonic() - t0
+        assert dep.accepted >= 1
+    assert "app started on aarch64 after the dependency" in logs, logs
+    assert took >= 2.0, f"the app ran after {took:.1f}s, before the late dependency was up:\n{logs}"
+    assert podman("exec", name, "cat", "/proc/1/comm").stdout.strip() == "waitfor"
+    assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+    assert podman("exec", name, "sh", "-c", "command -v python3 || echo no-python3").stdout.strip() == "no-python3"
+    t0 = time.monotonic()
+    podman("stop", "-t", "20", name, timeout=60)
+    took = time.monotonic() - t0
+    assert podman.exit_code(name) == 143, podman.logs(name)
+    assert "got TERM" in podman.logs(name)
+    assert took < 15, f"podman stop took {took:.1f}s: TERM was not forwarded (SIGKILL after the grace)"

@@ -33,7 +33,7 @@ from waitfor.probes.base import Broken, NotReady, Refused, describe
 from waitfor.probes.connect import timed_out
 from waitfor.secrets import redact
 from waitfor.wait.build import build_probes, make_probe
-from waitfor.wait.connect import Connects, Target, accepted_detail
+from waitfor.wait.connect import Connects, accepted_detail, target_of
 from waitfor.wait.reactor import POOL_SIZE, Reactor
 
 TYPE_CHECKING = False
@@ -100,32 +100,18 @@ class _Job:
         "tries",
     )
 
-    def __init__(self, dep: Dependency, probe: Probe | None, deadline: float | None) -> None:
-        self.dep, self.probe, self.deadline = dep, probe, deadline
+    def __init__(self, dep: Dependency, deadline: float | None) -> None:
+        self.dep, self.deadline = dep, deadline
+        self.probe: Probe | None = None  # built (or taken from those built) at its first attempt
         self.attempts = self.token = 0
         self.busy = False  # a pool thread is still on this job's work (e.g. a lookup that hangs)
         self.after_left = len(dep.after)
         self.budget = self.started = 0.0
         self.tries: Tries | None = None  # its side of the retry schedule, from its first retry
-        # Where its attempts connect first, from its kind (parsed once). tcp and unix
-        # (READY_ON_CONNECT): probed by the scheduler's connects alone. The other kinds
-        # with a target: while nothing listens there, the scheduler's connect answers
-        # (Refused) without a pool thread; once something does, the kind's own probe runs
-        # in the pool, one connection per attempt, until it is refused again.
-        from waitfor.probes import table
-
-        kind = table.load(dep.kind)
-        where = None
-        if not dep.invert:
-            from waitfor.urls import urlsplit
-
-            try:
-                where = kind.connect_target(urlsplit(dep.url))
-            except ValueError:
-                where = None
-        self.target = None if where is None else Target(where)
-        self.fast = where is not None and kind.READY_ON_CONNECT
-        self.precheck = where is not None and not self.fast
+        # Where its attempts connect first (its kind's connect_target, parsed once), and
+        # whether that connect is the whole answer (tcp, unix) or a driver kind's pre-check.
+        self.target, self.fast = target_of(dep)
+        self.precheck = self.target is not None and not self.fast
         self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
         self.noted: NotReady | None = None  # the failure whose reason the outcome holds
 
@@ -183,7 +169,7 @@ class Engine:
         self._connects = Connects(self._reactor.open(), self._connect_done, self._stagger, self.clock)
         self._reactor.now = self.started
         for dep in self.deps:
-            job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
+            job = self._jobs[dep.name] = _Job(dep, self._deadline_for(dep))
             if self.single_attempt or not job.after_left:
                 self._reactor.at(self.started, "attempt", job)
             elif job.deadline is not None:

@@ -117,6 +117,13 @@ class _Job:
 
 
 class Engine:
+    """Waits for `deps`: `start()`, then `done` is set once every one has settled (ready,
+    failed, or held back by `after:` past its deadline); `results()` at any time,
+    `on_change` for each change. It keeps the outcomes, the `after:` graph and the
+    deadlines, and dispatches each dependency's attempts: the scheduler's connects
+    (waitfor.wait.connect) or its probe in the pool, on the loop of waitfor.wait.reactor;
+    when to ask again is the wait's Schedule (waitfor.wait.backoff)."""
+
     def __init__(
         self,
         cfg: Config,
@@ -235,6 +242,8 @@ class Engine:
                          job.attempts, broken=True)
 
     def _timer(self, job: _Job, what: str) -> None:
+        """What a timer due on the loop means: an attempt to begin, an attempt's deadline
+        (a connect or lookup in flight), the next address of a race, `after:` past its deadline."""
         if what == "attempt":
             self._begin(job)
         elif what == "timeout":  # the attempt's deadline, for a connect or lookup in flight
@@ -248,13 +257,7 @@ class Engine:
             if job.target is not None and job.target.conns:
                 self._connects.next(job, job.target)
         elif what == "held":  # the deadline passed while `after:` held it back
-            name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
-            other = self._jobs[name].deadline
-            if other is not None and job.deadline is not None and other <= job.deadline:
-                # it ends now too (its last attempt may still be in this turn): not ready
-                self._settle(job.dep, FAILED, f"not probed: {name} (after:) is not ready", 0)
-            else:
-                self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
+            self._held(job)
 
     # -- one attempt ----------------------------------------------------------------
     def _begin(self, job: _Job) -> None:
@@ -401,6 +404,16 @@ class Engine:
         return schedule.next_at(job.tries, exc, now, self._reactor.now, job.deadline)
 
     # -- per dependency -------------------------------------------------------------
+    def _held(self, job: _Job) -> None:
+        """Its deadline passed while `after:` held it back: say for which dependency."""
+        name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
+        other = self._jobs[name].deadline
+        if other is not None and job.deadline is not None and other <= job.deadline:
+            # it ends now too (its last attempt may still be in this turn): not ready
+            self._settle(job.dep, FAILED, f"not probed: {name} (after:) is not ready", 0)
+        else:
+            self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
+
     def _deadline_for(self, dep: Dependency) -> float | None:
         """The earlier of the overall deadline and the dependency's own, both counted from
         the start (time spent waiting for `after:` counts too)."""

@@ -212,9 +212,8 @@ class Engine:
     # -- the scheduler loop (waitfor.wait.reactor) ----------------------------------------
     def _loop(self) -> None:
         try:
-            self._reactor.run(lambda: bool(self._left), self._events,
-                              lambda job, result: self._guarded(job, self._pool_result, job, result),
-                              lambda job, what: self._guarded(job, self._timer, job, what))
+            self._reactor.run(lambda: bool(self._left), self._guarded, self._events, self._pool_result,
+                              self._timer)
         finally:
             for job in self._jobs.values():
                 self._drop_conn(job)

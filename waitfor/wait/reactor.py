@@ -145,11 +145,13 @@ class Reactor:
         except OSError:  # full (the loop is awake anyway) or closed (the loop has ended)
             pass
 
-    def run(self, pending: Callable[[], bool], on_events: Callable[[list[tuple[int, int]]], None],
+    def run(self, pending: Callable[[], bool], guard: Callable[..., None],
+            on_events: Callable[[list[tuple[int, int]]], None],
             on_result: Callable[[Job, object], None], on_timer: Callable[[Job, str], None]) -> None:
         """Turn until nothing is `pending()` or cancelled: each turn hands the poll events
         (the wake-up pair's taken out), then the pool's results, then the expired
-        `inflight` steps (as "timeout" timers), then the timers due."""
+        `inflight` steps (as "timeout" timers), then the timers due; each result and timer
+        as `guard(job, on_result or on_timer, job, ...)`."""
         if self._wake_r is not None:
             self.poll.register(self._wake_r, select.POLLIN)
         try:
@@ -158,16 +160,16 @@ class Reactor:
                 while self.results:
                     job, token, result = self.results.popleft()
                     if token == job.token and not self.cancelled.is_set():
-                        on_result(job, result)
+                        guard(job, on_result, job, result)
                 now = self.now
                 for job in [j for j, t in self.inflight.items() if t <= now]:
-                    on_timer(job, "timeout")
+                    guard(job, on_timer, job, "timeout")
                 pushed = self._seq  # a timer set in this pass waits for the next poll()
                 timers = self.timers
                 while timers and timers[0][0] <= now and timers[0][1] <= pushed and not self.cancelled.is_set():
                     _, _, what, job, token = heapq.heappop(timers)
                     if token == job.token:
-                        on_timer(job, what)
+                        guard(job, on_timer, job, what)
         finally:
             self.close()
 
@@ -192,9 +194,11 @@ class Reactor:
         # poll() takes milliseconds: round up, so that a timer is never woken for early
         events = self.poll.poll(None if timeout is None else -(-timeout * 1000 // 1))
         self.now = self.clock()
-        if any(fd == wake_fd for fd, _ in events):
-            self._drain_wake()
-            events = [e for e in events if e[0] != wake_fd]
+        for i, (fd, _) in enumerate(events):
+            if fd == wake_fd:
+                self._drain_wake()
+                del events[i]
+                break
         return events
 
     def _open_wake(self, register: bool = False) -> bool:

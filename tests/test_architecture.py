@@ -337,3 +337,16 @@ def test_the_cycle_finder_finds_a_function_level_cycle():
     graph["waitfor.c"] = set()
     assert graph["waitfor.b"] == {"waitfor.a"}  # the TYPE_CHECKING import is not counted
     assert import_cycles(graph) == [{"waitfor.a", "waitfor.b"}]
+
+
+def test_the_wait_stage_names_no_kind():
+    """Issue 19: wait/ asks a dependency's kind (`probes.base.Kind`: connect_target,
+    READY_ON_CONNECT, STILL_THERE) instead of naming kinds or schemes: no string in
+    waitfor/wait/*.py is a kind's or a scheme's name (docstrings and comments aside)."""
+    from waitfor.probes.table import KINDS, SCHEMES
+
+    names = set(KINDS) | set(SCHEMES)
+    for path in sorted((PACKAGE / "wait").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        found = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names}
+        assert not found, (path.name, found)

@@ -345,3 +345,44 @@ def test_the_watch_outlives_rounds_it_cannot_run_under_a_pids_limit(tmp_path):
     assert "watch: cannot run a round" in err or "can't start new thread" in err, err
     assert err.count("watch: cannot run a round") <= 1, err
     assert ("watch: cannot run a round" in err) == ("watch: rounds run again" in err), err
+
+
+def test_the_watch_gets_the_probes_built_before_the_wait(tmp_path, monkeypatch):
+    """Issue 19: as `run` does, the sidecar hands its watch the probes it built before the
+    wait (the dependencies' and the `health:` checks'), so that no round of the watch builds
+    a driver's probe again. (In-process: the Watched is replaced, to see what it is given;
+    the wait itself is the real one, on real files.)"""
+    from types import SimpleNamespace
+
+    from waitfor import config, exitcodes
+    from waitfor.commands.sidecar import run_sidecar
+    from waitfor.output import Log
+    from waitfor.supervise import inprocess
+
+    for name in ("dep", "check"):
+        (tmp_path / name).write_text("x")
+    conf = tmp_path / "c.yaml"
+    conf.write_text(f"dependencies:\n  - {{name: dep, url: 'file://{tmp_path}/dep'}}\n"
+                    f"health:\n  - {{name: check, url: 'file://{tmp_path}/check'}}\n")
+    cfg = config.build(SimpleNamespace(mode="sidecar", command=None, targets=[], config=str(conf)), {})
+    given = {}
+
+    class Recording:
+        def __init__(self, cfg, log, probes=None):
+            given.update(probes or {})
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def observe(self, o):
+            pass
+
+        def gate(self):
+            return exitcodes.OK
+
+    monkeypatch.setattr(inprocess, "Watched", Recording)
+    assert run_sidecar(cfg, Log(verbosity=-2)) == exitcodes.OK
+    assert sorted(given) == ["check", "dep"], given

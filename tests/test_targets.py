@@ -300,6 +300,16 @@ def test_invert_times_out_while_present(tmp_path):
     assert "still exists" in r.stderr  # a file is not "reachable"
 
 
+def test_invert_of_a_listener_says_still_reachable(tmp_path):
+    """The wording is the kind's (Kind.STILL_THERE): a file "still exists", anything that
+    answers is "still reachable"."""
+    with TcpServer() as srv:
+        cfg = write_yaml(tmp_path, f"dependencies:\n  - url: tcp://127.0.0.1:{srv.port}\n    invert: true\n")
+        r = waitfor("wait", "-t", "400ms", "-c", cfg)
+    assert r.returncode == 124, r.stderr
+    assert "still reachable (invert: true)" in r.stderr, r.stderr
+
+
 # --------------------------------------------------------------------------- dns
 
 

@@ -76,13 +76,10 @@ def run(cfg: Config, inherited: Inherited, log: Log) -> int:
         rendered = templates.render(cfg, os.environ, log)
     if supervise and (cfg.watch_interval or cfg.probe_addr):
         from waitfor.supervise.inprocess import Watched
-        from waitfor.wait.engine import build_probes
+        from waitfor.wait.build import build_watched
         from waitfor.wait.loop import wait
 
-        probes = build_probes(cfg.dependencies)
-        # the watch's own checks, built once too (a driver's rejection is exit 2 now), and
-        # reused by every round of the watch
-        watch_probes = {**build_probes(d for d in cfg.checks if d.name not in probes), **probes}
+        probes, watch_probes = build_watched(cfg)
         with Watched(cfg, log, watch_probes) as watched:
             code = wait(cfg, log, probes, observe=watched.observe)
             if code != exitcodes.OK:

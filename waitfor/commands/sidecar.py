@@ -41,12 +41,11 @@ def run_sidecar(cfg: Config, log: Log, given: Mapping[str, str] | None = None) -
 
         cfg = cfg._replace(watch_interval=DEFAULT_WATCH_INTERVAL)
     from waitfor.supervise.inprocess import Watched
-    from waitfor.wait.engine import build_probes
+    from waitfor.wait.build import build_watched
     from waitfor.wait.loop import wait
 
-    probes = build_probes(cfg.dependencies)
-    build_probes(cfg.checks)  # the watch's own checks: a driver's rejection is exit 2 now
-    with Watched(cfg, log) as watched:
+    probes, watch_probes = build_watched(cfg)
+    with Watched(cfg, log, watch_probes) as watched:
         code = wait(cfg, log, probes, observe=watched.observe)
         if code in (exitcodes.from_signal(15), exitcodes.from_signal(2)):
             return exitcodes.OK  # stopped while waiting: as once the gate is open

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 PORT = 5672  # or 5671 for amqps
 READY_ON_CONNECT = False
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 check_url = accept_url
 cancel = no_cancel
 OPTIONS: Options = {

@@ -19,6 +19,8 @@ Each kind's module defines:
   EXTRA / DRIVER: the pip extra and the module it provides, for driver kinds
   READY_ON_CONNECT: True when an accepted connect is the whole answer (tcp, unix): the
         scheduler then probes it in its own loop, without building a probe
+  STILL_THERE: what `invert: true` says while the dependency is still there ("still
+        reachable"; the file kind: "still exists")
   connect_target(parts) -> (host, port), a unix socket's path, or None: where an attempt
         connects first, when the URL says so plainly (None when in doubt: several hosts,
         a socket path in the query). While nothing listens there, the scheduler's own
@@ -112,6 +114,8 @@ if TYPE_CHECKING:
         def DRIVER(self) -> str | None: ...
         @property
         def READY_ON_CONNECT(self) -> bool: ...
+        @property
+        def STILL_THERE(self) -> str: ...
 
         def connect_target(self, parts: SplitResult) -> tuple[str, int] | str | None: ...
         def check_url(self, parts: SplitResult) -> None: ...

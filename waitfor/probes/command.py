@@ -40,6 +40,7 @@ TYPE_CHECKING = False
 
 PORT = None
 READY_ON_CONNECT = False
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 connect_target = no_target
 check_url = accept_url
 SECRET_OPTIONS: tuple[str, ...] = ()

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 PORT = 0  # no port is needed; one given is ignored
 READY_ON_CONNECT = False
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 connect_target = no_target
 check_url = accept_url
 cancel = no_cancel

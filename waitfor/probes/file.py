@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 PORT = None
 READY_ON_CONNECT = False
+STILL_THERE = "still exists"  # what `invert: true` says while the path is there
 connect_target = no_target
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()

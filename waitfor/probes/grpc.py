@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 PORT = "required"  # gRPC has no standard port
 READY_ON_CONNECT = False
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 
 
 def connect_target(parts: SplitResult) -> tuple[str, int] | None:

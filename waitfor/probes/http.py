@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 PORT = 80  # or 443 for https
 READY_ON_CONNECT = False
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 check_url = accept_url
 
 

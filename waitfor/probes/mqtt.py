@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 PORT = 1883  # or 8883 for mqtts
 READY_ON_CONNECT = False
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 check_url = accept_url
 cancel = no_cancel
 OPTIONS: Options = {

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 PORT = 3306
 READY_ON_CONNECT = False
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 cancel = no_cancel
 OPTIONS: Options = {
     "query": v.string,

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 PORT = 6379
 READY_ON_CONNECT = False
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 check_url = accept_url
 cancel = no_cancel
 OPTIONS: Options = {

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 PORT = "required"
 READY_ON_CONNECT = True  # probed by the scheduler's own connects (waitfor.wait.connect)
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 check_url = accept_url
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 PORT = None
 READY_ON_CONNECT = True  # probed by the scheduler's own connects (waitfor.wait.connect)
+STILL_THERE = "still reachable"  # what `invert: true` says while it answers
 cancel = no_cancel
 SECRET_OPTIONS: tuple[str, ...] = ()
 EXTRA = None  # no driver: nothing to install

@@ -40,7 +40,7 @@ class Watch:
         self.cfg, self.status, self.log, self.on_failure = cfg, status, log, on_failure
         self.checks = watched(cfg)
         self.failing: set[str] = set()  # names whose last check failed, to say when they are back
-        # built once (commands/run.py, before the wait) and reused by every round
+        # built once before the wait (wait.build.build_watched) and reused by every round
         self.probes = dict(probes or {})
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="watch", daemon=True)

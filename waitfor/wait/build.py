@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from waitfor.config.model import Dependency
+    from waitfor.config.model import Config, Dependency
     from waitfor.probes.base import Probe
 
 
@@ -29,7 +29,7 @@ def make_probe(dep: Dependency) -> Probe:
     from waitfor.probes import table
 
     probe = table.build_probe(dep)
-    return _inverted(probe, dep.kind) if dep.invert else probe
+    return _inverted(probe, table.load(dep.kind).STILL_THERE) if dep.invert else probe
 
 
 def build_probes(deps: Iterable[Dependency]) -> dict[str, Probe]:
@@ -37,8 +37,16 @@ def build_probes(deps: Iterable[Dependency]) -> dict[str, Probe]:
     return {dep.name: make_probe(dep) for dep in deps}
 
 
-def _inverted(probe: Probe, kind: str) -> Probe:
-    still = "still exists" if kind == "file" else "still reachable"
+def build_watched(cfg: Config) -> tuple[dict[str, Probe], dict[str, Probe]]:
+    """The wait's probes (the dependencies) and the runtime watch's (those and the `health:`
+    checks), each built once, now: a driver's rejection of either is exit 2 before the
+    wait, and every round of the watch reuses them (`run` with a watch, `sidecar`)."""
+    probes = build_probes(cfg.dependencies)
+    return probes, {**build_probes(d for d in cfg.checks if d.name not in probes), **probes}
+
+
+def _inverted(probe: Probe, still: str) -> Probe:
+    """Ready once the probe fails; while it passes, `Refused` with the kind's STILL_THERE."""
 
     def inverted(timeout: float) -> str:
         try:

@@ -26,6 +26,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
+    from waitfor.config.model import Dependency
+
 
 class Target:
     """Where one dependency's attempts connect, parsed once: host and port, or a unix
@@ -59,6 +61,28 @@ class Target:
         exc = connect_error(err, addr)
         self.failure = (err, addr, exc)
         return exc
+
+
+def target_of(dep: Dependency) -> tuple[Target | None, bool]:
+    """Where a dependency's attempts connect first, from its kind (parsed once), and whether
+    an accepted connect is its whole answer. tcp and unix (READY_ON_CONNECT): probed by the
+    scheduler's connects alone. The other kinds with a target: while nothing listens there,
+    the scheduler's connect answers (Refused) without a pool thread; once something does,
+    the kind's own probe runs in the pool, one connection per attempt, until it is refused
+    again. None for an inverted dependency, whose probe is the inverted kind's."""
+    if dep.invert:
+        return None, False
+    from waitfor.probes import table
+    from waitfor.urls import urlsplit
+
+    kind = table.load(dep.kind)
+    try:
+        where = kind.connect_target(urlsplit(dep.url))
+    except ValueError:
+        return None, False
+    if where is None:
+        return None, False
+    return Target(where), kind.READY_ON_CONNECT
 
 
 def numeric(host: str, port: int) -> list[tuple] | None:

@@ -1,14 +1,13 @@
 """The waiting engine: every dependency waits in parallel, under the overall deadline and
 its own; `after:` holds a dependency back until those it names are ready.
 
-One scheduler thread runs every dependency (issue 12: a thread per dependency cost ~110 us
-of CPU per probe and a thread each). It keeps a heap of timers and a `poll()` loop:
-a tcp dependency is probed there with a non-blocking connect, so waiting for 300 closed
-ports costs one thread. Attempts that block (name lookups, the other kinds' probes and
-their drivers) run in a small pool (`POOL_SIZE` threads, started only when needed) that
-never grows with the number of dependencies. The first tcp/unix attempts are made in the
-caller's thread before the scheduler starts: when every dependency is up already, as when
-a container restarts, no thread is started at all.
+One scheduler thread runs every dependency, on the loop of waitfor.wait.reactor (a
+`poll()` loop, a heap of timers, a wake-up pair, a small pool for the attempts that
+block): a tcp dependency is probed there with a non-blocking connect (waitfor.wait.connect),
+so waiting for 300 closed ports costs one thread. The first tcp/unix attempts are made in
+the caller's thread before the scheduler starts: when every dependency is up already, as
+when a container restarts, no thread is started at all. The engine itself keeps the
+outcomes, the `after:` graph and the deadlines, and says what each timer and result means.
 
 What waiting costs is mostly wake-ups and the kernel's side of each refused connect
 (~20 us here, BENCHMARKS.md). When each dependency is asked again is the wait's
@@ -25,20 +24,17 @@ The engine only produces outcomes; what to do with them is the caller's business
 
 from __future__ import annotations
 
-import heapq
-import select
 import socket
 import threading
 import time
-from collections import deque
 
 from waitfor.config.model import FAILED, READY, WAITING
 from waitfor.probes.base import Broken, NotReady, Refused, describe
 from waitfor.probes.connect import timed_out
-from waitfor.probes.limits import local_limit
 from waitfor.secrets import redact
 from waitfor.wait.build import build_probes, make_probe
-from waitfor.wait.connect import Connects, Target, accepted_detail
+from waitfor.wait.connect import Connects, accepted_detail, target_of
+from waitfor.wait.reactor import POOL_SIZE, Reactor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,13 +45,6 @@ if TYPE_CHECKING:
     from waitfor.wait.backoff import Schedule, Tries
 
 __all__ = ["FAILED", "POOL_SIZE", "READY", "WAITING", "Engine", "Outcome", "build_probes", "make_probe"]
-
-# Threads for attempts that block (lookups, drivers, commands, files). A slow driver holds
-# one of them for at most its attempt timeout; tcp dependencies never need one.
-POOL_SIZE = 4
-
-# Without a wake-up pair (out of fds), the loop looks for results this often.
-WAKE_POLL = 0.05
 
 # An attempt that ends this close to its deadline is the last one (poll() counts in
 # milliseconds: asking again a few ms before the deadline would only burst).
@@ -90,66 +79,6 @@ def attempt(dep: Dependency, probe: Probe, timeout: float) -> str:
 
 
 
-class _Pool:
-    """A few threads for attempts that block. Started one at a time, only while work waits
-    for a free thread, up to `size`; each posts `(job, token, result)` back to the loop.
-    (Hand-rolled rather than concurrent.futures, whose import pulls in logging.)"""
-
-    def __init__(self, size: int, post: Callable[[tuple[_Job, int, object]], None]) -> None:
-        self.size, self.post = size, post
-        self.work: deque[tuple[_Job, int, Callable[[], object]] | None] = deque()
-        self.ready = threading.Condition(threading.Lock())
-        self.threads: list[threading.Thread] = []
-        self.idle = 0
-
-    def submit(self, job: _Job, token: int, fn: Callable[[], object]) -> None:
-        with self.ready:
-            self.work.append((job, token, fn))
-            job.busy = True
-            # a thread being woken still counts as idle: start one while work outnumbers them
-            if len(self.work) > self.idle and len(self.threads) < self.size:
-                t = threading.Thread(target=self._worker, name=f"probe pool {len(self.threads) + 1}",
-                                     daemon=True)
-                try:
-                    t.start()
-                except RuntimeError as e:  # no thread to be had (a pids limit): issue 16 D15
-                    if self.threads:  # the running ones will take the work in turn
-                        return
-                    self.work.pop()
-                    job.busy = False
-                    raise local_limit(e) or e from None
-                self.threads.append(t)
-            else:
-                self.ready.notify()
-
-    def close(self) -> None:
-        with self.ready:
-            self.work.clear()
-            self.work.extend([None] * len(self.threads))
-            self.ready.notify_all()
-
-    def _worker(self) -> None:
-        while True:
-            with self.ready:
-                while not self.work:
-                    self.idle += 1
-                    self.ready.wait()
-                    self.idle -= 1
-                item = self.work.popleft()
-            if item is None:
-                return
-            job, token, fn = item
-            if token != job.token:  # its attempt already ended (timed out, settled): skip it
-                job.busy = False
-                continue
-            try:
-                result: object = fn()
-            except BaseException as e:  # noqa: BLE001 - handed to the loop, which settles it
-                result = e
-            job.busy = False
-            self.post((job, token, result))
-
-
 class _Job:
     """One dependency's place in the scheduler."""
 
@@ -171,37 +100,30 @@ class _Job:
         "tries",
     )
 
-    def __init__(self, dep: Dependency, probe: Probe | None, deadline: float | None) -> None:
-        self.dep, self.probe, self.deadline = dep, probe, deadline
+    def __init__(self, dep: Dependency, deadline: float | None) -> None:
+        self.dep, self.deadline = dep, deadline
+        self.probe: Probe | None = None  # built (or taken from those built) at its first attempt
         self.attempts = self.token = 0
         self.busy = False  # a pool thread is still on this job's work (e.g. a lookup that hangs)
         self.after_left = len(dep.after)
         self.budget = self.started = 0.0
         self.tries: Tries | None = None  # its side of the retry schedule, from its first retry
-        # Where its attempts connect first, from its kind (parsed once). tcp and unix
-        # (READY_ON_CONNECT): probed by the scheduler's connects alone. The other kinds
-        # with a target: while nothing listens there, the scheduler's connect answers
-        # (Refused) without a pool thread; once something does, the kind's own probe runs
-        # in the pool, one connection per attempt, until it is refused again.
-        from waitfor.probes import table
-
-        kind = table.load(dep.kind)
-        where = None
-        if not dep.invert:
-            from waitfor.urls import urlsplit
-
-            try:
-                where = kind.connect_target(urlsplit(dep.url))
-            except ValueError:
-                where = None
-        self.target = None if where is None else Target(where)
-        self.fast = where is not None and kind.READY_ON_CONNECT
-        self.precheck = where is not None and not self.fast
+        # Where its attempts connect first (its kind's connect_target, parsed once), and
+        # whether that connect is the whole answer (tcp, unix) or a driver kind's pre-check.
+        self.target, self.fast = target_of(dep)
+        self.precheck = self.target is not None and not self.fast
         self.phase = "connect"  # this attempt's step: "connect" (in the loop) or "probe" (pool)
         self.noted: NotReady | None = None  # the failure whose reason the outcome holds
 
 
 class Engine:
+    """Waits for `deps`: `start()`, then `done` is set once every one has settled (ready,
+    failed, or held back by `after:` past its deadline); `results()` at any time,
+    `on_change` for each change. It keeps the outcomes, the `after:` graph and the
+    deadlines, and dispatches each dependency's attempts: the scheduler's connects
+    (waitfor.wait.connect) or its probe in the pool, on the loop of waitfor.wait.reactor;
+    when to ask again is the wait's Schedule (waitfor.wait.backoff)."""
+
     def __init__(
         self,
         cfg: Config,
@@ -230,26 +152,17 @@ class Engine:
         self._settling = 0  # _settle calls under way (one settles those it held back by after:)
         self.started = 0.0
         self.deadline: float | None = None  # monotonic time, or None: no overall deadline
-        # the scheduler's state, touched only by its thread (results arrive through _post)
-        self._timers: list[tuple[float, int, str, _Job, int]] = []
         self._interval, self._attempt_timeout = cfg.interval, cfg.attempt_timeout  # (read per attempt)
         self._schedule: Schedule | None = None  # made at the first retry (tenacity imported then)
-        self._pass = 0.0  # when this turn of the loop began
-        self._seq = 0
         self._jobs: dict[str, _Job] = {}
-        self._results: deque[tuple[_Job, int, object]] = deque()
-        # loop-side steps in flight (connects, lookups) -> the attempt's deadline; kept out of
-        # the heap, where a timer for every attempt would mostly go stale
-        self._inflight: dict[_Job, float] = {}
-        self._wake_r: socket.socket | None = None  # the loop's wake-up pair, made by start()
-        self._wake_w: socket.socket | None = None
         # One attempt each (check, health, a watch round): every dependency's attempt must
         # run within the round's deadline, so the pool may grow to their number (bounded);
         # while waiting, POOL_SIZE threads take turns.
         from waitfor.probes import table
 
         blocking = sum(1 for d in self.deps if d.invert or not table.load(d.kind).READY_ON_CONNECT)
-        self._pool = _Pool(min(max(POOL_SIZE, blocking), 64) if single_attempt else POOL_SIZE, self._post)
+        size = min(max(POOL_SIZE, blocking), 64) if single_attempt else POOL_SIZE
+        self._reactor = Reactor(size, clock, self.cancelled)  # the loop: timers, poll, the pool
 
     # -- public -------------------------------------------------------------------
     def start(self) -> Engine:
@@ -259,20 +172,15 @@ class Engine:
             self.done.set()
             self.on_settled()
             return self
-        # select.poll rather than the selectors module (1 ms of start-up): few sockets are in
-        # flight at once, and poll() is POSIX
-        self._poll = select.poll()
-        self._connects = Connects(self._poll, self._connect_done, self._stagger, self.clock)
-        self._pass = self.started
+        # its poll object and wake-up pair, before the first attempts can take every fd
+        self._connects = Connects(self._reactor.open(), self._connect_done, self._stagger, self.clock)
+        self._reactor.now = self.started
         for dep in self.deps:
-            job = self._jobs[dep.name] = _Job(dep, None, self._deadline_for(dep))
+            job = self._jobs[dep.name] = _Job(dep, self._deadline_for(dep))
             if self.single_attempt or not job.after_left:
-                self._at(self.started, "attempt", job)
+                self._reactor.at(self.started, "attempt", job)
             elif job.deadline is not None:
-                self._at(job.deadline, "held", job)
-        # The loop's wake-up pair, before the first attempts can take every fd (issue 16 D14:
-        # connects in flight under a small `ulimit -n`).
-        self._open_wake()
+                self._reactor.at(job.deadline, "held", job)
         # The first attempts the loop would make itself (tcp and unix at an address that
         # needs no lookup) are made here, in the caller's thread: when every dependency is
         # ready at once, as when a container restarts, no thread is started at all.
@@ -281,14 +189,14 @@ class Engine:
                     and (self.single_attempt or not job.after_left)):
                 self._guarded(job, self._timer, job, "attempt")  # its heap entry is stale now
         if not self._left:
-            self._close_wake()
+            self._reactor.close()
             return self
         threading.Thread(target=self._loop, name="waitfor scheduler", daemon=True).start()
         return self
 
     def cancel(self) -> None:
         self.cancelled.set()
-        self._wake()
+        self._reactor.wake()
         if self._cancel_hook is not None:
             self._cancel_hook()
             return
@@ -301,71 +209,24 @@ class Engine:
         with self._lock:
             return [o.copy() for o in self.outcomes.values()]
 
-    # -- the scheduler loop -----------------------------------------------------------
+    # -- the scheduler loop (waitfor.wait.reactor) ----------------------------------------
     def _loop(self) -> None:
-        poll = self._poll
-        if self._wake_r is not None:
-            poll.register(self._wake_r, select.POLLIN)
         try:
-            while not self.cancelled.is_set() and self._left:
-                next_at = min(self._inflight.values(), default=None)
-                if self._timers and (next_at is None or self._timers[0][0] < next_at):
-                    next_at = self._timers[0][0]
-                timeout = None if next_at is None else max(0.0, next_at - self.clock())
-                if self._wake_r is None and not self._open_wake(register=True):
-                    # no wake-up pair (out of fds): look for results and cancel this often
-                    timeout = WAKE_POLL if timeout is None else min(timeout, WAKE_POLL)
-                wake_fd = -1 if self._wake_r is None else self._wake_r.fileno()
-                # poll() takes milliseconds: round up, so that a timer is never woken for early
-                events = poll.poll(None if timeout is None else -(-timeout * 1000 // 1))
-                self._pass = now = self.clock()
-                self._connects.stale.clear()
-                for fd, _ in events:
-                    if fd == wake_fd:
-                        self._drain_wake()
-                    elif fd in self._connects.polled and fd not in self._connects.stale:
-                        job = self._connects.polled[fd][0]
-                        assert isinstance(job, _Job)
-                        self._guarded(job, self._connects.ready, fd)
-                while self._results:
-                    job, token, result = self._results.popleft()
-                    if token == job.token and not self.cancelled.is_set():
-                        self._guarded(job, self._pool_result, job, result)
-                for job in [j for j, t in self._inflight.items() if t <= now]:
-                    self._guarded(job, self._timer, job, "timeout")
-                pushed = self._seq  # a timer set in this pass waits for the next select()
-                while (self._timers and self._timers[0][0] <= now and self._timers[0][1] <= pushed
-                       and not self.cancelled.is_set()):
-                    _, _, what, job, token = heapq.heappop(self._timers)
-                    if token == job.token:
-                        self._guarded(job, self._timer, job, what)
+            self._reactor.run(lambda: bool(self._left), self._guarded, self._events, self._pool_result,
+                              self._timer)
         finally:
-            self._pool.close()
             for job in self._jobs.values():
                 self._drop_conn(job)
-            self._close_wake()
 
-    def _open_wake(self, register: bool = False) -> bool:
-        """The loop's wake-up pair (pool results, cancel). Out of fds, the loop polls every
-        WAKE_POLL s instead and tries again at each turn: a local limit, as an attempt's."""
-        try:
-            r, w = socket.socketpair()
-        except OSError as e:
-            if local_limit(e) is None:
-                raise
-            return False
-        w.setblocking(False)
-        if register:
-            self._poll.register(r, select.POLLIN)
-        self._wake_r, self._wake_w = r, w
-        return True
-
-    def _close_wake(self) -> None:
-        r, w = self._wake_r, self._wake_w
-        self._wake_r = self._wake_w = None
-        for sock in (r, w):
-            if sock is not None:
-                sock.close()
+    def _events(self, events: list[tuple[int, int]]) -> None:
+        """poll() events: the scheduler's connects in flight."""
+        connects = self._connects
+        connects.stale.clear()
+        for fd, _ in events:
+            if fd in connects.polled and fd not in connects.stale:
+                job = connects.polled[fd][0]
+                assert isinstance(job, _Job)
+                self._guarded(job, connects.ready, fd)
 
     def _guarded(self, job: _Job, fn: Callable[..., object], *args: object) -> None:
         try:
@@ -379,35 +240,9 @@ class Engine:
             self._settle(job.dep, FAILED, redact(f"internal error: {describe(e)}", job.dep.secrets),
                          job.attempts, broken=True)
 
-    def _at(self, when: float, what: str, job: _Job) -> None:
-        self._seq += 1
-        heapq.heappush(self._timers, (when, self._seq, what, job, job.token))
-
-    def _post(self, item: tuple[_Job, int, object]) -> None:
-        """From a pool thread: hand a result to the loop and wake it."""
-        self._results.append(item)
-        self._wake()
-
-    def _wake(self) -> None:
-        w = self._wake_w
-        if w is None:
-            return  # not started, or no pair (the loop polls for results then)
-        try:
-            # MSG_NOSIGNAL: the loop may have closed the other end, and the supervisor runs
-            # with SIGPIPE at its default (it would kill waitfor, exit 141)
-            w.send(b"\0", socket.MSG_NOSIGNAL)
-        except OSError:  # full (the loop is awake anyway) or closed (the loop has ended)
-            pass
-
-    def _drain_wake(self) -> None:
-        assert self._wake_r is not None
-        try:
-            while self._wake_r.recv(4096, socket.MSG_DONTWAIT):
-                pass
-        except OSError:
-            pass
-
     def _timer(self, job: _Job, what: str) -> None:
+        """What a timer due on the loop means: an attempt to begin, an attempt's deadline
+        (a connect or lookup in flight), the next address of a race, `after:` past its deadline."""
         if what == "attempt":
             self._begin(job)
         elif what == "timeout":  # the attempt's deadline, for a connect or lookup in flight
@@ -421,13 +256,7 @@ class Engine:
             if job.target is not None and job.target.conns:
                 self._connects.next(job, job.target)
         elif what == "held":  # the deadline passed while `after:` held it back
-            name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
-            other = self._jobs[name].deadline
-            if other is not None and job.deadline is not None and other <= job.deadline:
-                # it ends now too (its last attempt may still be in this turn): not ready
-                self._settle(job.dep, FAILED, f"not probed: {name} (after:) is not ready", 0)
-            else:
-                self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
+            self._held(job)
 
     # -- one attempt ----------------------------------------------------------------
     def _begin(self, job: _Job) -> None:
@@ -457,9 +286,9 @@ class Engine:
         assert target is not None
         target.last = None
         if target.addrs is None:
-            self._inflight[job] = now + max(job.budget, 0.001)
+            self._reactor.inflight[job] = now + max(job.budget, 0.001)
             host, port = target.host, target.port
-            self._pool.submit(job, job.token, lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            self._reactor.submit(job, lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         else:
             self._connect(job, list(target.addrs))
 
@@ -468,7 +297,7 @@ class Engine:
         job.phase = "probe"
         dep, probe = job.dep, job.probe
         assert probe is not None
-        self._pool.submit(job, job.token, lambda: attempt(dep, probe, budget))
+        self._reactor.submit(job, lambda: attempt(dep, probe, budget))
 
     def _pool_result(self, job: _Job, result: object) -> None:
         if job.phase == "probe":
@@ -489,12 +318,12 @@ class Engine:
     def _connect(self, job: _Job, addrs: list[tuple]) -> None:
         assert job.target is not None
         # the attempt's deadline (kept if a lookup set it); popped again when it ends at once
-        deadline = self._inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
+        deadline = self._reactor.inflight.setdefault(job, self.clock() + max(job.budget, 0.001))
         self._connects.start(job, job.target, addrs, deadline)
 
     def _stagger(self, job: Hashable, when: float) -> None:
         assert isinstance(job, _Job)
-        self._at(when, "stagger", job)
+        self._reactor.at(when, "stagger", job)
 
     def _connect_done(self, job: Hashable, addr: tuple | str | None, exc: NotReady | None) -> None:
         assert isinstance(job, _Job)
@@ -504,7 +333,7 @@ class Engine:
             return self._finish(job, None, accepted_detail(addr))
         # a driver kind's pre-check: something listens now; the probe gets what is left,
         # and makes its own (one) connection: the scheduler's is closed
-        deadline = self._inflight.pop(job, None)  # None: it connected at once
+        deadline = self._reactor.inflight.pop(job, None)  # None: it connected at once
         left = job.budget if deadline is None else deadline - self.clock()
         job.precheck = False
         # A quick connect (a few ms, as over loopback or a pod network) is not taken from the
@@ -524,7 +353,7 @@ class Engine:
     def _finish(self, job: _Job, exc: BaseException | None, detail: str = "") -> None:
         """The attempt is over: settle, or ask the strategy when to try again."""
         job.token += 1  # its timers and late results no longer count
-        self._inflight.pop(job, None)
+        self._reactor.inflight.pop(job, None)
         dep = job.dep
         now = self.clock()
         elapsed = now - job.started
@@ -552,7 +381,7 @@ class Engine:
                 job.noted = exc
         if self.single_attempt or (job.deadline is not None and now >= job.deadline - SLACK):
             return self._settle(dep, FAILED, reason, job.attempts, elapsed=elapsed)
-        self._at(self._retry_at(job, now, exc), "attempt", job)
+        self._reactor.at(self._retry_at(job, now, exc), "attempt", job)
 
     def _retry_at(self, job: _Job, now: float, exc: NotReady) -> float:
         """When to try again: the wait's Schedule says (waitfor.wait.backoff)."""
@@ -571,9 +400,19 @@ class Engine:
             from waitfor.wait.backoff import Tries
 
             job.tries = Tries(job.started)
-        return schedule.next_at(job.tries, exc, now, self._pass, job.deadline)
+        return schedule.next_at(job.tries, exc, now, self._reactor.now, job.deadline)
 
     # -- per dependency -------------------------------------------------------------
+    def _held(self, job: _Job) -> None:
+        """Its deadline passed while `after:` held it back: say for which dependency."""
+        name = next((n for n in job.dep.after if self.outcomes[n].state == WAITING), job.dep.after[0])
+        other = self._jobs[name].deadline
+        if other is not None and job.deadline is not None and other <= job.deadline:
+            # it ends now too (its last attempt may still be in this turn): not ready
+            self._settle(job.dep, FAILED, f"not probed: {name} (after:) is not ready", 0)
+        else:
+            self._settle(job.dep, FAILED, f"not probed: still waiting for {name} (after:)", 0)
+
     def _deadline_for(self, dep: Dependency) -> float | None:
         """The earlier of the overall deadline and the dependency's own, both counted from
         the start (time spent waiting for `after:` counts too)."""
@@ -602,7 +441,7 @@ class Engine:
             self._left -= 1
         job = self._jobs[dep.name]
         job.token += 1
-        self._inflight.pop(job, None)
+        self._reactor.inflight.pop(job, None)
         self._drop_conn(job)
         if job.tries is not None and self._schedule is not None:
             self._schedule.forget(job.tries)
@@ -632,4 +471,4 @@ class Engine:
             job.after_left -= 1
             if job.after_left == 0:
                 job.token += 1  # its "held" timer
-                self._at(self.clock(), "attempt", job)
+                self._reactor.at(self.clock(), "attempt", job)

@@ -260,6 +260,30 @@ def test_probes_see_secrets_env_under_every_subcommand(secret, tmp_path, mode):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_the_sidecar_probes_see_secrets_env_too(secret, tmp_path):
+    """sidecar runs probes like wait: its command dependency gets $DB_PASSWORD (ready,
+    then SIGTERM is exit 0), and a wrong value is masked in its output (exit 124)."""
+    import signal
+    import subprocess
+
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(NEEDS_PASSWORD)
+    env = {"DB_PASSWORD_FILE": secret, "WAITFOR_STATE_FILE": str(tmp_path / "state.json")}
+    proc = core.spawn("sidecar", "-c", cfg, env=bare_env(**env), stderr=subprocess.PIPE, text=True)
+    try:
+        assert "ready" in proc.stderr.readline()  # the first line: login is ready
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    bad = tmp_path / "bad"
+    bad.write_text("wrong-secret-value\n")
+    r = waitfor(["sidecar", "-c", str(cfg), "-t", "1s"], {**env, "DB_PASSWORD_FILE": str(bad)})
+    assert r.returncode == 124, r.stdout + r.stderr
+    assert "wrong password: ***" in r.stderr and "wrong-secret-value" not in r.stdout + r.stderr
+
+
 def test_health_with_a_bad_secret_file_is_unhealthy_not_2(tmp_path):
     cfg = tmp_path / "w.yaml"
     cfg.write_text(NEEDS_PASSWORD)

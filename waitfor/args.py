@@ -43,7 +43,8 @@ MODE_USAGE = {
 # Options that only some subcommands take, beyond the run-only ones of SETTINGS.
 MODE_ONLY = {"offline": ("validate",)}
 # The run-only settings that `sidecar` takes too: it has the watch and the probe endpoint
-# of `run`, but no app (so no supervision, user, secrets or templates).
+# of `run`, but no app (so no supervision, user or templates; secrets_env applies, as wherever
+# probes run).
 SIDECAR_TAKES = ("watch_interval", "probe_addr")
 
 _BY_SPELLING: dict[str, tuple[Setting, Flag]] = {
@@ -60,7 +61,8 @@ targets: tcp://host:port or host:port, http(s)://..., unix:///path, file:///path
   dns://name, postgres://, mysql://, redis://, amqp://, mqtt://, nats://, grpc://
 exit codes: the app's own; 124 not ready in time; 2 usage/config error;
   126 COMMAND not executable; 127 COMMAND not found; 128+N stopped by signal N;
-  1 from check/health when not ready; 69 a watched dependency failed; 70 internal error"""
+  1 from check/health when not ready; 69 a watched dependency failed; 70 internal error;
+  71 a local resource limit (no thread, no fd) where waitfor cannot carry on"""
 
 
 def _takes(mode: str, s: Setting) -> bool:

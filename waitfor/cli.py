@@ -139,9 +139,10 @@ def dispatch(cfg: Config, args: SimpleNamespace, inherited: Inherited) -> int:
     # masked in every text that leaves waitfor from now on, whichever dependency it
     # belongs to (issue 16 B4); secrets_env's values join them when they are read.
     mask(cfg.secrets)
-    if cfg.secrets_env and cfg.mode in ("wait", "check", "health"):
+    if cfg.secrets_env and cfg.mode not in ("run", "validate"):
         # The setting applies wherever probes run (issue 16 B7): a command dependency that
-        # needs $DB_PASSWORD passes under health, check and wait as it does under run.
+        # needs $DB_PASSWORD passes under wait, check, health and sidecar as it does under
+        # run (run and validate read the secrets themselves, where they need them).
         from waitfor.commands.run import load_secrets
 
         load_secrets(cfg)

@@ -210,7 +210,7 @@ def become_subreaper() -> None:
     survives execve(2), so the lean supervisor keeps it."""
     import ctypes
 
-    lib = ctypes.CDLL(None, use_errno=True)
+    lib = libc()
     if lib.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         from waitfor.errors import WaitforError
 

@@ -83,7 +83,7 @@ def _offline_probes(deps: tuple[Dependency, ...]) -> None:
 
     from waitfor.config.validators import MappingProxyType, Validator
     from waitfor.probes import table
-    from waitfor.wait.engine import build_probes
+    from waitfor.wait.build import build_probes
 
     def _reads_file(parse: object) -> bool:
         return isinstance(parse, Validator) and parse.reads_file
@@ -116,19 +116,17 @@ def run_validate(cfg: Config, offline: bool = False) -> int:
     if offline:
         _offline_probes(cfg.dependencies + (cfg.health or ()))
     else:
-        from waitfor.wait.engine import build_probes
+        from waitfor.wait.build import build_probes
 
         build_probes(cfg.dependencies + (cfg.health or ()))
     env: dict[str, str] = dict(os.environ)
     if cfg.secrets_env:  # a bad NAME_FILE fails here as at start; its value never shows
-        from waitfor.config.secrets_env import read
+        from waitfor.config.secrets_env import apply, read
         from waitfor.output import mask
 
         values, removed = read(os.environ, cfg.secrets_env, cfg.secrets_dirs)
         mask(values.values())
-        for var in removed:
-            env.pop(var, None)
-        env.update(values)
+        apply(values, removed, env)
     if cfg.templates and not offline:  # every template's error, as every error of the file
         from waitfor import templates
         from waitfor.errors import UsageError, UsageErrors

@@ -18,7 +18,7 @@ from waitfor.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, MutableMapping
 
 # A secret is a password, a token, a key: 1 MiB is far above any, and keeps a NAME_FILE
 # that points at a log or a device from filling the environment (execve's E2BIG).
@@ -116,7 +116,7 @@ def _read_one(var: str, path: str) -> str:
     return os.fsdecode(data)
 
 
-def apply(values: dict[str, str], removed: list[str], environ: os._Environ[str] = os.environ) -> None:
+def apply(values: dict[str, str], removed: list[str], environ: MutableMapping[str, str] = os.environ) -> None:
     for var in removed:
         environ.pop(var, None)
     environ.update(values)

@@ -84,7 +84,7 @@ def _spawn_as_user(argv: list[str], out_fd: int, env: dict[str, str] | None) -> 
     The child of this (threaded) process makes only system calls before its exec."""
     def prepare() -> None:
         os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # not left open in the check program
         os.dup2(null, 0)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)

@@ -58,17 +58,18 @@ class WatchHooks(Hooks):
         signal.pthread_kill(self.main_thread, signal.SIGCHLD)  # wake the supervisor loop
 
     def started(self, pid: int) -> None:
-        from waitfor.probes.limits import NO_THREAD, THREAD_LIMIT
+        from waitfor.probes.limits import local_limit
 
         try:
             self.watch.start()
         except RuntimeError as e:
-            if NO_THREAD not in str(e):
+            limit = local_limit(e)
+            if limit is None:
                 raise
             # The app runs already: leaving now would orphan it. Unwatched, as when a round
             # cannot run (waitfor.supervise.watch): the state file goes stale, and `health`
             # then probes by itself (issue 16 D15).
-            self.log.warning(f"watch: not started: {THREAD_LIMIT}; the app runs unwatched")
+            self.log.warning(f"watch: not started: {limit}; the app runs unwatched")
 
     def lost(self) -> bool:
         return self._lost.is_set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 
+from waitfor.probes.limits import local_limit
 from waitfor.wait.engine import READY, Engine
 
 TYPE_CHECKING = False
@@ -98,7 +99,7 @@ class Watch:
                 # `waitfor health` stops trusting it and probes by itself.
                 (self.log.debug if troubled else self.log.warning)(
                     f"watch: cannot run a round, trying again in {self.cfg.watch_interval:g}s: "
-                    f"{type(e).__name__}: {e}")
+                    f"{local_limit(e) or f'{type(e).__name__}: {e}'}")
                 troubled = True
                 continue
             if troubled:

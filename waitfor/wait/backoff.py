@@ -1,7 +1,7 @@
 """When a dependency is asked again: the waiting policy (README "Waiting" and "Fleets").
 
 One `Schedule` per wait answers it for every dependency, from tenacity's building blocks
-(`wait_fixed`, `wait_exponential`) and two small strategies of its own below. Each
+(`wait_fixed`, `wait_exponential`) and a small jitter strategy of its own below. Each
 dependency has two regimes, counted from its own first attempt:
 
 - **The fast window** (`fast_window`, default 2 s): what one container wants, a

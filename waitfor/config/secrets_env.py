@@ -11,8 +11,8 @@ value read is masked in every log line from then on (waitfor.output.mask) and in
 from __future__ import annotations
 
 import os
-import stat
 
+from waitfor.config import files
 from waitfor.config.validators import validator
 from waitfor.errors import UsageError
 
@@ -84,31 +84,12 @@ def read(env: Mapping[str, str], which: bool | tuple[str, ...],
 def _read_one(var: str, path: str) -> str:
     if not path:
         raise UsageError(f"secrets_env: {var} is empty (expected a file name)")
-    try:
-        # O_NONBLOCK: a FIFO must not hang the start; fstat then refuses it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:  # regular files only, size-capped, never blocking (a FIFO): config/files.py
+        data = files.read_small(path, MAX_SIZE, devnull=False)
     except OSError as e:
         raise UsageError(f"secrets_env: {var}: cannot read {path}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"secrets_env: {var}: {path} is not a regular file")
-        if st.st_size > MAX_SIZE:
-            raise UsageError(f"secrets_env: {var}: {path} is larger than {MAX_SIZE // 1024} KiB")
-        chunks, size = [], 0
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_SIZE:  # it grew since fstat
-                raise UsageError(f"secrets_env: {var}: {path} is larger than {MAX_SIZE // 1024} KiB")
-    except OSError as e:
-        raise UsageError(f"secrets_env: {var}: cannot read {path}: {e.strerror}") from None
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
+    except ValueError as e:
+        raise UsageError(f"secrets_env: {var}: {path} is {e}") from None
     if b"\0" in data:
         raise UsageError(f"secrets_env: {var}: {path} holds a NUL byte, which no environment variable can")
     if data.endswith(b"\n"):

@@ -19,7 +19,7 @@ import select
 import socket
 
 from waitfor.probes.base import NotReady
-from waitfor.probes.connect import connect_error, order, stagger
+from waitfor.probes.connect import connect_error, fmt_addr, order, stagger
 from waitfor.probes.limits import local_limit
 
 TYPE_CHECKING = False
@@ -156,7 +156,7 @@ class Connects:
                 return
             t.last = t.error(err, addr)
         if not t.conns:
-            self.done(key, None, t.last or NotReady(f"connect timed out ({t.host}:{t.port})"))
+            self.done(key, None, t.last or NotReady(f"connect timed out ({fmt_addr((t.host, t.port))})"))
 
     def ready(self, fd: int) -> None:
         """poll() reported `fd`: accepted (the race is won), or the next address at once."""

@@ -13,7 +13,6 @@ behaviour without its import on the start-up path of `waitfor -- app`).
 
 from __future__ import annotations
 
-from waitfor.config import secrets_env as se
 from waitfor.config import users
 from waitfor.config import validators as v
 from waitfor.config.validators import MappingProxyType
@@ -180,8 +179,8 @@ SETTINGS: tuple[Setting, ...] = (
                 Flag(("--secrets-env",), "give the app NAME with the content of the file in NAME_FILE, "
                      "for each NAME_FILE whose file is in a secrets folder (as the official images' file_env)",
                      const=True),)),
-    Setting("secrets_dirs", WAITING_GROUP, env="WAITFOR_SECRETS_DIRS", yaml="secrets_dirs", parse=se.secrets_dirs,
-            default=se.DEFAULT_DIRS, show=lambda x: list(x) if isinstance(x, tuple) else x,
+    Setting("secrets_dirs", WAITING_GROUP, env="WAITFOR_SECRETS_DIRS", yaml="secrets_dirs", parse=v.secrets_dirs,
+            default=v.SECRETS_DIRS, show=lambda x: list(x) if isinstance(x, tuple) else x,
             flags=(
                 Flag(("--secrets-dir",), "a folder whose NAME_FILE files secrets_env true takes; repeatable "
                      "(default /run/secrets)", "DIR", append=True),)),

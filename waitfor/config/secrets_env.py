@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from waitfor.config import files
-from waitfor.config.validators import validator
+from waitfor.config.validators import SECRETS_DIRS
 from waitfor.errors import UsageError
 
 TYPE_CHECKING = False
@@ -24,28 +24,7 @@ if TYPE_CHECKING:
 # that points at a log or a device from filling the environment (execve's E2BIG).
 MAX_SIZE = 1 << 20
 SUFFIX = "_FILE"
-# Where `secrets_env: true` looks (issue 16 B6): Docker's, compose's and swarm's secrets
-# folder, as the official images' file_env is used with it. Only a file directly inside
-# is a secret: Kubernetes' service-account token and EKS's web-identity token live in
-# sub-folders of /var/run/secrets (/var/run is /run), and their programs re-read them.
-DEFAULT_DIRS = ("/run/secrets",)
-
-
-@validator({"type": "array", "items": {"type": "string"},
-            "description": "folders whose files secrets_env: true takes (default [/run/secrets])"})
-def secrets_dirs(value: object) -> tuple[str, ...]:
-    """The `secrets_dirs` setting: absolute folders, a YAML list, repeated --secrets-dir,
-    or comma-separated in WAITFOR_SECRETS_DIRS."""
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, list):
-        raise ValueError("expected a list of absolute folders (/run/secrets)")
-    out = []
-    for item in value:
-        if not isinstance(item, str) or not item.startswith("/") or "\0" in item:
-            raise ValueError(f"expected absolute folders (/run/secrets), got {item!r}")
-        out.append(os.path.normpath(item))
-    return tuple(dict.fromkeys(out))
+DEFAULT_DIRS = SECRETS_DIRS  # where `secrets_env: true` looks (config.validators says why)
 
 
 def directly_inside(path: str, folders: set[str]) -> bool:

@@ -6,6 +6,7 @@ waitfor.config.users's: the validators here only call them."""
 
 from __future__ import annotations
 
+import os
 from types import MappingProxyType
 
 from waitfor.config.durations import parse_duration
@@ -277,6 +278,30 @@ def read_secret_file(path: str) -> str:
     from waitfor.config.files import read_secret
 
     return read_secret(path)
+
+
+# Where `secrets_env: true` looks (issue 16 B6): Docker's, compose's and swarm's secrets
+# folder, as the official images' file_env is used with it. Only a file directly inside
+# is a secret: Kubernetes' service-account token and EKS's web-identity token live in
+# sub-folders of /var/run/secrets (/var/run is /run), and their programs re-read them.
+SECRETS_DIRS = ("/run/secrets",)
+
+
+@validator({"type": "array", "items": {"type": "string"},
+            "description": "folders whose files secrets_env: true takes (default [/run/secrets])"})
+def secrets_dirs(value: object) -> tuple[str, ...]:
+    """The `secrets_dirs` setting (waitfor.config.secrets_env uses it): absolute folders, a YAML list, repeated --secrets-dir,
+    or comma-separated in WAITFOR_SECRETS_DIRS."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list):
+        raise ValueError("expected a list of absolute folders (/run/secrets)")
+    out = []
+    for item in value:
+        if not isinstance(item, str) or not item.startswith("/") or "\0" in item:
+            raise ValueError(f"expected absolute folders (/run/secrets), got {item!r}")
+        out.append(os.path.normpath(item))
+    return tuple(dict.fromkeys(out))
 
 
 @validator({"oneOf": [{"type": "boolean"}, {"type": "array", "items": {"type": "string"}}],
